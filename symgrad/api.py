@@ -1,0 +1,161 @@
+"""The public entry points: check a user's rule, or a library op."""
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+
+import numpy as np
+
+from .errors import InputError, ShapeError
+from .ops import OPS, get_op
+from .prove.check import DEFAULT_MAX_ENTRIES, Spec, check
+from .prove.isolate import run_isolated
+from .prove.result import Result
+from .tensor import BACKENDS, shape_str, symbol
+
+
+def _max_entries(value):
+    if value is not None:
+        return int(value)
+    return int(os.environ.get("SYMGRAD_MAX_ENTRIES", DEFAULT_MAX_ENTRIES))
+
+
+def _normalise_shapes(shapes):
+    if not isinstance(shapes, (list, tuple)) or not shapes:
+        raise ShapeError("shapes must be a non-empty list of shapes, one per input, "
+                         "e.g. [(2, 3), (3, 4)]")
+    out = []
+    for s in shapes:
+        if isinstance(s, (int, np.integer)):
+            s = (s,)
+        out.append(tuple(s))
+    return out
+
+
+def check_vjp(forward, vjp, shapes, *, names=None, reads=None, assumptions=None,
+              name="rule", timeout=None, memory_mb=None, backend="symengine",
+              max_entries=None, params=None) -> Result:
+    """Prove or refute a hand-written VJP rule against its forward, at fixed shapes.
+
+    ``forward(*inputs)`` and ``vjp(g, out, *inputs)`` receive NumPy object arrays of
+    symbolic entries; ``vjp`` returns one cotangent per input (``None`` = zero). ``reads``
+    lets several arguments read the same input (``reads=[0, 0]``: f(x) = forward(x, x)),
+    ``assumptions(*inputs)`` returns conditions such as ``x > 0`` (or ``(expr, "> 0")``)
+    that the verdict is stated under. ``timeout`` (seconds) and ``memory_mb`` bound the
+    check; past them the verdict is UNKNOWN.
+
+    >>> import symgrad as sg
+    >>> softmax = lambda x: sg.fn.exp(x) / sg.fn.exp(x).sum(axis=-1, keepdims=True)
+    >>> right = lambda g, y, x: (y * (g - (g * y).sum(axis=-1, keepdims=True)),)
+    >>> r = sg.check_vjp(softmax, right, shapes=[(2, 3)])
+    >>> r.verdict
+    <Verdict.PROVED: 'proved'>
+    >>> wrong = lambda g, y, x: (y * g,)
+    >>> r = sg.check_vjp(softmax, wrong, shapes=[(2, 3)])
+    >>> r.verdict, r.witness.input
+    (<Verdict.REFUTED: 'refuted'>, 'x')
+    >>> float(r.witness.residual[0]) > 0 or float(r.witness.residual[1]) < 0
+    True
+    """
+    shapes = _normalise_shapes(shapes)
+    if backend not in BACKENDS:
+        raise InputError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    if names is None:
+        names = [chr(ord("x") + i) if i < 3 else f"x{i}" for i in range(len(shapes))]
+    names = list(names)
+    if len(names) != len(shapes):
+        raise InputError(f"got {len(names)} input names for {len(shapes)} shapes")
+    if reads is not None:
+        reads = tuple(int(r) for r in reads)
+        bad = [r for r in reads if not 0 <= r < len(shapes)]
+        if bad:
+            raise InputError(f"reads refers to input {bad[0]}, but there are only "
+                             f"{len(shapes)} input(s)")
+    spec = Spec(name=name, forward=forward, vjp=vjp, inputs=list(zip(names, shapes)),
+                reads=reads, assumptions=assumptions, params=dict(params or {}),
+                backend=backend, max_entries=_max_entries(max_entries))
+    return run_isolated(lambda: check(spec), name, timeout, memory_mb)
+
+
+def op_params(op, shapes, overrides=None, backend="symengine") -> dict:
+    """The op's parameters: defaults computed from the shapes, then ``overrides``."""
+    overrides = dict(overrides or {})
+    values = {}
+    for p in op.params:
+        values[p.name] = p.default(shapes, backend)
+    for k, v in overrides.items():
+        op.param(k)  # raises a clear error for an unknown name
+        values[k] = v
+    return values
+
+
+def obligation_name(op_name, shapes, reads=None) -> str:
+    args = ", ".join(shape_str(s) for s in shapes)
+    if reads is not None:
+        args = ", ".join(shape_str(shapes[r]) + f"#{r}" for r in reads)
+    return f"{op_name}({args})"
+
+
+def verify_node(op_name, shapes, *, params=None, reads=None, timeout=None, memory_mb=None,
+                backend="symengine", max_entries=None, vjp=None) -> Result:
+    """Prove a library op's VJP rule at the given shapes (one shape per input).
+
+    ``vjp`` replaces the op's rule (how mutants and user variants are checked against the
+    library forward).
+
+    >>> import symgrad as sg
+    >>> r = sg.verify_node("softmax", shapes=[(2, 3)])
+    >>> r.verdict, r.method
+    (<Verdict.PROVED: 'proved'>, 'normal form')
+    >>> [c.text for c in sg.verify_node("log", shapes=[(2,)]).side_conditions][:2]
+    ['x[0] > 0', 'x[1] > 0']
+    """
+    op = get_op(op_name)
+    shapes = _normalise_shapes(shapes)
+    n_args = len(op.args) if reads is None else len(set(reads))
+    if reads is not None:
+        if len(reads) != len(op.args):
+            raise InputError(f"{op.name} takes {len(op.args)} input(s) "
+                             f"({', '.join(op.args)}); reads must name one input per "
+                             f"argument, got {len(reads)}")
+    if len(shapes) != n_args:
+        raise InputError(f"{op.name} takes {n_args} input shape(s) "
+                         f"({op.signature}), got {len(shapes)}")
+    from .prove.check import validate_shapes
+    names = list(op.args) if reads is None else [op.args[reads.index(i)]
+                                                    for i in range(n_args)]
+    validate_shapes(list(zip(names, shapes)), _max_entries(max_entries))
+    values = op_params(op, shapes, params, backend)
+    arg_shapes = shapes if reads is None else [shapes[r] for r in reads]
+    op.out_shape(*arg_shapes, **values)
+    rule = vjp or op.vjp
+    forward = lambda *a: op.forward(*a, **values)  # noqa: E731
+    backward = lambda g, out, *a: rule(g, out, *a, **values)  # noqa: E731
+    assume = None
+    if op.assumptions is not None:
+        assume = lambda *a: op.assumptions(*a, **values)  # noqa: E731
+    shown = {k: v for k, v in values.items() if not isinstance(v, np.ndarray)}
+    return check_vjp(forward, backward, shapes, names=names, reads=reads,
+                     assumptions=assume, name=obligation_name(op.name, shapes, reads),
+                     timeout=timeout, memory_mb=memory_mb, backend=backend,
+                     max_entries=max_entries, params=shown)
+
+
+def parse_param(text: str, backend="symengine"):
+    """A CLI parameter value: an integer, a rational (``1/3``, ``1e-5``), a shape
+    (``3x2``), ``true``/``false``, or a symbol name."""
+    t = text.strip()
+    if "x" in t and all(p.isdigit() for p in t.split("x")):
+        return tuple(int(p) for p in t.split("x"))
+    try:
+        if t.lstrip("-").isdigit():
+            return int(t)
+        f = Fraction(t)
+        from .tensor import constant
+        return constant(f, backend)
+    except (ValueError, ZeroDivisionError):
+        pass
+    if t.isidentifier():
+        return symbol(t, backend)
+    raise InputError(f"cannot read the parameter value {text!r}; use a number (1/3, 1e-5), "
+                     f"a shape (3x2) or a symbol name")

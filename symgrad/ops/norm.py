@@ -1,0 +1,53 @@
+"""LayerNorm as one node: biased variance, ε inside the root, γ and β per feature."""
+from fractions import Fraction
+
+from .. import fn
+from ..errors import ShapeError
+from ..tensor import constant
+from . import Param, defop, fmt, need_rank
+
+
+def _stats(x, eps):
+    n = x.shape[-1]
+    mu = x.sum(axis=-1, keepdims=True) / n
+    var = ((x - mu) ** 2).sum(axis=-1, keepdims=True) / n     # biased (1/n), as PyTorch
+    inv_std = 1 / fn.sqrt(var + eps)                          # ε inside the root
+    return (x - mu) * inv_std, inv_std
+
+
+def _layer_norm(x, gamma, beta, *, eps):
+    """y = (x − μ)/√(var + ε)·γ + β per row of x (m,n); γ, β of shape (n,)."""
+    xhat, _ = _stats(x, eps)
+    return xhat * gamma + beta
+
+
+def _layer_norm_vjp(g, out, x, gamma, beta, *, eps):
+    xhat, inv_std = _stats(x, eps)
+    n = x.shape[-1]
+    dxhat = g * gamma
+    dx = inv_std * (dxhat - dxhat.sum(axis=-1, keepdims=True) / n
+                    - xhat * (dxhat * xhat).sum(axis=-1, keepdims=True) / n)
+    rows = tuple(range(x.ndim - 1))
+    return dx, (g * xhat).sum(axis=rows), g.sum(axis=rows)
+
+
+def _layer_norm_shape(sx, sg, sb, **_):
+    need_rank("layer_norm", "x", sx, (1, 2, 3))
+    n = sx[-1]
+    for name, s in (("gamma", sg), ("beta", sb)):
+        if s != (n,):
+            raise ShapeError(f"layer_norm: {name} has shape {fmt(s)} but x has shape "
+                             f"{fmt(sx)}; {name} must have shape ({n},)")
+    return sx
+
+
+def _layer_norm_assumptions(x, gamma, beta, *, eps):
+    return [] if not hasattr(eps, "free_symbols") or not eps.free_symbols else [(eps, "> 0")]
+
+
+defop("layer_norm", _layer_norm, _layer_norm_vjp, args=("x", "gamma", "beta"),
+      signature="x (m,n), gamma (n,), beta (n,) -> (m,n)", linearity="nonlinear",
+      out_shape=_layer_norm_shape, examples=[[(2, 3), (3,), (3,)], [(1, 4), (4,), (4,)]],
+      conditions="eps > 0", assumptions=_layer_norm_assumptions,
+      params=[Param("eps", lambda shapes, backend: constant(Fraction(1, 100000), backend),
+                    "ε inside the root: a positive number or symbol (default 1/100000)")])

@@ -1,0 +1,293 @@
+"""One obligation, end to end: build it, normal-form every entry, search a witness.
+
+The statement for ``f : R^Γ → R^τ`` with rule ``vjp``: for all x in the domain, all ẋ, ḡ,
+
+    ⟨ḡ, Df(x)[ẋ]⟩ = Σ_i ⟨vjp_i(ḡ, f(x), x), ẋ_i⟩.
+
+Both sides are linear in ẋ and ẋ's entries are independent indeterminates, so the identity
+holds iff, for every input entry e, the coefficients of ẋ_e agree:
+``(Jᵀḡ)_e = Σ_k ḡ_k ∂f_k/∂x_e`` (from differentiating the forward, never from the rule) equals
+``vjp(ḡ)_e``. symgrad checks the identity in this split form — one smaller scalar identity
+per input entry — which also localises a failure to an input entry.
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import symengine as se
+import sympy as sp
+
+from ..errors import RuleError, ShapeError
+from ..tensor import entry_name, exact, shape_str, symbols
+from .normal_form import Atoms, Condition, EntryForm, Unsupported, holds_everywhere
+from .result import Result, SideCondition, Verdict, Witness
+from .witness import CannotEvaluate, Evaluator, ball_bounds, ball_text, condition_holds, \
+    sample_point
+
+#: entries per tensor above which a check is refused (``SYMGRAD_MAX_ENTRIES`` overrides)
+DEFAULT_MAX_ENTRIES = 65536
+
+
+@dataclass
+class Spec:
+    """Everything one obligation depends on."""
+
+    name: str
+    forward: Callable
+    vjp: Callable
+    inputs: list                      #: [(name, shape)] of the distinct inputs
+    reads: tuple | None = None        #: input index read by each forward argument
+    assumptions: Callable | None = None  #: (*args) -> [(expr, "> 0" | "!= 0")] or relationals
+    params: dict = field(default_factory=dict)   #: for display only
+    backend: str = "symengine"
+    max_entries: int = DEFAULT_MAX_ENTRIES
+    witness_points: int = 24
+    seed: int = 0
+    relation_budget: int = 2_000_000
+
+
+def _fmt(shape):
+    return "(" + ",".join(map(str, shape)) + ")"
+
+
+def validate_shapes(inputs, max_entries):
+    for name, shape in inputs:
+        for d in shape:
+            if not isinstance(d, (int, np.integer)) or isinstance(d, bool) or d <= 0:
+                raise ShapeError(f"input {name} has shape {_fmt(shape)}; every dimension must "
+                                 f"be a positive integer")
+        n = math.prod(shape)
+        if n > max_entries:
+            raise ShapeError(f"input {name} has shape {_fmt(shape)} with {n} entries, more "
+                             f"than the limit of {max_entries} (set SYMGRAD_MAX_ENTRIES or "
+                             f"--max-entries to raise it)")
+
+
+# ----- building the two sides --------------------------------------------------------------
+
+def _as_object_array(value, what):
+    if value is None:
+        return None
+    try:
+        arr = np.asarray(value, dtype=object)
+    except Exception as exc:  # ragged lists and the like
+        raise RuleError(f"{what} is not an array: {exc}") from None
+    return arr
+
+
+def _call(fun, args, what, inputs):
+    try:
+        return fun(*args)
+    except (ValueError, IndexError, TypeError) as exc:
+        shapes = ", ".join(f"{n} {_fmt(s)}" for n, s in inputs)
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RuleError(f"the {what} raised {type(exc).__name__}: {msg} "
+                        f"(inputs were {shapes})") from None
+
+
+def _exact_sympy(e):
+    e = sp.sympify(e)
+    floats = e.atoms(sp.Float)
+    return e.xreplace({f: sp.Rational(f) for f in floats}) if floats else e
+
+
+def build_sides(spec: Spec):
+    """Symbols, forward, rule and reference: returns a dict with, per input entry, the
+    expected (Jᵀḡ)_e and the rule's cotangent, both SymEngine expressions."""
+    backend = spec.backend
+    names = [n for n, _ in spec.inputs]
+    gname = "g"
+    while gname in names:
+        gname += "_"
+    arrays = [symbols(n, s, backend) for n, s in spec.inputs]
+    reads = spec.reads if spec.reads is not None else tuple(range(len(arrays)))
+    args = [arrays[r] for r in reads]
+    arg_names = [names[r] for r in reads]
+
+    out = _as_object_array(_call(spec.forward, args, "forward rule", spec.inputs),
+                           "the forward rule's result")
+    if out is None:
+        raise RuleError("the forward rule returned None; it must return an array")
+    make_exact = exact if backend == "symengine" else _exact_sympy
+    out = np.vectorize(make_exact, otypes=[object])(out) if out.size else out
+    validate_shapes([("output", out.shape)], spec.max_entries * 16)
+    g = symbols(gname, out.shape, backend)
+
+    cots = _call(spec.vjp, [g, out] + args, "vjp rule", spec.inputs)
+    if isinstance(cots, np.ndarray) or not isinstance(cots, (tuple, list)):
+        raise RuleError(f"the vjp rule must return a tuple of {len(args)} cotangent(s) "
+                        f"(one per input: {', '.join(arg_names)}), got {type(cots).__name__}")
+    if len(cots) != len(args):
+        raise RuleError(f"the vjp rule returned {len(cots)} cotangent(s), expected "
+                        f"{len(args)} (one per input: {', '.join(arg_names)})")
+    rhs = [np.zeros(a.shape, dtype=object) for a in arrays]
+    for k, (c, r) in enumerate(zip(cots, reads)):
+        if c is None:
+            continue
+        c = _as_object_array(c, f"the cotangent for input {arg_names[k]}")
+        if c.shape != arrays[r].shape:
+            raise RuleError(f"the vjp rule's cotangent for input {arg_names[k]} has shape "
+                            f"{_fmt(c.shape)} but {arg_names[k]} has shape "
+                            f"{_fmt(arrays[r].shape)}")
+        rhs[r] = rhs[r] + c
+
+    # reference: (Jᵀḡ)_e = Σ_k ḡ_k ∂f_k/∂x_e, differentiating the forward
+    position = {}
+    for i, arr in enumerate(arrays):
+        for index in np.ndindex(arr.shape):
+            position[arr[index]] = (i, index)
+    contributions: dict = {}
+    diff = se.diff if backend == "symengine" else sp.diff
+    for index in np.ndindex(out.shape):
+        f = out[index]
+        gk = g[index]
+        for s in f.free_symbols:
+            if s in position:
+                d = diff(f, s)
+                if d != 0:
+                    contributions.setdefault(s, []).append(gk * d)
+    add = se.Add if backend == "symengine" else sp.Add
+    entries = []
+    for i, arr in enumerate(arrays):
+        for index in np.ndindex(arr.shape):
+            lhs = add(*contributions.get(arr[index], []))
+            entries.append((i, index, se.sympify(lhs), exact(rhs[i][index])))
+
+    declared = []
+    if spec.assumptions is not None:
+        for item in _call(spec.assumptions, args, "assumptions", spec.inputs):
+            declared.append(_condition(item))
+    return dict(arrays=arrays, names=names, g=g, out=out, entries=entries,
+                declared=declared, gname=gname)
+
+
+def _condition(item) -> Condition:
+    """A declared assumption: ``(expr, "> 0" | "!= 0")`` or a relational like ``x > 0``."""
+    if isinstance(item, tuple) and len(item) == 2 and item[1] in ("> 0", "!= 0"):
+        return Condition(se.sympify(item[0]), item[1], "declared")
+    rel = se.sympify(item)
+    if isinstance(rel, se.StrictLessThan):          # a < b
+        return Condition(se.expand(rel.args[1] - rel.args[0]), "> 0", "declared")
+    if isinstance(rel, se.Unequality):
+        return Condition(se.expand(rel.args[0] - rel.args[1]), "!= 0", "declared")
+    raise RuleError(f"an assumption must be a strict inequality (x > 0) or x != 0 "
+                    f"(Ne(x, 0)), got {item!r}")
+
+
+# ----- the verdict --------------------------------------------------------------------------
+
+def _positive_symbols(conditions):
+    return frozenset(c.expr for c in conditions
+                     if c.relation == "> 0" and isinstance(c.expr, se.Symbol))
+
+
+def check(spec: Spec) -> Result:
+    """Run one obligation in this process (see :func:`symgrad.check_vjp` for the isolated,
+    time-limited entry point)."""
+    t0 = time.perf_counter()
+    validate_shapes(spec.inputs, spec.max_entries)
+    sides = build_sides(spec)
+    declared = sides["declared"]
+    atoms = Atoms(positive=_positive_symbols(declared))
+    result = Result(name=spec.name, verdict=Verdict.UNKNOWN, backend=spec.backend,
+                    shapes=[list(s) for _, s in spec.inputs],
+                    params={k: str(v) for k, v in spec.params.items()},
+                    entries=len(sides["entries"]))
+
+    nonzero = []           # (entry, residual poly, form)
+    unsupported = None
+    relations_used = False
+    for entry in sides["entries"]:
+        i, index, lhs, rhs = entry
+        try:
+            variables = atoms.scan(lhs) | atoms.scan(rhs)
+            form = EntryForm(atoms, (lhs, rhs), variables)
+        except Unsupported as exc:
+            unsupported = f"{entry_name(sides['names'][i], index)}: {exc}"
+            continue
+        p_lhs, p_rhs = form.polys
+        result.terms += len(p_lhs) + len(p_rhs)
+        residual = p_lhs - p_rhs
+        if residual.is_zero():
+            continue
+        reduced = form.reduce(residual, spec.relation_budget)
+        if reduced is not None and reduced.is_zero():
+            relations_used = True
+            continue
+        nonzero.append((entry, reduced if reduced is not None else residual, form))
+
+    conditions = declared + atoms.side_conditions()
+    positive = _positive_symbols(conditions)
+    result.side_conditions = [
+        SideCondition(c.text(), c.reason, holds_everywhere(c, positive)) for c in conditions]
+    result.atoms = len(atoms.info)
+
+    if unsupported is None and not nonzero:
+        result.verdict = Verdict.PROVED
+        result.method = "normal form" + (" + atom relations" if relations_used else "")
+    elif unsupported is not None:
+        result.reason = f"the normal form cannot represent an entry ({unsupported})"
+        result.method = "normal form"
+    else:
+        (i, index, _, _), poly, form = nonzero[0]
+        text = str(poly)
+        result.residual = (text[:400] + " …") if len(text) > 400 else text
+        witness = search_witness(spec, sides, [e for e, _, _ in nonzero], conditions, positive)
+        if witness is not None:
+            result.verdict = Verdict.REFUTED
+            result.method = "normal form ≠ 0; certified witness"
+            result.witness = witness
+        else:
+            result.method = "normal form ≠ 0; no witness"
+            result.reason = (f"the normal form of {len(nonzero)} entr"
+                             f"{'y' if len(nonzero) == 1 else 'ies'} is not zero (first: "
+                             f"{entry_name(sides['names'][i], index)}) and no certified "
+                             f"counterexample was found at {spec.witness_points} points; the "
+                             f"rule may be right through an identity the atoms miss")
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def search_witness(spec, sides, entries, conditions, positive):
+    """A rational point in the domain where some entry's residual ball excludes 0."""
+    cot = frozenset(sides["g"].flat)
+    rng = random.Random(spec.seed)
+    wanted = set()
+    for _, _, lhs, rhs in entries:
+        wanted |= lhs.free_symbols | rhs.free_symbols
+    for c in conditions:
+        wanted |= c.expr.free_symbols
+    wanted = sorted(wanted, key=str)
+    for attempt in range(spec.witness_points):
+        point = sample_point(wanted, rng, positive, cot, scale=4 + attempt // 8 * 4)
+        for prec in (64, 256):
+            ev = Evaluator(point, prec)
+            if not all(condition_holds(c, ev) for c in conditions):
+                break
+            undecided = False
+            for i, index, lhs, rhs in entries[:64]:
+                try:
+                    expected, got = ev(lhs), ev(rhs)
+                except CannotEvaluate:
+                    undecided = True
+                    continue
+                diff = expected - got
+                if diff.contains(0):
+                    undecided = undecided or diff.rad() > 0
+                    continue
+                name = sides["names"][i]
+                return Witness(
+                    input=name, entry=tuple(int(k) for k in index),
+                    point={str(k): str(v) for k, v in point.items()},
+                    tangent=f"unit vector at {entry_name(name, index)} (all other tangent "
+                            f"entries 0)",
+                    expected=ball_text(expected), got=ball_text(got),
+                    residual=ball_bounds(diff), precision=prec)
+            if not undecided:
+                break
+    return None

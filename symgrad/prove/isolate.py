@@ -1,0 +1,88 @@
+"""Run a check in a forked child with a time and memory limit.
+
+FLINT and SymEngine calls cannot be interrupted from Python, so a limit needs a process: the
+child runs the check and sends back the result; past the time limit it is killed and the
+verdict is UNKNOWN("timeout"). The memory limit (RLIMIT_AS) turns a runaway expansion into
+UNKNOWN("out of memory") instead of swapping. Errors in the user's input come back as the
+same exception class with the same one-sentence message.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import resource
+import time
+import traceback
+
+from ..errors import InputError, InternalError
+from .result import Result, Verdict
+
+#: seconds per obligation unless told otherwise (``SYMGRAD_TIMEOUT`` overrides)
+DEFAULT_TIMEOUT = float(os.environ.get("SYMGRAD_TIMEOUT", 600))
+#: address-space limit of a checking process in MiB (``SYMGRAD_MEMORY_MB`` overrides)
+DEFAULT_MEMORY_MB = int(os.environ.get("SYMGRAD_MEMORY_MB", 8192))
+
+
+def _child(target, conn, memory_mb):
+    try:
+        if memory_mb:
+            limit = memory_mb * 1024 * 1024
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        result = target()
+        result.peak_memory_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        conn.send(("ok", result))
+    except InputError as exc:
+        conn.send(("input", (type(exc), str(exc))))
+    except MemoryError:
+        conn.send(("memory", None))
+    except BaseException:  # a bug: carry the traceback to the parent
+        conn.send(("internal", traceback.format_exc()))
+    finally:
+        conn.close()
+
+
+def run_isolated(target, name: str, timeout: float | None = None,
+                 memory_mb: int | None = None) -> Result:
+    """``target()`` (returning a Result) in a child process under the limits."""
+    timeout = DEFAULT_TIMEOUT if timeout is None else timeout
+    memory_mb = DEFAULT_MEMORY_MB if memory_mb is None else memory_mb
+    if "fork" not in mp.get_all_start_methods():  # no fork: run here, no hard limit
+        return target()
+    ctx = mp.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+    t0 = time.perf_counter()
+    proc = ctx.Process(target=_child, args=(target, send, memory_mb), daemon=True)
+    proc.start()
+    send.close()
+    msg = None
+    try:
+        if recv.poll(timeout):
+            try:
+                msg = recv.recv()
+            except EOFError:
+                msg = None
+        else:
+            msg = ("timeout", None)
+    finally:
+        if proc.is_alive():
+            proc.kill()
+        proc.join()
+        recv.close()
+    seconds = time.perf_counter() - t0
+    if msg is None:
+        return Result(name, Verdict.UNKNOWN, method="limit", seconds=seconds,
+                      reason=f"the checking process died (exit code {proc.exitcode}); most "
+                             f"likely it ran out of memory (limit {memory_mb} MiB)")
+    kind, payload = msg
+    if kind == "ok":
+        return payload
+    if kind == "timeout":
+        return Result(name, Verdict.UNKNOWN, method="limit", seconds=seconds,
+                      reason=f"timeout: no verdict within {timeout:g} s")
+    if kind == "memory":
+        return Result(name, Verdict.UNKNOWN, method="limit", seconds=seconds,
+                      reason=f"out of memory (limit {memory_mb} MiB)")
+    if kind == "input":
+        cls, text = payload
+        raise cls(text)
+    raise InternalError(f"symgrad failed while checking {name}:\n{payload}")

@@ -1,0 +1,574 @@
+"""Normal forms of residuals: abstract the transcendental atoms, expand over Q in FLINT.
+
+A residual is a SymEngine expression built from symbols, rationals, ``+ * **`` and functions.
+Each non-polynomial piece becomes an *atom*, an indeterminate of a ``fmpq_mpoly``:
+
+* ``exp(u)``: u is expanded, ``exp(Σ c_m·m) = Π E_m^(c_m·q_m)`` with ``E_m = exp(m/q_m)``
+  (q_m the common denominator of m's coefficients), so ``exp(x)² = exp(2x)`` holds
+  syntactically. Negative powers use a second indeterminate ``E_m⁻`` (``E·E⁻ = 1``).
+* ``A**(p/q)`` and ``A**(-k)``: A is expanded and made primitive (positive content moved
+  out, primes of numeric radicands split), ``R_A = A^(1/q_A)`` and ``V_A = A^(-1/q_A)``
+  with the relations ``R_A^q_A = A`` and ``R_A·V_A = 1``. A reciprocal ``1/D`` is ``V_D``.
+* ``tanh(u)``, ``erf(u)``, ``log(u)``, ``H(u)`` (step) and other functions: one atom per
+  function and expanded argument, odd functions with a canonical sign.
+
+Soundness: every rewrite is an identity on the domain (the side conditions recorded here:
+denominators ≠ 0, radicands and log arguments > 0, no step function at its jump), and a
+polynomial that is zero with its atoms as independent indeterminates is zero at every value
+they take. So a zero normal form proves the residual zero on the domain. The converse fails
+(the atoms are not independent: ``R_A^2 = A``); :meth:`EntryForm.reduce` applies the known
+relations — pair cancellation, step idempotence, and clearing every ``V_A`` by multiplying
+with powers of ``A`` — which decides identities among rational functions of the atoms.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+from functools import reduce as _fold
+
+import symengine as se
+import sympy as sp
+from flint import fmpq, fmpq_mpoly_ctx
+from symengine.lib.symengine_wrapper import Constant as _Constant
+
+
+class Unsupported(Exception):
+    """The expression holds something the normal form cannot represent."""
+
+
+# ----- side conditions ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Condition:
+    """A domain condition ``expr != 0`` or ``expr > 0`` and why it is needed."""
+
+    expr: se.Basic
+    relation: str  # "!= 0" or "> 0"
+    reason: str
+
+    def text(self) -> str:
+        op = "≠" if self.relation == "!= 0" else ">"
+        return f"{self.expr} {op} 0"
+
+
+def holds_everywhere(cond: Condition, positive: frozenset) -> bool:
+    """True when ``cond`` holds at every real point: its expression is a sum of positive
+    terms (positive constants, exponentials, even powers, symbols assumed positive) with at
+    least one strictly positive. Used to discharge e.g. softmax denominators and
+    LayerNorm radicands with ε > 0."""
+    terms = cond.expr.args if isinstance(cond.expr, se.Add) else (cond.expr,)
+    strict = False
+    for t in terms:
+        sign = _term_sign(t, positive)
+        if sign is None or sign < 0:
+            return False
+        strict = strict or sign > 0
+    return strict
+
+
+def _term_sign(t, positive):
+    """+1 strictly positive, 0 non-negative, None unknown."""
+    if isinstance(t, se.Number):
+        return 1 if t > 0 else (0 if t == 0 else None)
+    if isinstance(t, se.Symbol):
+        return 1 if t in positive else None
+    if t == se.pi or t == se.E:
+        return 1
+    if isinstance(t, se.Pow):
+        b, e = t.args
+        if b == se.E and not e.has(se.I):
+            return 1
+        if isinstance(e, se.Integer) and int(e) % 2 == 0:
+            return 0
+        s = _term_sign(b, positive)
+        return 1 if s == 1 else None
+    if isinstance(t, se.Mul):
+        sign = 1
+        for f in t.args:
+            s = _term_sign(f, positive)
+            if s is None:
+                return None
+            sign = min(sign, s)
+        return sign
+    if isinstance(t, se.Add):
+        return 1 if holds_everywhere(Condition(t, "> 0", ""), positive) else None
+    return None
+
+
+# ----- atom keys and factorisations ----------------------------------------------------
+#
+# Keys: ("exp", m)  — exp(m), m a monomial (1 for the constant e)
+#       ("pow", A)  — A a canonical base (primitive expanded polynomial, or a prime)
+#       ("fn", F)   — a function application with canonical argument, or a constant (pi)
+
+def to_fraction(n) -> Fraction:
+    """An exact Fraction from a SymEngine number (floats exactly)."""
+    if isinstance(n, int):
+        return Fraction(n)
+    if isinstance(n, se.Integer):
+        return Fraction(int(n))
+    if isinstance(n, se.Rational):
+        p, q = n.get_num_den()
+        return Fraction(int(p), int(q))
+    if isinstance(n, se.RealDouble):
+        return Fraction(float(n))
+    if isinstance(n, se.RealNumber):
+        return Fraction(str(sp.Rational(n._sympy_())))
+    raise Unsupported(f"the number {n} is not rational")
+
+
+def _se_rational(f: Fraction) -> se.Basic:
+    return se.Rational(f.numerator, f.denominator)
+
+
+@dataclass(frozen=True)
+class Factored:
+    """``coeff · Π poly_i^k_i · Π atom_j^f_j`` (k_i ≥ 0 integers, f_j rationals)."""
+
+    coeff: Fraction = Fraction(1)
+    polys: tuple = ()
+    atoms: tuple = ()
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    """The node equals ``expr`` on the domain (e.g. ``cosh u = (e^u + e^-u)/2``)."""
+
+    expr: se.Basic
+
+
+ZERO = Factored(Fraction(0))
+_NONSMOOTH_AT_ZERO = {"Abs", "sign", "Heaviside"}
+
+
+def function_name(node) -> str:
+    if isinstance(node, (se.FunctionSymbol,)):
+        return node.get_name()
+    return type(node).__name__
+
+
+@dataclass
+class AtomInfo:
+    key: tuple
+    ident: int
+    label: str
+    base: se.Basic | None = None  # the base A of a ("pow", A) atom
+    q: int = 1                    # the common root index q_A or exp denominator q_m
+    neg: bool = False             # a negative power occurs (needs the inverse variable)
+
+
+class Atoms:
+    """The atom table of one obligation: canonical keys, their root indices, side
+    conditions. Shared by every entry of the obligation so atoms are named consistently."""
+
+    def __init__(self, positive=()):
+        self.positive = frozenset(positive)
+        self.info: dict[tuple, AtomInfo] = {}
+        self.conditions: dict[tuple, Condition] = {}
+        self._factored: dict = {}
+        self._canon: dict = {}
+        self._scan: dict = {}
+        self.memos: dict = {}  # conversion memos, one per variable layout
+
+    # -- registration
+    def _atom(self, key, label, base=None) -> AtomInfo:
+        info = self.info.get(key)
+        if info is None:
+            info = self.info[key] = AtomInfo(key, len(self.info), label, base)
+        return info
+
+    def _condition(self, expr, relation, reason):
+        if relation == "!= 0":
+            expr = self._sign_normal(expr)[0]
+        k = (expr, relation)
+        if k not in self.conditions:
+            self.conditions[k] = Condition(expr, relation, reason)
+
+    def _use(self, key, f: Fraction):
+        info = self.info[key]
+        info.q = info.q * f.denominator // math.gcd(info.q, f.denominator)
+        if f < 0:
+            info.neg = True
+
+    # -- canonical forms
+    def canon(self, u) -> se.Basic:
+        c = self._canon.get(u)
+        if c is None:
+            c = self._canon[u] = se.expand(u)
+        return c
+
+    def _sign_normal(self, u):
+        """(u', s) with u = s·u' and u' the canonical one of ±u."""
+        u = self.canon(u)
+        v = self.canon(-u)
+        su, sv = str(u), str(v)
+        return (u, 1) if (su.startswith("-"), su) <= (sv.startswith("-"), sv) else (v, -1)
+
+    def _numeric_power(self, c: Fraction, r: Fraction) -> Factored:
+        """c**r for a positive rational c, split into primes."""
+        if r.denominator == 1:
+            return Factored(c ** int(r))
+        coeff, atoms = Fraction(1), []
+        for n, sign in ((c.numerator, 1), (c.denominator, -1)):
+            for p, e in sp.factorint(n).items():
+                f = sign * e * r
+                whole = math.floor(f)
+                coeff *= Fraction(p) ** whole
+                if f != whole:
+                    key = ("pow", se.Integer(p))
+                    self._atom(key, f"{p}", se.Integer(p))
+                    atoms.append((key, f - whole))
+        return Factored(coeff, (), tuple(atoms))
+
+    def _pow_base(self, b):
+        """b = c · A**m with c > 0 rational, A primitive canonical (or None), m odd."""
+        m = 1
+        while isinstance(b, se.Pow) and isinstance(b.args[1], se.Integer) \
+                and int(b.args[1]) % 2 != 0 and b.args[0] != se.E:
+            m *= int(b.args[1])
+            b = b.args[0]
+        if isinstance(b, se.Number):
+            return to_fraction(b), None, m
+        A = self.canon(b)
+        terms = A.as_coefficients_dict()
+        coeffs = [to_fraction(v) for v in terms.values()]
+        if coeffs:
+            num = _fold(math.gcd, (abs(x.numerator) for x in coeffs))
+            den = _fold(lambda a, b_: a * b_ // math.gcd(a, b_), (x.denominator for x in coeffs))
+            content = Fraction(num, den)
+            if content != 1 and content != 0:
+                A = self.canon(A / _se_rational(content))
+                return content ** m, A, m
+        return Fraction(1), A, m
+
+    # -- factorisation of one Pow / function / constant node (memoised)
+    def factor(self, node):
+        f = self._factored.get(node)
+        if f is None:
+            f = self._factored[node] = self._factor(node)
+        return f
+
+    def _factor(self, node):
+        if isinstance(node, se.Pow):
+            b, e = node.args
+            if b == se.E:
+                return self._exp(e)
+            if isinstance(e, (se.Integer, se.Rational)):
+                return self._power(b, to_fraction(e))
+            if isinstance(b, se.Number) and b > 0:
+                return Rewrite(se.exp(e * se.log(b)))
+            return self._generic(node)
+        if node == se.E:
+            return self._exp(se.Integer(1))
+        if isinstance(node, _Constant):
+            return self._generic(node)
+        if isinstance(node, se.Derivative):
+            fun = node.args[0]
+            if function_name(fun) == "Heaviside":
+                self._condition(self.canon(fun.args[0]), "!= 0", "step function at its jump")
+                return ZERO
+            raise Unsupported(f"cannot represent the derivative {node}")
+        name = function_name(node)
+        args = node.args
+        if name == "DiracDelta" and len(args) == 1:
+            self._condition(self.canon(args[0]), "!= 0", "step function at its jump")
+            return ZERO
+        if name in ("cosh", "sinh") and len(args) == 1:
+            u = args[0]
+            s = 1 if name == "cosh" else -1
+            return Rewrite((se.exp(u) + s * se.exp(-u)) / 2)
+        if name == "Heaviside":
+            u, s = self._sign_normal(args[0])
+            self._condition(u, "!= 0", "step function at its jump")
+            canonical = se.function_symbol("Heaviside", u)
+            if s < 0:
+                return Rewrite(1 - canonical)
+            if canonical != node:
+                return Rewrite(canonical)
+            return self._fn_atom(node)
+        if len(args) == 1:
+            u = self.canon(args[0])
+            # SymEngine itself moves the sign out of odd functions: tanh(-u) = -tanh(u).
+            canonical = se.function_symbol(name, u) if isinstance(node, se.FunctionSymbol) \
+                else node.func(u)
+            if name == "log":
+                self._condition(u, "> 0", "logarithm argument")
+            elif name in _NONSMOOTH_AT_ZERO:
+                self._condition(u, "!= 0", f"{name} is not differentiable at 0")
+            if canonical != node:
+                return Rewrite(canonical)
+            return self._fn_atom(node)
+        return self._generic(node)
+
+    def _fn_atom(self, node) -> Factored:
+        key = ("fn", node)
+        self._atom(key, str(node))
+        return Factored(Fraction(1), (), ((key, Fraction(1)),))
+
+    _generic = _fn_atom
+
+    def _exp(self, e) -> Factored:
+        u = self.canon(e)
+        coeff, polys, atoms = Fraction(1), (), []
+        for m, c in u.as_coefficients_dict().items():
+            c = to_fraction(c)
+            if function_name(m) == "log" and len(m.args) == 1:  # exp(c·log v) = v^c
+                self._condition(self.canon(m.args[0]), "> 0", "logarithm argument")
+                f = self._power(m.args[0], c)
+                coeff, polys = coeff * f.coeff, polys + f.polys
+                atoms.extend(f.atoms)
+                continue
+            key = ("exp", m)
+            self._atom(key, f"exp({m})")
+            atoms.append((key, c))
+        return Factored(coeff, polys, tuple(atoms))
+
+    def _power(self, b, r: Fraction) -> Factored:
+        c, A, m = self._pow_base(b)
+        root = r.denominator != 1
+        r = r * m
+        if c == 0:
+            raise Unsupported(f"a power of zero: {b}")
+        if c < 0:
+            if r.denominator != 1:
+                return self._generic(se.Pow(b, _se_rational(r / m)))
+            sign, c = (-1) ** r.numerator, -c
+        else:
+            sign = 1
+        num = self._numeric_power(c, r) if c != 1 else Factored()
+        if A is None:
+            return Factored(sign * num.coeff, (), num.atoms)
+        if root:
+            self._condition(A, "> 0", "radicand")
+        if r.denominator == 1 and r > 0:  # (content moved out of) a polynomial power
+            return Factored(sign * num.coeff, ((A, int(r)),), num.atoms)
+        key = ("pow", A)
+        self._atom(key, f"({A})", A)
+        if not root:
+            self._condition(A, "!= 0", "denominator")
+        return Factored(sign * num.coeff, (), num.atoms + ((key, r),))
+
+    # -- the variables an expression needs (memoised over shared subtrees)
+    def scan(self, node) -> frozenset:
+        """Symbols and atom keys under ``node``; registers atoms and root indices."""
+        got = self._scan.get(node)
+        if got is not None:
+            return got
+        if isinstance(node, se.Symbol):
+            got = frozenset((("sym", node),))
+        elif isinstance(node, se.Number):
+            if not isinstance(node, (se.Integer, se.Rational, se.RealNumber)):
+                raise Unsupported(f"the number {node} is not real")
+            got = frozenset()
+        elif isinstance(node, (se.Add, se.Mul)):
+            got = frozenset().union(*(self.scan(a) for a in node.args))
+        elif isinstance(node, se.Pow) and isinstance(node.args[1], se.Integer) \
+                and int(node.args[1]) >= 0 and node.args[0] != se.E:
+            got = self.scan(node.args[0])
+        else:
+            f = self.factor(node)
+            if isinstance(f, Rewrite):
+                got = self.scan(f.expr)
+            else:
+                parts = [self.scan(b) for b, _ in f.polys]
+                for key, ex in f.atoms:
+                    self._use(key, ex)
+                    info = self.info[key]
+                    parts.append(frozenset((key,)))
+                    if info.base is not None and not isinstance(info.base, se.Number):
+                        parts.append(self.scan(info.base))
+                    elif key[0] == "fn":
+                        parts.extend(self.scan(a) for a in key[1].args)
+                    elif key[0] == "exp":
+                        parts.append(self.scan(key[1]))
+                got = frozenset().union(*parts)
+        self._scan[node] = got
+        return got
+
+    def side_conditions(self) -> list[Condition]:
+        return list(self.conditions.values())
+
+
+# ----- one entry: context, conversion, relations ----------------------------------------
+
+def _balanced(items, op, unit):
+    items = list(items)
+    if not items:
+        return unit
+    while len(items) > 1:
+        nxt = [op(items[i], items[i + 1]) for i in range(0, len(items) - 1, 2)]
+        if len(items) % 2:
+            nxt.append(items[-1])
+        items = nxt
+    return items[0]
+
+
+class EntryForm:
+    """Polynomials over Q in the symbols and atoms of some expressions (one entry's lhs and
+    rhs). Entries with the same variables share a context and a conversion memo."""
+
+    def __init__(self, atoms: Atoms, exprs, variables: frozenset):
+        self.atoms = atoms
+        syms = sorted((v[1] for v in variables if v[0] == "sym"), key=str)
+        keys = sorted((v for v in variables if v[0] != "sym"), key=lambda k: atoms.info[k].ident)
+        names = [str(s) for s in syms]
+        self.index: dict = {("sym", s): i for i, s in enumerate(syms)}
+        for key in keys:
+            info = atoms.info[key]
+            if key[0] != "pow" or info.q > 1:
+                self.index[(key, +1)] = len(names)
+                names.append(f"A{info.ident}")
+            if info.neg:
+                self.index[(key, -1)] = len(names)
+                names.append(f"A{info.ident}inv")
+        self.keys = keys
+        self.ctx = fmpq_mpoly_ctx.get(tuple(names))
+        self.gens = self.ctx.gens()
+        memo_key = (self.ctx, tuple(sorted(self.index.items(), key=lambda kv: kv[1])))
+        self.memo = atoms.memos.setdefault(memo_key, {})
+        self.polys = [self.convert(e) for e in exprs]
+
+    def convert(self, node):
+        p = self.memo.get(node)
+        if p is not None:
+            return p
+        ctx = self.ctx
+        if isinstance(node, se.Symbol):
+            p = self.gens[self.index[("sym", node)]]
+        elif isinstance(node, se.Number):
+            f = to_fraction(node)
+            p = ctx.constant(fmpq(f.numerator, f.denominator))
+        elif isinstance(node, se.Add):
+            p = _balanced((self.convert(a) for a in node.args), lambda a, b: a + b, ctx.constant(0))
+        elif isinstance(node, se.Mul):
+            p = _balanced((self.convert(a) for a in node.args), lambda a, b: a * b, ctx.constant(1))
+        elif isinstance(node, se.Pow) and isinstance(node.args[1], se.Integer) \
+                and int(node.args[1]) >= 0 and node.args[0] != se.E:
+            p = self.convert(node.args[0]) ** int(node.args[1])
+        else:
+            f = self.atoms.factor(node)
+            if isinstance(f, Rewrite):
+                p = self.convert(f.expr)
+            else:
+                p = ctx.constant(fmpq(f.coeff.numerator, f.coeff.denominator))
+                for b, k in f.polys:
+                    p = p * self.convert(b) ** k
+                for key, ex in f.atoms:
+                    p = p * self._atom_power(key, ex)
+        self.memo[node] = p
+        return p
+
+    def _atom_power(self, key, ex: Fraction):
+        info = self.atoms.info[key]
+        k = ex * info.q
+        assert k.denominator == 1, (key, ex, info.q)
+        k = int(k)
+        if k < 0:
+            return self.gens[self.index[(key, -1)]] ** (-k)
+        if key[0] == "pow":
+            whole, rest = divmod(k, info.q)
+            p = self.convert(info.base) ** whole if whole else self.ctx.constant(1)
+            if rest:
+                p = p * self.gens[self.index[(key, +1)]] ** rest
+            return p
+        return self.gens[self.index[(key, +1)]] ** k
+
+    # -- relations
+    def _pairs(self):
+        """(positive index, inverse index) pairs that multiply to 1."""
+        out = []
+        for key in self.keys:
+            a, b = self.index.get((key, +1)), self.index.get((key, -1))
+            if a is not None and b is not None:
+                out.append((a, b))
+        return out
+
+    def _steps(self):
+        return [self.index[(k, +1)] for k in self.keys
+                if k[0] == "fn" and function_name(k[1]) == "Heaviside"]
+
+    def _from_terms(self, terms: dict):
+        return self.ctx.from_dict(terms) if terms else self.ctx.constant(0)
+
+    def cancel_pairs(self, poly):
+        """Apply ``P·P⁻ = 1`` to every term, and ``H² = H`` for step atoms."""
+        pairs, steps = self._pairs(), self._steps()
+        if not pairs and not steps:
+            return poly
+        out: dict = {}
+        for exps, c in poly.to_dict().items():
+            e = list(exps)
+            for a, b in pairs:
+                m = min(e[a], e[b])
+                e[a] -= m
+                e[b] -= m
+            for h in steps:
+                e[h] = min(e[h], 1)
+            t = tuple(e)
+            out[t] = out.get(t, 0) + c
+        return self._from_terms({k: v for k, v in out.items() if v != 0})
+
+    def reduce(self, poly, budget: int = 2_000_000):
+        """The relation-reduced normal form (zero iff ``poly`` vanishes as a rational
+        function of the algebraic atoms), or None when the estimate exceeds ``budget``
+        terms. Multiplies by powers of each base A to clear ``V_A`` and rewrites
+        ``R_A^k`` with ``R_A^q = A``, outermost bases first."""
+        poly = self.cancel_pairs(poly)
+        order = sorted((k for k in self.keys if k[0] == "pow"),
+                       key=lambda k: -self._depth(k))
+        for key in order:
+            if poly.is_zero():
+                return poly
+            info = self.atoms.info[key]
+            q = info.q
+            ri, vi = self.index.get((key, +1)), self.index.get((key, -1))
+            terms = poly.to_dict()
+            vmax = max((e[vi] for e in terms), default=0) if vi is not None else 0
+            rmax = max((e[ri] for e in terms), default=0) if ri is not None else 0
+            if vmax == 0 and rmax < q:
+                continue
+            c = -(-vmax // q)
+            base = self.convert(info.base)
+            top = (c * q + rmax) // q
+            if len(terms) * max(len(base), 1) ** top > budget:
+                return None
+            groups: dict = {}
+            for exps, coeff in terms.items():
+                e = list(exps)
+                a = e[ri] if ri is not None else 0
+                b = e[vi] if vi is not None else 0
+                s, t = divmod(a - b + c * q, q)
+                if ri is not None:
+                    e[ri] = t
+                if vi is not None:
+                    e[vi] = 0
+                groups.setdefault(s, {})[tuple(e)] = coeff
+            poly = _balanced(
+                (self._from_terms(g) * base ** s for s, g in groups.items()),
+                lambda a, b: a + b, self.ctx.constant(0))
+            poly = self.cancel_pairs(poly)
+        return poly
+
+    def _depth(self, key) -> int:
+        base = self.atoms.info[key].base
+        inner = [k for k in self.atoms.scan(base) if k[0] == "pow"] if base is not None else []
+        return 1 + max((self._depth(k) for k in inner), default=0)
+
+    def legend(self) -> dict:
+        """Variable name → what it stands for (for displaying a residual)."""
+        out = {}
+        for key in self.keys:
+            info = self.atoms.info[key]
+            if key[0] == "pow":
+                root = f"^(1/{info.q})" if info.q > 1 else ""
+                if (key, +1) in self.index:
+                    out[f"A{info.ident}"] = f"{info.label}{root}"
+                out[f"A{info.ident}inv"] = f"{info.label}^(-1{'/' + str(info.q) if info.q > 1 else ''})"
+            elif key[0] == "exp":
+                m = key[1] if info.q == 1 else f"({key[1]})/{info.q}"
+                out[f"A{info.ident}"] = f"exp({m})"
+                out[f"A{info.ident}inv"] = f"exp(-{m})"
+            else:
+                out[f"A{info.ident}"] = info.label
+        return out

@@ -1,0 +1,159 @@
+"""Certified evaluation at rational points (python-flint's arb balls) and witness search.
+
+A counterexample counts only when it lies in the domain — every side condition is checked
+at the point with ball arithmetic and must hold for certain — and the residual's ball
+excludes 0 there. Balls are rigorous enclosures (arb), so "excludes 0" is a proof that the
+rule is wrong at that point.
+"""
+from __future__ import annotations
+
+import random
+from fractions import Fraction
+
+import symengine as se
+from flint import arb, ctx as flint_ctx, fmpq
+from symengine.lib.symengine_wrapper import Constant as _Constant
+
+from .normal_form import Condition, function_name, to_fraction
+
+
+class CannotEvaluate(Exception):
+    """The expression has a piece ball arithmetic cannot enclose at this point."""
+
+
+def _arb(f: Fraction) -> arb:
+    return arb(fmpq(f.numerator, f.denominator))
+
+
+_UNARY = {
+    "exp": arb.exp, "log": arb.log, "tanh": arb.tanh, "erf": arb.erf, "erfc": arb.erfc,
+    "sinh": arb.sinh, "cosh": arb.cosh, "sin": arb.sin, "cos": arb.cos, "tan": arb.tan,
+    "atan": arb.atan, "asinh": arb.asinh, "sqrt": arb.sqrt,
+}
+
+
+class Evaluator:
+    """Evaluates SymEngine expressions at a rational point with balls of ``prec`` bits."""
+
+    def __init__(self, point: dict, prec: int = 64):
+        self.point = {k: _arb(v) for k, v in point.items()}
+        self.prec = prec
+        self.memo: dict = {}
+
+    def __call__(self, node) -> arb:
+        old = flint_ctx.prec
+        flint_ctx.prec = self.prec
+        try:
+            return self._eval(node)
+        finally:
+            flint_ctx.prec = old
+
+    def _eval(self, node) -> arb:
+        v = self.memo.get(node)
+        if v is not None:
+            return v
+        v = self._compute(node)
+        self.memo[node] = v
+        return v
+
+    def _compute(self, node) -> arb:
+        if isinstance(node, se.Symbol):
+            try:
+                return self.point[node]
+            except KeyError:
+                raise CannotEvaluate(f"no value for {node}") from None
+        if isinstance(node, se.Number):
+            return _arb(to_fraction(node))
+        if isinstance(node, se.Add):
+            total = arb(0)
+            for a in node.args:
+                total += self._eval(a)
+            return total
+        if isinstance(node, se.Mul):
+            prod = arb(1)
+            for a in node.args:
+                prod *= self._eval(a)
+            return prod
+        if isinstance(node, se.Pow):
+            b, e = node.args
+            if b == se.E:
+                return self._eval(e).exp()
+            if isinstance(e, se.Integer):
+                base = self._eval(b)
+                k = int(e)
+                if k < 0 and base.contains(0):
+                    raise CannotEvaluate(f"{b} may be 0")
+                return base ** k
+            base = self._eval(b)
+            if not base > 0:
+                raise CannotEvaluate(f"{b} is not certainly positive")
+            return (self._eval(e) * base.log()).exp()
+        if node == se.pi:
+            return arb.pi()
+        if node == se.E:
+            return arb(1).exp()
+        if isinstance(node, _Constant):
+            raise CannotEvaluate(f"the constant {node}")
+        if isinstance(node, se.Derivative):
+            fun = node.args[0]
+            if function_name(fun) == "Heaviside":
+                if self._eval(fun.args[0]).contains(0):
+                    raise CannotEvaluate("a step function at its jump")
+                return arb(0)
+            raise CannotEvaluate(f"the derivative {node}")
+        name = function_name(node)
+        args = [self._eval(a) for a in node.args]
+        if name in ("Heaviside", "sign"):
+            u = args[0]
+            if u > 0:
+                return arb(1)
+            if u < 0:
+                return arb(0) if name == "Heaviside" else arb(-1)
+            raise CannotEvaluate(f"{name} at a point where its argument may be 0")
+        if name == "DiracDelta":
+            if args[0].contains(0):
+                raise CannotEvaluate("DiracDelta at 0")
+            return arb(0)
+        if name == "Abs":
+            return abs(args[0])
+        if name == "log" and not args[0] > 0:
+            raise CannotEvaluate("log of a value that may be ≤ 0")
+        fun = _UNARY.get(name)
+        if fun is None or len(args) != 1:
+            raise CannotEvaluate(f"the function {name}")
+        return fun(args[0])
+
+
+def condition_holds(cond: Condition, ev: Evaluator) -> bool:
+    """Whether ``cond`` holds for certain at the evaluator's point."""
+    try:
+        v = ev(cond.expr)
+    except CannotEvaluate:
+        return False
+    if cond.relation == "> 0":
+        return bool(v > 0)
+    return not v.contains(0)
+
+
+def ball_bounds(v: arb) -> tuple[str, str]:
+    return (v.lower().str(12, radius=False), v.upper().str(12, radius=False))
+
+
+def ball_text(v: arb) -> str:
+    return v.str(12)
+
+
+def sample_point(symbols, rng: random.Random, positive=frozenset(), cotangents=frozenset(),
+                 scale: int = 4) -> dict:
+    """Random small rationals: k/scale with |k| ≤ 2·scale (positive where assumed), and
+    small nonzero integers for cotangent symbols."""
+    point = {}
+    for s in symbols:
+        if s in cotangents:
+            point[s] = Fraction(rng.choice([-3, -2, -1, 1, 2, 3]))
+        elif s in positive:
+            point[s] = Fraction(rng.randint(1, 2 * scale), scale)
+        else:
+            k = rng.randint(-2 * scale, 2 * scale)
+            point[s] = Fraction(k if k else 1, scale) + Fraction(rng.randint(0, 6), 97)
+    return point

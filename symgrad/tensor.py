@@ -1,0 +1,96 @@
+"""Symbolic tensors: NumPy object arrays whose entries are symbolic expressions.
+
+The checker works on SymEngine expressions (the fast path); ``backend="sympy"`` gives SymPy
+ones (the reference path). Entries are named readably after their index:
+
+>>> x = symbols("x", (2, 3))
+>>> x.shape, str(x[0, 1])
+((2, 3), 'x[0,1]')
+>>> str(symbols("v", (2,), backend="sympy")[1])
+'v[1]'
+"""
+from __future__ import annotations
+
+import itertools
+from fractions import Fraction
+
+import numpy as np
+import symengine as se
+import sympy as sp
+
+BACKENDS = ("symengine", "sympy")
+
+
+def entry_name(name: str, index: tuple[int, ...]) -> str:
+    """The readable name of one entry: ``x[0,1]``."""
+    return f"{name}[{','.join(map(str, index))}]"
+
+
+def symbol(name: str, backend: str = "symengine"):
+    """One scalar symbol (a parameter such as ``c`` or ``eps``)."""
+    return se.Symbol(name) if backend == "symengine" else sp.Symbol(name)
+
+
+def symbols(name: str, shape, backend: str = "symengine") -> np.ndarray:
+    """An object array of fresh symbols ``name[i,j,…]`` of the given shape."""
+    shape = tuple(int(s) for s in shape)
+    make = se.Symbol if backend == "symengine" else sp.Symbol
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    out = np.empty(shape, dtype=object)
+    for index in itertools.product(*(range(s) for s in shape)):
+        out[index] = make(entry_name(name, index))
+    return out
+
+
+def constant(value, backend: str = "symengine"):
+    """An exact symbolic number: ints, Fractions, strings like ``"1/3"``; floats exactly."""
+    if isinstance(value, float):
+        value = Fraction(value)
+    elif isinstance(value, str):
+        value = Fraction(value)
+    if isinstance(value, Fraction):
+        if backend == "sympy":
+            return sp.Rational(value.numerator, value.denominator)
+        return se.Rational(value.numerator, value.denominator)
+    return se.sympify(value) if backend == "symengine" else sp.sympify(value)
+
+
+def _exact_float(f) -> se.Basic:
+    if isinstance(f, se.RealDouble):
+        fr = Fraction(float(f))
+    else:  # an arbitrary-precision float: go through SymPy's exact conversion
+        fr = Fraction(str(sp.Rational(f._sympy_())))
+    return se.Rational(fr.numerator, fr.denominator)
+
+
+def exact(expr) -> se.Basic:
+    """``expr`` as a SymEngine expression with every float replaced by its exact value.
+
+    A Python float ``0.1`` becomes the rational ``3602879701896397/36028797018963968``, the
+    same way wherever it appears, so forward and VJP see the same number.
+
+    >>> str(exact(0.5 * se.Symbol("x")))
+    '(1/2)*x'
+    """
+    if isinstance(expr, (float, Fraction)):
+        return constant(expr)
+    e = se.sympify(expr)
+    floats = e.atoms(se.RealNumber)
+    if floats:
+        e = e.xreplace({f: _exact_float(f) for f in floats})
+    return e
+
+
+def exact_array(arr) -> np.ndarray:
+    """:func:`exact` applied entrywise; the result is an object array."""
+    a = np.asarray(arr, dtype=object)
+    out = np.empty(a.shape, dtype=object)
+    for index in np.ndindex(a.shape):
+        out[index] = exact(a[index])
+    return out
+
+
+def shape_str(shape) -> str:
+    """``(2, 3)`` → ``2x3`` (and ``()`` → ``scalar``)."""
+    return "x".join(map(str, shape)) if len(shape) else "scalar"
