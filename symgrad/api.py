@@ -34,7 +34,7 @@ def _normalise_shapes(shapes):
 
 def check_vjp(forward, vjp, shapes, *, names=None, reads=None, assumptions=None,
               name="rule", timeout=None, memory_mb=None, backend="symengine",
-              max_entries=None, params=None) -> Result:
+              max_entries=None, params=None, symmetry=True) -> Result:
     """Prove or refute a hand-written VJP rule against its forward, at fixed shapes.
 
     ``forward(*inputs)`` and ``vjp(g, out, *inputs)`` receive NumPy object arrays of
@@ -71,9 +71,12 @@ def check_vjp(forward, vjp, shapes, *, names=None, reads=None, assumptions=None,
         if bad:
             raise InputError(f"reads refers to input {bad[0]}, but there are only "
                              f"{len(shapes)} input(s)")
+    params = dict(params or {})
     spec = Spec(name=name, forward=forward, vjp=vjp, inputs=list(zip(names, shapes)),
-                reads=reads, assumptions=assumptions, params=dict(params or {}),
-                backend=backend, max_entries=_max_entries(max_entries))
+                reads=reads, assumptions=assumptions, backend=backend,
+                params={k: v for k, v in params.items() if not isinstance(v, np.ndarray)},
+                param_arrays=[v for v in params.values() if isinstance(v, np.ndarray)],
+                max_entries=_max_entries(max_entries), symmetry=symmetry)
     return run_isolated(lambda: check(spec), name, timeout, memory_mb)
 
 
@@ -97,7 +100,7 @@ def obligation_name(op_name, shapes, reads=None) -> str:
 
 
 def verify_node(op_name, shapes, *, params=None, reads=None, timeout=None, memory_mb=None,
-                backend="symengine", max_entries=None, vjp=None) -> Result:
+                backend="symengine", max_entries=None, vjp=None, symmetry=True) -> Result:
     """Prove a library op's VJP rule at the given shapes (one shape per input).
 
     ``vjp`` replaces the op's rule (how mutants and user variants are checked against the
@@ -134,11 +137,10 @@ def verify_node(op_name, shapes, *, params=None, reads=None, timeout=None, memor
     assume = None
     if op.assumptions is not None:
         assume = lambda *a: op.assumptions(*a, **values)  # noqa: E731
-    shown = {k: v for k, v in values.items() if not isinstance(v, np.ndarray)}
     return check_vjp(forward, backward, shapes, names=names, reads=reads,
                      assumptions=assume, name=obligation_name(op.name, shapes, reads),
                      timeout=timeout, memory_mb=memory_mb, backend=backend,
-                     max_entries=max_entries, params=shown)
+                     max_entries=max_entries, params=values, symmetry=symmetry)
 
 
 def parse_param(text: str, backend="symengine"):

@@ -64,6 +64,23 @@ def _exact_float(f) -> se.Basic:
     return se.Rational(fr.numerator, fr.denominator)
 
 
+def _floats(e, seen=None) -> set:
+    """The float atoms of ``e``, visiting each shared subtree once (SymEngine's
+    ``atoms`` walks the tree, which for shared subexpressions is far larger)."""
+    seen = set() if seen is None else seen
+    found, stack = set(), [e]
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        if isinstance(node, se.RealNumber):
+            found.add(node)
+        else:
+            stack.extend(node.args)
+    return found
+
+
 def exact(expr) -> se.Basic:
     """``expr`` as a SymEngine expression with every float replaced by its exact value.
 
@@ -76,19 +93,31 @@ def exact(expr) -> se.Basic:
     if isinstance(expr, (float, Fraction)):
         return constant(expr)
     e = se.sympify(expr)
-    floats = e.atoms(se.RealNumber)
+    floats = _floats(e)
     if floats:
         e = e.xreplace({f: _exact_float(f) for f in floats})
     return e
 
 
 def exact_array(arr) -> np.ndarray:
-    """:func:`exact` applied entrywise; the result is an object array."""
+    """:func:`exact` applied entrywise (SymEngine entries); the result is an object array.
+    Subtrees shared between entries are searched for floats once."""
     a = np.asarray(arr, dtype=object)
     out = np.empty(a.shape, dtype=object)
-    for index in np.ndindex(a.shape):
-        out[index] = exact(a[index])
+    entries = [se.sympify(float_to_exact(a[i])) for i in np.ndindex(a.shape)]
+    seen: set = set()
+    floats = set()
+    for e in entries:
+        floats |= _floats(e, seen)
+    table = {f: _exact_float(f) for f in floats}
+    for pos, index in enumerate(np.ndindex(a.shape)):
+        out[index] = entries[pos].xreplace(table) if table else entries[pos]
     return out
+
+
+def float_to_exact(v):
+    """A bare Python float or Fraction as an exact number; anything else unchanged."""
+    return constant(v) if isinstance(v, (float, Fraction)) else v
 
 
 def shape_str(shape) -> str:

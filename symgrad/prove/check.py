@@ -23,14 +23,17 @@ import symengine as se
 import sympy as sp
 
 from ..errors import RuleError, ShapeError
-from ..tensor import entry_name, exact, shape_str, symbols
+from ..tensor import entry_name, exact, exact_array, symbols
 from .normal_form import Atoms, Condition, EntryForm, Unsupported, holds_everywhere
 from .result import Result, SideCondition, Verdict, Witness
+from .symmetry import Orbits
 from .witness import CannotEvaluate, Evaluator, ball_bounds, ball_text, condition_holds, \
     sample_point
 
 #: entries per tensor above which a check is refused (``SYMGRAD_MAX_ENTRIES`` overrides)
 DEFAULT_MAX_ENTRIES = 65536
+#: side conditions listed one by one in a result; the rest are summarised
+MAX_LISTED_CONDITIONS = 24
 
 
 @dataclass
@@ -47,6 +50,8 @@ class Spec:
     backend: str = "symengine"
     max_entries: int = DEFAULT_MAX_ENTRIES
     witness_points: int = 24
+    symmetry: bool = True             #: prove one entry per verified-symmetry orbit
+    param_arrays: list = field(default_factory=list)  #: symbolic parameter tensors
     seed: int = 0
     relation_budget: int = 2_000_000
 
@@ -113,8 +118,8 @@ def build_sides(spec: Spec):
                            "the forward rule's result")
     if out is None:
         raise RuleError("the forward rule returned None; it must return an array")
-    make_exact = exact if backend == "symengine" else _exact_sympy
-    out = np.vectorize(make_exact, otypes=[object])(out) if out.size else out
+    out = exact_array(out) if backend == "symengine" else \
+        np.vectorize(_exact_sympy, otypes=[object])(out) if out.size else out
     validate_shapes([("output", out.shape)], spec.max_entries * 16)
     g = symbols(gname, out.shape, backend)
 
@@ -136,34 +141,33 @@ def build_sides(spec: Spec):
                             f"{_fmt(arrays[r].shape)}")
         rhs[r] = rhs[r] + c
 
-    # reference: (Jᵀḡ)_e = Σ_k ḡ_k ∂f_k/∂x_e, differentiating the forward
-    position = {}
-    for i, arr in enumerate(arrays):
-        for index in np.ndindex(arr.shape):
-            position[arr[index]] = (i, index)
-    contributions: dict = {}
-    diff = se.diff if backend == "symengine" else sp.diff
-    for index in np.ndindex(out.shape):
-        f = out[index]
-        gk = g[index]
-        for s in f.free_symbols:
-            if s in position:
-                d = diff(f, s)
-                if d != 0:
-                    contributions.setdefault(s, []).append(gk * d)
-    add = se.Add if backend == "symengine" else sp.Add
-    entries = []
-    for i, arr in enumerate(arrays):
-        for index in np.ndindex(arr.shape):
-            lhs = add(*contributions.get(arr[index], []))
-            entries.append((i, index, se.sympify(lhs), exact(rhs[i][index])))
-
+    rhs = [exact_array(r) for r in rhs]
+    out_se = out if backend == "symengine" else exact_array(out)
     declared = []
     if spec.assumptions is not None:
         for item in _call(spec.assumptions, args, "assumptions", spec.inputs):
             declared.append(_condition(item))
-    return dict(arrays=arrays, names=names, g=g, out=out, entries=entries,
-                declared=declared, gname=gname)
+    return dict(arrays=arrays, names=names, g=g, out=out, out_se=out_se, rhs=rhs,
+                declared=declared, gname=gname, backend=backend)
+
+
+def reference(sides, wanted):
+    """(Jᵀḡ)_e = Σ_k ḡ_k ∂f_k/∂x_e for the input entries ``wanted`` [(input, index)],
+    differentiating the forward (SymEngine, or SymPy's ``diff`` on the reference path)."""
+    backend, out, g = sides["backend"], sides["out"], sides["g"]
+    targets = {sides["arrays"][i][index]: (i, index) for i, index in wanted}
+    contributions: dict = {key: [] for key in targets.values()}
+    diff = se.diff if backend == "symengine" else sp.diff
+    for k in np.ndindex(out.shape):
+        f = out[k]
+        for s in f.free_symbols:
+            key = targets.get(s)
+            if key is not None:
+                d = diff(f, s)
+                if d != 0:
+                    contributions[key].append(g[k] * d)
+    add = se.Add if backend == "symengine" else sp.Add
+    return {key: se.sympify(add(*terms)) for key, terms in contributions.items()}
 
 
 def _condition(item) -> Condition:
@@ -194,19 +198,29 @@ def check(spec: Spec) -> Result:
     sides = build_sides(spec)
     declared = sides["declared"]
     atoms = Atoms(positive=_positive_symbols(declared))
+    arrays_se = [exact_array(a) for a in sides["arrays"]]
+    total = sum(a.size for a in arrays_se)
     result = Result(name=spec.name, verdict=Verdict.UNKNOWN, backend=spec.backend,
                     shapes=[list(s) for _, s in spec.inputs],
-                    params={k: str(v) for k, v in spec.params.items()},
-                    entries=len(sides["entries"]))
+                    params={k: str(v) for k, v in spec.params.items()}, entries=total)
+    orbits = None
+    if spec.symmetry:
+        orbits = Orbits(arrays_se, exact_array(sides["g"]), sides["out_se"], sides["rhs"],
+                        [exact_array(p) for p in spec.param_arrays])
+        wanted = orbits.representatives()
+    else:
+        wanted = [(i, index) for i, a in enumerate(arrays_se) for index in np.ndindex(a.shape)]
+    lhs = reference(sides, wanted)
+    result.checked = len(wanted)
 
     nonzero = []           # (entry, residual poly, form)
     unsupported = None
     relations_used = False
-    for entry in sides["entries"]:
-        i, index, lhs, rhs = entry
+    for i, index in wanted:
+        entry = (i, index, lhs[(i, index)], sides["rhs"][i][index])
         try:
-            variables = atoms.scan(lhs) | atoms.scan(rhs)
-            form = EntryForm(atoms, (lhs, rhs), variables)
+            variables = atoms.scan(entry[2]) | atoms.scan(entry[3])
+            form = EntryForm(atoms, entry[2:], variables)
         except Unsupported as exc:
             unsupported = f"{entry_name(sides['names'][i], index)}: {exc}"
             continue
@@ -224,12 +238,22 @@ def check(spec: Spec) -> Result:
     conditions = declared + atoms.side_conditions()
     positive = _positive_symbols(conditions)
     result.side_conditions = [
-        SideCondition(c.text(), c.reason, holds_everywhere(c, positive)) for c in conditions]
+        SideCondition(c.text(), c.reason, holds_everywhere(c, positive))
+        for c in conditions[:MAX_LISTED_CONDITIONS]]
+    symmetric = orbits is not None and orbits.generators and len(wanted) < total
+    if len(conditions) > MAX_LISTED_CONDITIONS or symmetric:
+        more = len(conditions) - MAX_LISTED_CONDITIONS
+        result.side_conditions.append(SideCondition(
+            (f"… {more} more of these forms" if more > 0 else "")
+            + ("; and their images under the verified index symmetries" if symmetric else ""),
+            "summary", all(c.discharged for c in result.side_conditions)))
     result.atoms = len(atoms.info)
 
     if unsupported is None and not nonzero:
         result.verdict = Verdict.PROVED
         result.method = "normal form" + (" + atom relations" if relations_used else "")
+        if len(wanted) < total:
+            result.method += f" ({len(wanted)} of {total} entries; the rest by symmetry)"
     elif unsupported is not None:
         result.reason = f"the normal form cannot represent an entry ({unsupported})"
         result.method = "normal form"
@@ -237,6 +261,10 @@ def check(spec: Spec) -> Result:
         (i, index, _, _), poly, form = nonzero[0]
         text = str(poly)
         result.residual = (text[:400] + " …") if len(text) > 400 else text
+        if symmetric:  # the witness must lie in the whole domain, images included
+            conditions = declared + [Condition(img, c.relation, c.reason)
+                                     for c in atoms.side_conditions()
+                                     for img in orbits.close([c.expr])]
         witness = search_witness(spec, sides, [e for e, _, _ in nonzero], conditions, positive)
         if witness is not None:
             result.verdict = Verdict.REFUTED

@@ -169,6 +169,8 @@ class Atoms:
         self._factored: dict = {}
         self._canon: dict = {}
         self._scan: dict = {}
+        self._degree: dict = {}
+        self._linear: dict = {}
         self.memos: dict = {}  # conversion memos, one per variable layout
 
     # -- registration
@@ -178,10 +180,11 @@ class Atoms:
             info = self.info[key] = AtomInfo(key, len(self.info), label, base)
         return info
 
-    def _condition(self, expr, relation, reason):
-        if relation == "!= 0":
-            expr = self._sign_normal(expr)[0]
-        k = (expr, relation)
+    def _condition(self, expr, relation, reason, key=None):
+        """Record ``expr relation`` (deduplicated by the canonical ``key`` of expr)."""
+        if key is None:
+            key = self._sign_normal(expr)[0] if relation == "!= 0" else expr
+        k = (key, relation)
         if k not in self.conditions:
             self.conditions[k] = Condition(expr, relation, reason)
 
@@ -221,26 +224,27 @@ class Atoms:
                     atoms.append((key, f - whole))
         return Factored(coeff, (), tuple(atoms))
 
-    def _pow_base(self, b):
-        """b = c · A**m with c > 0 rational, A primitive canonical (or None), m odd."""
+    @staticmethod
+    def _flatten(b):
+        """b = b0**m with m odd (so b > 0 iff b0 > 0): returns (b0, m)."""
         m = 1
         while isinstance(b, se.Pow) and isinstance(b.args[1], se.Integer) \
                 and int(b.args[1]) % 2 != 0 and b.args[0] != se.E:
             m *= int(b.args[1])
             b = b.args[0]
-        if isinstance(b, se.Number):
-            return to_fraction(b), None, m
+        return b, m
+
+    def _content(self, b):
+        """b = c · A with c > 0 rational and A primitive canonical."""
         A = self.canon(b)
-        terms = A.as_coefficients_dict()
-        coeffs = [to_fraction(v) for v in terms.values()]
+        coeffs = [to_fraction(v) for v in A.as_coefficients_dict().values()]
         if coeffs:
             num = _fold(math.gcd, (abs(x.numerator) for x in coeffs))
             den = _fold(lambda a, b_: a * b_ // math.gcd(a, b_), (x.denominator for x in coeffs))
             content = Fraction(num, den)
-            if content != 1 and content != 0:
-                A = self.canon(A / _se_rational(content))
-                return content ** m, A, m
-        return Fraction(1), A, m
+            if content not in (0, 1):
+                return content, self.canon(A / _se_rational(content))
+        return Fraction(1), A
 
     # -- factorisation of one Pow / function / constant node (memoised)
     def factor(self, node):
@@ -325,29 +329,77 @@ class Atoms:
         return Factored(coeff, polys, tuple(atoms))
 
     def _power(self, b, r: Fraction) -> Factored:
-        c, A, m = self._pow_base(b)
         root = r.denominator != 1
+        b, m = self._flatten(b)
         r = r * m
-        if c == 0:
-            raise Unsupported(f"a power of zero: {b}")
-        if c < 0:
-            if r.denominator != 1:
-                return self._generic(se.Pow(b, _se_rational(r / m)))
-            sign, c = (-1) ** r.numerator, -c
-        else:
-            sign = 1
-        num = self._numeric_power(c, r) if c != 1 else Factored()
-        if A is None:
+        if isinstance(b, se.Number):
+            c = to_fraction(b)
+            if c == 0:
+                raise Unsupported("a power of zero")
+            if c < 0 and r.denominator != 1:
+                raise Unsupported(f"a root of the negative number {b}")
+            sign = (-1) ** r.numerator if c < 0 else 1
+            num = self._numeric_power(abs(c), r)
             return Factored(sign * num.coeff, (), num.atoms)
         if root:
-            self._condition(A, "> 0", "radicand")
-        if r.denominator == 1 and r > 0:  # (content moved out of) a polynomial power
-            return Factored(sign * num.coeff, ((A, int(r)),), num.atoms)
+            A = self.canon(b)
+            self._condition(b, "> 0", "radicand", key=A)
+            if r.denominator != 1:
+                # Roots keep their base's content: moving it out would create numeric
+                # radicals whose products need the relation r^q = p term by term.
+                key = ("pow", A)
+                self._atom(key, f"({b})", A)
+                return Factored(Fraction(1), (), ((key, r),))
+        c, A = self._content(b)
+        num = self._numeric_power(c, r)
+        if r > 0:  # a polynomial power (with its content moved out)
+            return Factored(num.coeff, ((A, int(r)),), num.atoms)
         key = ("pow", A)
-        self._atom(key, f"({A})", A)
-        if not root:
-            self._condition(A, "!= 0", "denominator")
-        return Factored(sign * num.coeff, (), num.atoms + ((key, r),))
+        self._atom(key, f"({b})", A)
+        self._condition(b, "!= 0", "denominator", key=A)
+        return Factored(num.coeff, (), num.atoms + ((key, r),))
+
+    # -- linear forms: abstracted as atoms keyed by their canonical form
+    def degree(self, node):
+        """Polynomial degree in the symbols, or None if ``node`` holds an atom."""
+        d = self._degree.get(node, -1)
+        if d != -1:
+            return d
+        if isinstance(node, se.Symbol):
+            d = 1
+        elif isinstance(node, se.Number):
+            d = 0
+        elif isinstance(node, (se.Add, se.Mul)):
+            ds = [self.degree(a) for a in node.args]
+            d = None if None in ds else (max(ds) if isinstance(node, se.Add) else sum(ds))
+        elif isinstance(node, se.Pow) and isinstance(node.args[1], se.Integer) \
+                and int(node.args[1]) >= 0 and node.args[0] != se.E:
+            b = self.degree(node.args[0])
+            d = None if b is None else b * int(node.args[1])
+        else:
+            d = None
+        self._degree[node] = d
+        return d
+
+    def linear(self, node):
+        """For a sum of degree 1 in ≥ 2 symbols: (scale, key) with node = scale·L̂ and L̂ the
+        canonical form (first symbol's coefficient 1). Abstracting L̂ as one indeterminate is
+        sound (any subexpression may be), and keeps products of sums such as
+        (x_k − μ)(x_e − μ) from expanding; :meth:`EntryForm.reduce` substitutes it back."""
+        if node in self._linear:
+            return self._linear[node]
+        out = None
+        if isinstance(node, se.Add) and self.degree(node) == 1:
+            terms = self.canon(node).as_coefficients_dict()
+            syms = sorted((m for m in terms if isinstance(m, se.Symbol)), key=str)
+            if len(syms) >= 2 or (syms and terms.get(se.Integer(1), 0) != 0):
+                lead = to_fraction(terms[syms[0]])
+                L = self.canon(node / _se_rational(lead))
+                key = ("lin", L)
+                self._atom(key, f"({L})", L)
+                out = (lead, key)
+        self._linear[node] = out
+        return out
 
     # -- the variables an expression needs (memoised over shared subtrees)
     def scan(self, node) -> frozenset:
@@ -361,6 +413,10 @@ class Atoms:
             if not isinstance(node, (se.Integer, se.Rational, se.RealNumber)):
                 raise Unsupported(f"the number {node} is not real")
             got = frozenset()
+        elif isinstance(node, se.Add) and self.linear(node) is not None:
+            key = self.linear(node)[1]
+            got = frozenset(((key,),)) | frozenset(("sym", v) for v in key[1].free_symbols)
+            got = frozenset(g if g[0] == "sym" else g[0] for g in got)
         elif isinstance(node, (se.Add, se.Mul)):
             got = frozenset().union(*(self.scan(a) for a in node.args))
         elif isinstance(node, se.Pow) and isinstance(node.args[1], se.Integer) \
@@ -439,6 +495,9 @@ class EntryForm:
         elif isinstance(node, se.Number):
             f = to_fraction(node)
             p = ctx.constant(fmpq(f.numerator, f.denominator))
+        elif isinstance(node, se.Add) and self.atoms.linear(node) is not None:
+            scale, key = self.atoms.linear(node)
+            p = self.gens[self.index[(key, +1)]] * fmpq(scale.numerator, scale.denominator)
         elif isinstance(node, se.Add):
             p = _balanced((self.convert(a) for a in node.args), lambda a, b: a + b, ctx.constant(0))
         elif isinstance(node, se.Mul):
@@ -491,10 +550,20 @@ class EntryForm:
     def _from_terms(self, terms: dict):
         return self.ctx.from_dict(terms) if terms else self.ctx.constant(0)
 
+    def _numeric_roots(self):
+        """(R index or None, V index or None, q, p) for the roots p^(1/q) of primes p."""
+        out = []
+        for key in self.keys:
+            if key[0] == "pow" and isinstance(key[1], se.Integer):
+                out.append((self.index.get((key, +1)), self.index.get((key, -1)),
+                            self.atoms.info[key].q, int(key[1])))
+        return out
+
     def cancel_pairs(self, poly):
-        """Apply ``P·P⁻ = 1`` to every term, and ``H² = H`` for step atoms."""
-        pairs, steps = self._pairs(), self._steps()
-        if not pairs and not steps:
+        """Apply ``P·P⁻ = 1`` to every term, ``H² = H`` for step atoms, and ``r^q = p`` for
+        roots of primes (so numeric radicals end with exponents below q)."""
+        pairs, steps, roots = self._pairs(), self._steps(), self._numeric_roots()
+        if not pairs and not steps and not roots:
             return poly
         out: dict = {}
         for exps, c in poly.to_dict().items():
@@ -505,9 +574,39 @@ class EntryForm:
                 e[b] -= m
             for h in steps:
                 e[h] = min(e[h], 1)
+            for ri, vi, q, p in roots:
+                k = (e[ri] if ri is not None else 0) - (e[vi] if vi is not None else 0)
+                whole, rest = divmod(k, q)
+                c = c * fmpq(p) ** whole if whole >= 0 else c / fmpq(p) ** (-whole)
+                if ri is not None:
+                    e[ri] = rest
+                elif rest:  # only the inverse exists: p^(rest/q) = p · V^(q - rest)
+                    c = c * p
+                    rest -= q
+                if vi is not None:
+                    e[vi] = 0 if ri is not None else -rest
             t = tuple(e)
             out[t] = out.get(t, 0) + c
         return self._from_terms({k: v for k, v in out.items() if v != 0})
+
+    def expand_linear(self, poly):
+        """Substitute every abstracted linear form by its polynomial in the symbols."""
+        lins = [k for k in self.keys if k[0] == "lin"]
+        if not lins:
+            return poly
+        images = list(self.gens)
+        for key in lins:
+            terms = {}
+            for m, c in key[1].as_coefficients_dict().items():
+                e = [0] * len(self.gens)
+                if isinstance(m, se.Symbol):
+                    e[self.index[("sym", m)]] = 1
+                elif m != 1:
+                    raise Unsupported(f"a linear form with the term {m}")
+                f = to_fraction(c)
+                terms[tuple(e)] = fmpq(f.numerator, f.denominator)
+            images[self.index[(key, +1)]] = self._from_terms(terms)
+        return poly.compose(*images)
 
     def reduce(self, poly, budget: int = 2_000_000):
         """The relation-reduced normal form (zero iff ``poly`` vanishes as a rational
@@ -515,6 +614,8 @@ class EntryForm:
         terms. Multiplies by powers of each base A to clear ``V_A`` and rewrites
         ``R_A^k`` with ``R_A^q = A``, outermost bases first."""
         poly = self.cancel_pairs(poly)
+        if not poly.is_zero() and any(k[0] == "lin" for k in self.keys):
+            poly = self.cancel_pairs(self.expand_linear(poly))
         order = sorted((k for k in self.keys if k[0] == "pow"),
                        key=lambda k: -self._depth(k))
         for key in order:
@@ -529,7 +630,7 @@ class EntryForm:
             if vmax == 0 and rmax < q:
                 continue
             c = -(-vmax // q)
-            base = self.convert(info.base)
+            base = self.expand_linear(self.convert(info.base))
             top = (c * q + rmax) // q
             if len(terms) * max(len(base), 1) ** top > budget:
                 return None
@@ -565,6 +666,8 @@ class EntryForm:
                 if (key, +1) in self.index:
                     out[f"A{info.ident}"] = f"{info.label}{root}"
                 out[f"A{info.ident}inv"] = f"{info.label}^(-1{'/' + str(info.q) if info.q > 1 else ''})"
+            elif key[0] == "lin":
+                out[f"A{info.ident}"] = info.label
             elif key[0] == "exp":
                 m = key[1] if info.q == 1 else f"({key[1]})/{info.q}"
                 out[f"A{info.ident}"] = f"exp({m})"

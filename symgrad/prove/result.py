@@ -58,7 +58,8 @@ class Result:
     seconds: float = 0.0
     terms: int = 0              #: terms of both sides' normal forms, summed over entries
     atoms: int = 0              #: distinct atoms abstracted
-    entries: int = 0            #: scalar identities checked (one per input entry)
+    entries: int = 0            #: scalar identities (one per input entry)
+    checked: int = 0            #: of which normal-formed (one per symmetry orbit)
     side_conditions: list = field(default_factory=list)
     witness: Witness | None = None
     reason: str = ""            #: for UNKNOWN: why
