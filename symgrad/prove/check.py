@@ -241,12 +241,13 @@ def check(spec: Spec) -> Result:
         SideCondition(c.text(), c.reason, holds_everywhere(c, positive))
         for c in conditions[:MAX_LISTED_CONDITIONS]]
     symmetric = orbits is not None and orbits.generators and len(wanted) < total
-    if len(conditions) > MAX_LISTED_CONDITIONS or symmetric:
-        more = len(conditions) - MAX_LISTED_CONDITIONS
+    more = len(conditions) - MAX_LISTED_CONDITIONS
+    notes = ([f"… and {more} more of these forms"] if more > 0 else []) + (
+        ["… and their images under the verified index symmetries"]
+        if symmetric and conditions else [])
+    if notes:
         result.side_conditions.append(SideCondition(
-            (f"… {more} more of these forms" if more > 0 else "")
-            + ("; and their images under the verified index symmetries" if symmetric else ""),
-            "summary", all(c.discharged for c in result.side_conditions)))
+            "; ".join(notes), "summary", all(c.discharged for c in result.side_conditions)))
     result.atoms = len(atoms.info)
 
     if unsupported is None and not nonzero:

@@ -1,0 +1,207 @@
+"""The ``symgrad`` command.
+
+Exit codes: 0 proved, 1 refuted, 4 unknown, 2 usage or input error, 3 internal error.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from . import __version__
+from .api import parse_param, verify_node
+from .errors import InputError, InternalError
+from .ops import OPS
+from .prove.result import Verdict
+
+EXIT_USAGE, EXIT_INTERNAL = 2, 3
+
+
+def parse_shape(text: str) -> tuple:
+    """``2x3`` → (2, 3); one clear error for anything else."""
+    parts = text.lower().split("x")
+    try:
+        dims = tuple(int(p) for p in parts)
+    except ValueError:
+        raise InputError(f"cannot read the shape {text!r}; write it like 2x3 (positive "
+                         f"integers joined by x)") from None
+    bad = [d for d in dims if d <= 0]
+    if bad:
+        raise InputError(f"the shape {text!r} has the dimension {bad[0]}; every dimension "
+                         f"must be a positive integer")
+    return dims
+
+
+def overall(results) -> Verdict:
+    verdicts = {r.verdict for r in results}
+    if Verdict.REFUTED in verdicts:
+        return Verdict.REFUTED
+    if Verdict.UNKNOWN in verdicts:
+        return Verdict.UNKNOWN
+    return Verdict.PROVED
+
+
+def _print_table(results, out):
+    rows = [("obligation", "verdict", "seconds", "terms", "method")]
+    for r in results:
+        rows.append((r.name, r.verdict.value.upper(), f"{r.seconds:.2f}", str(r.terms), r.method))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for k, row in enumerate(rows):
+        out.write("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() + "\n")
+        if k == 0:
+            out.write("  ".join("-" * w for w in widths) + "\n")
+
+
+def _print_details(r, out):
+    if r.side_conditions:
+        out.write(f"side conditions ({r.name}):\n")
+        for c in r.side_conditions:
+            mark = "  [holds everywhere]" if c.discharged else ""
+            out.write(f"  {c.text}{mark}\n")
+    else:
+        out.write(f"side conditions ({r.name}): none\n")
+    if r.witness is not None:
+        w = r.witness
+        idx = ",".join(map(str, w.entry))
+        out.write(f"counterexample: the cotangent of {w.input}[{idx}] is wrong\n")
+        out.write(f"  expected (Jᵀḡ) {w.expected}\n  rule gave       {w.got}\n")
+        out.write(f"  residual in [{w.residual[0]}, {w.residual[1]}] (excludes 0, "
+                  f"{w.precision}-bit ball arithmetic)\n")
+        shown = list(w.point.items())
+        text = ", ".join(f"{k}={v}" for k, v in shown[:12])
+        more = f", … ({len(shown) - 12} more)" if len(shown) > 12 else ""
+        out.write(f"  at {text}{more}\n  tangent: {w.tangent}\n")
+    if r.verdict is Verdict.UNKNOWN and r.reason:
+        out.write(f"unknown: {r.reason}\n")
+    if r.residual and r.verdict is not Verdict.PROVED:
+        out.write(f"non-zero normal form (sample): {r.residual}\n")
+
+
+def report(results, as_json: bool):
+    verdict = overall(results)
+    if as_json:
+        click.echo(json.dumps({"verdict": verdict.value, "symgrad": __version__,
+                               "obligations": [r.to_json() for r in results]}, indent=2))
+    else:
+        out = click.get_text_stream("stdout")
+        _print_table(results, out)
+        out.write("\n")
+        for r in results:
+            _print_details(r, out)
+        out.write(f"\nverdict: {verdict.value.upper()}\n")
+    return verdict.exit_code
+
+
+class _Group(click.Group):
+    """Turns InputError into one sentence and exit 2; other exceptions into exit 3."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except InputError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(EXIT_USAGE)
+        except BrokenPipeError:  # the reader (| head) went away: nothing left to say
+            sys.stderr.close()
+            ctx.exit(0)
+        except (click.exceptions.ClickException, click.exceptions.Exit,
+                click.exceptions.Abort, SystemExit):
+            raise
+        except (InternalError, Exception) as exc:  # a bug in symgrad: say so, exit 3
+            click.echo(f"internal error: {exc}", err=True)
+            ctx.exit(EXIT_INTERNAL)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="symgrad")
+def main():
+    """Prove with computer algebra that VJP rules (an autograd tape's backward pass) are
+    right: backprop = the transposed Fréchet derivative of the forward, for fixed shapes.
+
+    Verdicts: PROVED (zero normal form, under the printed side conditions), REFUTED (a
+    certified counterexample inside the domain), UNKNOWN (neither; the reason is printed).
+    Exit codes: 0 proved, 1 refuted, 4 unknown, 2 usage/input error, 3 internal error.
+    """
+
+
+@main.command("list")
+def list_ops():
+    """List the tape-node ops with their signatures and side conditions."""
+    rows = [("op", "signature", "kind", "params", "side conditions")]
+    for name in sorted(OPS):
+        op = OPS[name]
+        rows.append((name, op.signature, op.linearity,
+                     ", ".join(p.name for p in op.params) or "-", op.conditions or "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for k, row in enumerate(rows):
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        if k == 0:
+            click.echo("  ".join("-" * w for w in widths))
+
+
+@main.group()
+def verify():
+    """Prove a library op (``verify node OP``) at fixed shapes."""
+
+
+@verify.command("node")
+@click.argument("op_name", metavar="OP")
+@click.option("--shape", "shapes", multiple=True, metavar="AxB",
+              help="One per input, in order, e.g. --shape 2x3 --shape 3x4. Default: the "
+                   "op's first example shapes (see `symgrad list`).")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
+              help="An op parameter: a number (1/3, 1e-5), a symbol name, or a shape "
+                   "(3x2). Example: --param c=1/2, --param eps=eps.")
+@click.option("--reads", default=None, metavar="I,J",
+              help="Which input each argument reads, e.g. --reads 0,0 checks mul(x, x) "
+                   "(give one --shape per distinct input).")
+@click.option("--timeout", type=float, default=None,
+              help="Seconds before the verdict becomes UNKNOWN (default 600).")
+@click.option("--max-entries", type=int, default=None,
+              help="Refuse tensors with more entries than this (default 65536).")
+@click.option("--backend", type=click.Choice(["symengine", "sympy"]), default="symengine",
+              help="Differentiate with SymEngine (fast, default) or SymPy (reference).")
+@click.option("--no-symmetry", is_flag=True,
+              help="Normal-form every input entry instead of one per verified orbit.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead.")
+def verify_node_cmd(op_name, shapes, params, reads, timeout, max_entries, backend,
+                    no_symmetry, as_json):
+    """Prove or refute the VJP rule of library op OP at the given shapes.
+
+    \b
+    Example:
+      symgrad verify node softmax --shape 2x3
+      symgrad verify node matmul --shape 2x3 --shape 3x4 --json
+      symgrad verify node mul --shape 2x2 --reads 0,0
+    """
+    from .ops import get_op
+    op = get_op(op_name)
+    if shapes:
+        shape_list = [parse_shape(s) for s in shapes]
+    else:
+        shape_list = list(op.examples[0])
+        if reads is not None:
+            raise InputError("with --reads, give the shapes of the distinct inputs with "
+                             "--shape")
+    overrides = {}
+    for item in params:
+        if "=" not in item:
+            raise InputError(f"cannot read --param {item!r}; write NAME=VALUE, e.g. c=1/2")
+        k, v = item.split("=", 1)
+        overrides[k.strip()] = parse_param(v, backend)
+    read_list = None
+    if reads is not None:
+        try:
+            read_list = [int(t) for t in reads.split(",")]
+        except ValueError:
+            raise InputError(f"cannot read --reads {reads!r}; write input indices like "
+                             f"0,0") from None
+    result = verify_node(op.name, shape_list, params=overrides, reads=read_list,
+                         timeout=timeout, max_entries=max_entries, backend=backend,
+                         symmetry=not no_symmetry)
+    sys.exit(report([result], as_json))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

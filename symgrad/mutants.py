@@ -1,0 +1,274 @@
+"""Named wrong VJP rules ("mutants") for the library ops.
+
+Each mutant is a plausible bug — a dropped term, a wrong constant, a missing transpose, the
+unbiased variance, a missing fan-in doubling, a wrong permutation — that symgrad must
+REFUTE with a certified witness. They exist to show the checker can fail (the test suite and
+the obligations gate run them) and for demonstrations:
+
+>>> from symgrad.mutants import MUTANTS, verify_mutant
+>>> r = verify_mutant("softmax_no_subtraction")
+>>> r.verdict.value, r.witness.input
+('refuted', 'x')
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from . import fn
+from .api import verify_node
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    op: str
+    shapes: tuple
+    vjp: Callable
+    bug: str
+    reads: tuple | None = None
+    params: dict | None = None
+
+
+MUTANTS: dict[str, Mutant] = {}
+
+
+def _mutant(name, op, shapes, bug, reads=None, params=None):
+    def register(vjp):
+        MUTANTS[name] = Mutant(name, op, tuple(tuple(s) for s in shapes), vjp, bug,
+                               None if reads is None else tuple(reads), params)
+        return vjp
+    return register
+
+
+def _rowsum(a):
+    return a.sum(axis=-1, keepdims=True)
+
+
+# ----- softmax family -------------------------------------------------------------------
+
+@_mutant("softmax_no_subtraction", "softmax", [(2, 3)], "drops the −Σ g·y term")
+def _(g, y, x):
+    return (y * g,)
+
+
+@_mutant("softmax_wrong_axis", "softmax", [(3, 3)], "sums g·y over the wrong axis")
+def _(g, y, x):
+    return (y * (g - (g * y).sum(axis=0, keepdims=True)),)
+
+
+@_mutant("softmax_sign", "softmax", [(2, 3)], "adds the Σ g·y term instead of subtracting")
+def _(g, y, x):
+    return (y * (g + _rowsum(g * y)),)
+
+
+@_mutant("log_softmax_no_probs", "log_softmax", [(2, 3)], "g − Σg, missing the softmax factor")
+def _(g, out, x):
+    return (g - _rowsum(g),)
+
+
+@_mutant("masked_softmax_ignores_bias", "masked_softmax", [(2, 3)],
+         "recomputes the probabilities without the bias")
+def _(g, y, x, *, bias):
+    p = fn.exp(x) / _rowsum(fn.exp(x))
+    return (p * (g - _rowsum(g * p)),)
+
+
+@_mutant("hard_mask_leaks_gradient", "hard_masked_softmax", [(3, 3)],
+         "uses the unmasked softmax, so masked entries get gradient")
+def _(g, y, x, *, mask):
+    p = fn.exp(x) / _rowsum(fn.exp(x))
+    return (p * (g - _rowsum(g * p)),)
+
+
+# ----- layer norm -------------------------------------------------------------------------
+
+def _ln_parts(x, eps, n_var):
+    n = x.shape[-1]
+    mu = _rowsum(x) / n
+    var = _rowsum((x - mu) ** 2) / n_var
+    inv = 1 / fn.sqrt(var + eps)
+    return (x - mu) * inv, inv, n
+
+
+@_mutant("layer_norm_unbiased_variance", "layer_norm", [(2, 3), (3,), (3,)],
+         "uses the unbiased variance 1/(n−1) in the backward pass")
+def _(g, out, x, gamma, beta, *, eps):
+    xhat, inv, n = _ln_parts(x, eps, x.shape[-1] - 1)
+    d = g * gamma
+    return inv * (d - _rowsum(d) / n - xhat * _rowsum(d * xhat) / n), \
+        (g * xhat).sum(axis=0), g.sum(axis=0)
+
+
+@_mutant("layer_norm_no_mean_term", "layer_norm", [(2, 3), (3,), (3,)],
+         "drops the −mean(dy·γ) term of dx")
+def _(g, out, x, gamma, beta, *, eps):
+    xhat, inv, n = _ln_parts(x, eps, x.shape[-1])
+    d = g * gamma
+    return inv * (d - xhat * _rowsum(d * xhat) / n), (g * xhat).sum(axis=0), g.sum(axis=0)
+
+
+@_mutant("layer_norm_dgamma_no_xhat", "layer_norm", [(2, 3), (3,), (3,)],
+         "dγ = Σ dy, missing the x̂ factor")
+def _(g, out, x, gamma, beta, *, eps):
+    xhat, inv, n = _ln_parts(x, eps, x.shape[-1])
+    d = g * gamma
+    return inv * (d - _rowsum(d) / n - xhat * _rowsum(d * xhat) / n), g.sum(axis=0), \
+        g.sum(axis=0)
+
+
+@_mutant("layer_norm_eps_outside_root", "layer_norm", [(2, 3), (3,), (3,)],
+         "uses 1/(√var + ε) in the backward pass (ε outside the root)")
+def _(g, out, x, gamma, beta, *, eps):
+    n = x.shape[-1]
+    mu = _rowsum(x) / n
+    inv = 1 / (fn.sqrt(_rowsum((x - mu) ** 2) / n) + eps)
+    xhat = (x - mu) * inv
+    d = g * gamma
+    return inv * (d - _rowsum(d) / n - xhat * _rowsum(d * xhat) / n), \
+        (g * xhat).sum(axis=0), g.sum(axis=0)
+
+
+@_mutant("layer_norm_dbeta_times_xhat", "layer_norm", [(2, 3), (3,), (3,)],
+         "dβ = Σ dy·x̂ (dγ's formula)")
+def _(g, out, x, gamma, beta, *, eps):
+    xhat, inv, n = _ln_parts(x, eps, x.shape[-1])
+    d = g * gamma
+    return inv * (d - _rowsum(d) / n - xhat * _rowsum(d * xhat) / n), \
+        (g * xhat).sum(axis=0), (g * xhat).sum(axis=0)
+
+
+# ----- linear algebra -----------------------------------------------------------------
+
+@_mutant("matmul_missing_transpose", "matmul", [(3, 3), (3, 3)], "dx = g @ W (no transpose)")
+def _(g, out, x, W):
+    return g @ W, x.T @ g
+
+
+@_mutant("matmul_swapped_dW", "matmul", [(3, 3), (3, 3)], "dW = gᵀ @ x instead of xᵀ @ g")
+def _(g, out, x, W):
+    return g @ W.T, g.T @ x
+
+
+@_mutant("batched_matmul_dB_no_transpose", "batched_matmul", [(2, 2, 2), (2, 2, 2)],
+         "dB = A @ g (A not transposed)")
+def _(g, out, A, B):
+    return np.matmul(g, B.transpose(0, 2, 1)), np.matmul(A, g)
+
+
+@_mutant("affine_db_first_row", "affine", [(2, 3), (3, 2), (2,)],
+         "db takes only the first row of g")
+def _(g, out, x, W, b):
+    return g @ W.T, x.T @ g, g[0]
+
+
+@_mutant("mul_square_no_doubling", "mul", [(2, 2)],
+         "x⊙x: returns a cotangent for one argument only (missing fan-in doubling)",
+         reads=(0, 0))
+def _(g, out, a, b):
+    return g * b, None
+
+
+@_mutant("sub_sign", "sub", [(2, 2), (2, 2)], "returns +g for the subtrahend")
+def _(g, out, a, b):
+    return g, g
+
+
+@_mutant("scale_missing_c", "scale", [(2, 3)], "returns g, forgetting the factor c")
+def _(g, out, x, *, c):
+    return (g,)
+
+
+# ----- shapes and reductions ------------------------------------------------------------
+
+@_mutant("transpose_last_two_identity", "transpose_last_two", [(2, 2, 2)],
+         "passes g through untransposed")
+def _(g, out, x):
+    return (g,)
+
+
+@_mutant("swap_first_two_wrong_axes", "swap_first_two", [(2, 2, 2)],
+         "swaps the last two axes back instead of the first two")
+def _(g, out, x):
+    return (g.transpose(0, 2, 1),)
+
+
+@_mutant("reshape_column_major", "reshape", [(2, 3)], "reshapes g back in column-major order",
+         params={"shape": (3, 2)})
+def _(g, out, x, *, shape):
+    return (g.reshape(x.shape, order="F"),)
+
+
+@_mutant("row_mean_no_division", "row_mean", [(2, 3)], "broadcasts g without the 1/n")
+def _(g, out, x):
+    return (np.repeat(g[:, None], x.shape[1], axis=1),)
+
+
+@_mutant("broadcast_row_wrong_axis", "broadcast_row", [(3,)], "sums g over rows, not columns",
+         params={"n": 3})
+def _(g, out, v, *, n):
+    return (g.sum(axis=0),)
+
+
+# ----- elementwise ------------------------------------------------------------------------
+
+@_mutant("exp_times_x", "exp", [(2, 2)], "g·x instead of g·eˣ")
+def _(g, out, x):
+    return (g * x,)
+
+
+@_mutant("log_times_x", "log", [(2, 2)], "g·x instead of g/x")
+def _(g, out, x):
+    return (g * x,)
+
+
+@_mutant("tanh_plus", "tanh", [(2, 2)], "g·(1 + tanh²) instead of g·(1 − tanh²)")
+def _(g, out, x):
+    return (g * (1 + out * out),)
+
+
+@_mutant("sigmoid_no_complement", "sigmoid", [(2, 2)], "g·σ instead of g·σ(1−σ)")
+def _(g, out, x):
+    return (g * out,)
+
+
+@_mutant("silu_sigmoid_only", "silu", [(2, 2)], "g·σ(x), dropping x·σ(1−σ)")
+def _(g, out, x):
+    return (g * fn.sigmoid(x),)
+
+
+@_mutant("gelu_tanh_no_inner_derivative", "gelu_tanh", [(2, 2)],
+         "½(1 + tanh u), dropping the derivative of the tanh term")
+def _(g, out, x):
+    k = fn.sqrt(2 / fn.pi)
+    c = fn.rational(fn.GELU_TANH_C)
+    return (g * (1 + fn.tanh(k * (x + c * x**3))) / 2,)
+
+
+@_mutant("gelu_erf_cdf_only", "gelu_erf", [(2, 2)], "Φ(x) only, dropping x·φ(x)")
+def _(g, out, x):
+    return (g * (1 + fn.erf(x / fn.sqrt(2))) / 2,)
+
+
+@_mutant("relu_identity", "relu", [(2, 2)], "passes g through, ignoring the step")
+def _(g, out, x):
+    return (g,)
+
+
+@_mutant("sqrt_missing_half", "sqrt", [(2, 2)], "g/√x instead of g/(2√x)")
+def _(g, out, x):
+    return (g / out,)
+
+
+@_mutant("inv_wrong_sign", "inv", [(2, 2)], "g/x² instead of −g/x²")
+def _(g, out, x):
+    return (g * out * out,)
+
+
+def verify_mutant(name, **kwargs):
+    """Check a mutant against its op's forward (it should come out REFUTED)."""
+    m = MUTANTS[name]
+    return verify_node(m.op, list(m.shapes), params=m.params, reads=m.reads, vjp=m.vjp,
+                       **kwargs)
