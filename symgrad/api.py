@@ -109,9 +109,10 @@ def verify_node(op_name, shapes, *, params=None, reads=None, timeout=None, memor
     >>> import symgrad as sg
     >>> r = sg.verify_node("softmax", shapes=[(2, 3)])
     >>> r.verdict, r.method
-    (<Verdict.PROVED: 'proved'>, 'normal form')
-    >>> [c.text for c in sg.verify_node("log", shapes=[(2,)]).side_conditions][:2]
-    ['x[0] > 0', 'x[1] > 0']
+    (<Verdict.PROVED: 'proved'>, 'normal form (1 of 6 entries; the rest by symmetry)')
+    >>> r = sg.verify_node("log", shapes=[(2,)], symmetry=False)
+    >>> [(c.text, c.reason) for c in r.side_conditions][:3]
+    [('x[0] > 0', 'declared'), ('x[1] > 0', 'declared'), ('x[0] ≠ 0', 'denominator')]
     """
     op = get_op(op_name)
     shapes = _normalise_shapes(shapes)

@@ -84,7 +84,7 @@ def report(results, as_json: bool):
         click.echo(json.dumps({"verdict": verdict.value, "symgrad": __version__,
                                "obligations": [r.to_json() for r in results]}, indent=2))
     else:
-        out = click.get_text_stream("stdout")
+        out = sys.stdout
         _print_table(results, out)
         out.write("\n")
         for r in results:

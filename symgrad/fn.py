@@ -8,7 +8,7 @@ expressions and on plain numbers (which become exact SymEngine numbers):
 >>> [str(e) for e in exp(x)]
 ['exp(x[0])', 'exp(x[1])']
 >>> str(sigmoid(x)[0])
-'1/(1 + exp(-x[0]))'
+'(1 + exp(-x[0]))**(-1)'
 """
 from __future__ import annotations
 

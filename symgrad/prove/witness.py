@@ -36,8 +36,13 @@ class Evaluator:
     """Evaluates SymEngine expressions at a rational point with balls of ``prec`` bits."""
 
     def __init__(self, point: dict, prec: int = 64):
-        self.point = {k: _arb(v) for k, v in point.items()}
         self.prec = prec
+        old = flint_ctx.prec
+        flint_ctx.prec = prec  # the point's balls are made at the working precision too
+        try:
+            self.point = {k: _arb(v) for k, v in point.items()}
+        finally:
+            flint_ctx.prec = old
         self.memo: dict = {}
 
     def __call__(self, node) -> arb:

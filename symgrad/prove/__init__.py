@@ -1,0 +1,1 @@
+"""The checking pipeline: obligation, reference derivative, normal form, witness, verdict."""
