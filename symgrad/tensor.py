@@ -115,6 +115,18 @@ def exact_array(arr) -> np.ndarray:
     return out
 
 
+def as_symengine(arr) -> np.ndarray:
+    """An object array of SymEngine expressions (SymPy entries and Python numbers converted;
+    floats left as they are — see :func:`exact`)."""
+    a = np.asarray(arr, dtype=object)
+    if a.size and all(isinstance(v, se.Basic) for v in a.flat):
+        return a
+    out = np.empty(a.shape, dtype=object)
+    for index in np.ndindex(a.shape):
+        out[index] = se.sympify(float_to_exact(a[index]))
+    return out
+
+
 def float_to_exact(v):
     """A bare Python float or Fraction as an exact number; anything else unchanged."""
     return constant(v) if isinstance(v, (float, Fraction)) else v

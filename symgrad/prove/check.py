@@ -23,7 +23,7 @@ import symengine as se
 import sympy as sp
 
 from ..errors import RuleError, ShapeError
-from ..tensor import entry_name, exact, exact_array, symbols
+from ..tensor import as_symengine, entry_name, exact, symbols
 from .normal_form import Atoms, Condition, EntryForm, Unsupported, holds_everywhere
 from .result import Result, SideCondition, Verdict, Witness
 from .symmetry import Orbits
@@ -118,8 +118,10 @@ def build_sides(spec: Spec):
                            "the forward rule's result")
     if out is None:
         raise RuleError("the forward rule returned None; it must return an array")
-    out = exact_array(out) if backend == "symengine" else \
-        np.vectorize(_exact_sympy, otypes=[object])(out) if out.size else out
+    if backend == "sympy" and out.size:
+        out = np.vectorize(_exact_sympy, otypes=[object])(out)
+    elif backend == "symengine":
+        out = as_symengine(out)
     validate_shapes([("output", out.shape)], spec.max_entries * 16)
     g = symbols(gname, out.shape, backend)
 
@@ -141,8 +143,10 @@ def build_sides(spec: Spec):
                             f"{_fmt(arrays[r].shape)}")
         rhs[r] = rhs[r] + c
 
-    rhs = [exact_array(r) for r in rhs]
-    out_se = out if backend == "symengine" else exact_array(out)
+    # Floats are read as their exact binary values: by the normal form and the witness
+    # evaluator wherever they appear, and by exact() before the forward is differentiated.
+    rhs = [as_symengine(r) for r in rhs]
+    out_se = as_symengine(out)
     declared = []
     if spec.assumptions is not None:
         for item in _call(spec.assumptions, args, "assumptions", spec.inputs):
@@ -158,12 +162,16 @@ def reference(sides, wanted):
     targets = {sides["arrays"][i][index]: (i, index) for i, index in wanted}
     contributions: dict = {key: [] for key in targets.values()}
     diff = se.diff if backend == "symengine" else sp.diff
+    make_exact = exact if backend == "symengine" else _exact_sympy
     for k in np.ndindex(out.shape):
         f = out[k]
+        exact_f = None
         for s in f.free_symbols:
             key = targets.get(s)
             if key is not None:
-                d = diff(f, s)
+                if exact_f is None:  # floats become exact before they are differentiated
+                    exact_f = make_exact(f)
+                d = diff(exact_f, s)
                 if d != 0:
                     contributions[key].append(g[k] * d)
     add = se.Add if backend == "symengine" else sp.Add
@@ -194,24 +202,28 @@ def check(spec: Spec) -> Result:
     """Run one obligation in this process (see :func:`symgrad.check_vjp` for the isolated,
     time-limited entry point)."""
     t0 = time.perf_counter()
+    phases = {}
     validate_shapes(spec.inputs, spec.max_entries)
     sides = build_sides(spec)
+    phases["build"] = time.perf_counter() - t0
     declared = sides["declared"]
     atoms = Atoms(positive=_positive_symbols(declared))
-    arrays_se = [exact_array(a) for a in sides["arrays"]]
+    arrays_se = [as_symengine(a) for a in sides["arrays"]]
     total = sum(a.size for a in arrays_se)
     result = Result(name=spec.name, verdict=Verdict.UNKNOWN, backend=spec.backend,
                     shapes=[list(s) for _, s in spec.inputs],
                     params={k: str(v) for k, v in spec.params.items()}, entries=total)
     orbits = None
     if spec.symmetry:
-        orbits = Orbits(arrays_se, exact_array(sides["g"]), sides["out_se"], sides["rhs"],
-                        [exact_array(p) for p in spec.param_arrays])
+        orbits = Orbits(arrays_se, as_symengine(sides["g"]), sides["out_se"], sides["rhs"],
+                        [as_symengine(p) for p in spec.param_arrays])
         wanted = orbits.representatives()
     else:
         wanted = [(i, index) for i, a in enumerate(arrays_se) for index in np.ndindex(a.shape)]
+    phases["symmetry"] = time.perf_counter() - t0 - sum(phases.values())
     lhs = reference(sides, wanted)
     result.checked = len(wanted)
+    phases["derivative"] = time.perf_counter() - t0 - sum(phases.values())
 
     nonzero = []           # (entry, residual poly, form)
     unsupported = None
@@ -235,6 +247,7 @@ def check(spec: Spec) -> Result:
             continue
         nonzero.append((entry, reduced if reduced is not None else residual, form))
 
+    phases["normal form"] = time.perf_counter() - t0 - sum(phases.values())
     conditions = declared + atoms.side_conditions()
     positive = _positive_symbols(conditions)
     result.side_conditions = [
@@ -279,6 +292,8 @@ def check(spec: Spec) -> Result:
                              f"counterexample was found at {spec.witness_points} points; the "
                              f"rule may be right through an identity the atoms miss")
     result.seconds = time.perf_counter() - t0
+    phases["verdict"] = result.seconds - sum(phases.values())
+    result.phases = {k: round(v, 4) for k, v in phases.items()}
     return result
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from fractions import Fraction
-from functools import reduce as _fold
 
 import symengine as se
 import sympy as sp
@@ -142,6 +141,21 @@ ZERO = Factored(Fraction(0))
 _NONSMOOTH_AT_ZERO = {"Abs", "sign", "Heaviside"}
 
 
+#: bases with fewer nodes than this are keyed by their expansion
+SMALL_BASE = 200
+
+
+def _smaller_than(node, limit: int) -> bool:
+    """Whether the expression tree of ``node`` has fewer than ``limit`` nodes."""
+    stack, count = [node], 0
+    while stack:
+        count += 1
+        if count >= limit:
+            return False
+        stack.extend(stack.pop().args)
+    return True
+
+
 def function_name(node) -> str:
     if isinstance(node, (se.FunctionSymbol,)):
         return node.get_name()
@@ -233,18 +247,6 @@ class Atoms:
             m *= int(b.args[1])
             b = b.args[0]
         return b, m
-
-    def _content(self, b):
-        """b = c · A with c > 0 rational and A primitive canonical."""
-        A = self.canon(b)
-        coeffs = [to_fraction(v) for v in A.as_coefficients_dict().values()]
-        if coeffs:
-            num = _fold(math.gcd, (abs(x.numerator) for x in coeffs))
-            den = _fold(lambda a, b_: a * b_ // math.gcd(a, b_), (x.denominator for x in coeffs))
-            content = Fraction(num, den)
-            if content not in (0, 1):
-                return content, self.canon(A / _se_rational(content))
-        return Fraction(1), A
 
     # -- factorisation of one Pow / function / constant node (memoised)
     def factor(self, node):
@@ -341,23 +343,23 @@ class Atoms:
             sign = (-1) ** r.numerator if c < 0 else 1
             num = self._numeric_power(abs(c), r)
             return Factored(sign * num.coeff, (), num.atoms)
+        # Small bases are keyed by their expansion; large ones by their structure
+        # (SymEngine's structural equality): expanding a LayerNorm radicand at (16, 64)
+        # costs more than the whole proof. Large bases equal only after expansion are
+        # reconciled by clearing denominators in reduce().
+        A = self.canon(b) if _smaller_than(b, SMALL_BASE) else b
         if root:
-            A = self.canon(b)
             self._condition(b, "> 0", "radicand", key=A)
             if r.denominator != 1:
-                # Roots keep their base's content: moving it out would create numeric
-                # radicals whose products need the relation r^q = p term by term.
                 key = ("pow", A)
                 self._atom(key, f"({b})", A)
                 return Factored(Fraction(1), (), ((key, r),))
-        c, A = self._content(b)
-        num = self._numeric_power(c, r)
-        if r > 0:  # a polynomial power (with its content moved out)
-            return Factored(num.coeff, ((A, int(r)),), num.atoms)
+        if r > 0:  # a polynomial power
+            return Factored(Fraction(1), ((A, int(r)),), ())
         key = ("pow", A)
         self._atom(key, f"({b})", A)
         self._condition(b, "!= 0", "denominator", key=A)
-        return Factored(num.coeff, (), num.atoms + ((key, r),))
+        return Factored(Fraction(1), (), ((key, r),))
 
     # -- linear forms: abstracted as atoms keyed by their canonical form
     def degree(self, node):

@@ -68,6 +68,7 @@ class Result:
     params: dict = field(default_factory=dict)
     backend: str = "symengine"
     peak_memory_mb: float = 0.0
+    phases: dict = field(default_factory=dict)  #: seconds per pipeline phase
 
     @property
     def proved(self) -> bool:

@@ -7,7 +7,10 @@ index values of every axis of a given length n by the same permutation π_n. If
 * the forward is equivariant: ρ(f_k) = f_{π(k)} for every output entry k, and
 * the rule is equivariant: ρ(vjp_e) = vjp_{π(e)} for every input entry e,
 
-(both checked here as exact structural equalities of SymEngine expressions after renaming),
+(both checked exactly: every expression gets an interned structural ID — leaves by symbol
+name or exact number, sums and products by the multiset of their children's IDs, powers and
+functions by their ordered children — so equal IDs mean the same expression up to the order
+of commutative arguments, hence the same function),
 then φ = ⟨ḡ, f⟩ is ρ-invariant, so ρ((Jᵀḡ)_e) = ρ(∂φ/∂x_e) = ∂φ/∂x_{π(e)} = (Jᵀḡ)_{π(e)},
 and the residual of entry π(e) is the renamed residual of entry e: one is identically zero
 iff the other is. Equivariance is closed under composition, so the entries fall into orbits
@@ -19,36 +22,71 @@ from __future__ import annotations
 import numpy as np
 import symengine as se
 
+_COMMUTATIVE = (se.Add, se.Mul)
+
 
 def _generators(sizes):
-    """Per axis length n ≥ 2 the cycle (0 1 … n−1): a cheap generating set whose orbits are
-    "diagonals" (an entry (i, j) meets every (i+a, j+a′) where the axes differ in length)."""
-    return [{n: [(i + 1) % n for i in range(n)]} for n in sorted(sizes) if n >= 2]
+    """Per axis length n ≥ 2 the transposition (0 1) and the cycle (0 1 … n−1), which
+    generate all permutations of n index values."""
+    gens = []
+    for n in sorted(sizes):
+        if n >= 2:
+            gens.append({n: [1, 0] + list(range(2, n))})
+        if n >= 3:
+            gens.append({n: [(i + 1) % n for i in range(n)]})
+    return gens
 
 
-class _Rebuild:
-    """Rename symbols and rebuild every node bottom-up, visiting shared subtrees once.
-    Both sides of an equivariance check go through this same construction, so SymEngine's
-    re-canonicalisation on construction (e.g. sqrt(1/pi) → 1/sqrt(pi)) affects both alike."""
+class StructuralIds:
+    """Interned structural IDs of expressions under several renamings of the symbols at
+    once (one walk over the shared DAG; one ID per renaming for every node). Equal IDs mean
+    equal expressions up to the order of commutative arguments."""
 
-    def __init__(self, mapping, intern: dict):
-        self.memo = dict(mapping)
-        self.intern = intern  # shared: equal rebuilt nodes become one object, so comparing
-        # two results is a pointer check instead of a walk over the whole tree
+    def __init__(self, renamings: list):
+        self.renamings = renamings
+        self.table: dict = {}
+        self.memo: dict = {}
+        self.symbol_ids: dict = {}
 
-    def __call__(self, node):
-        r = self.memo.get(node)
-        if r is None:
+    def _symbol(self, sym) -> int:
+        ident = self.symbol_ids.get(sym)
+        if ident is None:
+            ident = self.symbol_ids[sym] = self._intern(("s", str(sym)))
+        return ident
+
+    def _intern(self, key) -> int:
+        ident = self.table.get(key)
+        if ident is None:
+            ident = self.table[key] = len(self.table)
+        return ident
+
+    def __call__(self, node) -> tuple:
+        """IDs of ``node``: index 0 unrenamed, index r + 1 under renaming r."""
+        ids = self.memo.get(node)
+        if ids is not None:
+            return ids
+        if isinstance(node, se.Symbol):
+            ids = (self._symbol(node),) + tuple(
+                self._symbol(r.get(node, node)) for r in self.renamings)
+        else:
             args = node.args
             if not args:
-                r = self.intern.setdefault(node, node)
-            elif isinstance(node, se.FunctionSymbol):
-                r = se.function_symbol(node.get_name(), *[self(a) for a in args])
+                ident = self._intern(("a", type(node).__name__, str(node)))
+                ids = (ident,) * (len(self.renamings) + 1)
             else:
-                r = node.func(*[self(a) for a in args])
-            r = self.intern.setdefault(r, r)
-            self.memo[node] = r
-        return r
+                kids = [self(a) for a in args]
+                name = node.get_name() if isinstance(node, se.FunctionSymbol) \
+                    else type(node).__name__
+                commutative = isinstance(node, _COMMUTATIVE)
+                out = []
+                for r in range(len(self.renamings) + 1):
+                    column = [k[r] for k in kids]
+                    if commutative:
+                        column.sort()
+                    out.append(self._intern((name, tuple(column))))
+                ids = tuple(out)
+        self.memo[node] = ids
+        return ids
 
 
 def _move(index, shape, gen):
@@ -65,24 +103,11 @@ def _renaming(tensors, gen) -> dict:
     return m
 
 
-def _equivariant(values: np.ndarray, renaming: dict, renamed: _Rebuild, plain: _Rebuild,
-                 gen) -> bool:
-    """ρ(values[k]) == values[π(k)] for every k (values: an object array of SymEngine
-    expressions). Fast path: one C++ xreplace over all entries; an entry that differs only
-    by SymEngine's re-canonicalisation on construction is compared again after rebuilding
-    both sides the same way (``renamed`` / ``plain``)."""
-    if values.size == 0:
-        return True
-    flat = [values[i] for i in np.ndindex(values.shape)]
-    # one xreplace over a single n-ary node: SymEngine converts the dict once per call
-    fast = se.function_symbol("_tuple", *flat).xreplace(renaming).args
-    try:
-        for pos, index in enumerate(np.ndindex(values.shape)):
-            target = values[_move(index, values.shape, gen)]
-            if fast[pos] != target and renamed(flat[pos]) is not plain(target):
-                return False
-    except (TypeError, ValueError, RuntimeError):  # a node SymEngine cannot rebuild
-        return False
+def _equivariant(values: np.ndarray, ids: StructuralIds, r: int, gen) -> bool:
+    """ρ_r(values[k]) has the structural ID of values[π(k)], for every k."""
+    for index in np.ndindex(values.shape):
+        if ids(values[index])[r + 1] != ids(values[_move(index, values.shape, gen)])[0]:
+            return False
     return True
 
 
@@ -92,17 +117,12 @@ class Orbits:
     def __init__(self, inputs, g, out, cotangents, params=()):
         tensors = list(inputs) + [g] + [p for p in params if _is_symbol_array(p)]
         sizes = {n for t in tensors for n in t.shape}
-        self.generators = []
-        self.renamings = []
-        intern: dict = {}
-        plain = _Rebuild({}, intern)
-        for gen in _generators(sizes):
-            renaming = _renaming(tensors, gen)
-            if not renaming:
-                continue
-            renamed = _Rebuild(renaming, intern)
-            if _equivariant(out, renaming, renamed, plain, gen) and all(
-                    _equivariant(c, renaming, renamed, plain, gen) for c in cotangents):
+        gens = [g for g in _generators(sizes)]
+        renamings = [_renaming(tensors, g) for g in gens]
+        ids = StructuralIds(renamings)
+        self.generators, self.renamings = [], []
+        for r, (gen, renaming) in enumerate(zip(gens, renamings)):
+            if renaming and all(_equivariant(v, ids, r, gen) for v in [out] + list(cotangents)):
                 self.generators.append(gen)
                 self.renamings.append(renaming)
         parent: dict = {}
