@@ -22,7 +22,7 @@ from .tensor import constant
 
 __all__ = [
     "exp", "log", "tanh", "sigmoid", "sqrt", "erf", "step", "softplus", "rational", "pi",
-    "sinh", "cosh", "erfc", "silu", "gelu_tanh", "gelu_erf", "relu",
+    "sinh", "cosh", "erfc", "silu", "gelu_tanh", "gelu_erf", "relu", "matmul",
 ]
 
 
@@ -97,6 +97,21 @@ def silu(x):
 def relu(x):
     """max(x, 0) written as x·H(x) (differentiable wherever x ≠ 0)."""
     return x * step(x)
+
+
+def matmul(a, b):
+    """``a @ b`` for symbolic arrays; 2-D SymEngine operands are multiplied by SymEngine's
+    dense matrix product in C++ (each entry built as one sum), others by NumPy."""
+    a, b = np.asarray(a, dtype=object), np.asarray(b, dtype=object)
+    if a.ndim == 2 and b.ndim == 2 and a.size and b.size and a.shape[1] == b.shape[0] \
+            and all(isinstance(v, se.Basic) for v in a.flat) \
+            and all(isinstance(v, se.Basic) for v in b.flat):
+        product = se.DenseMatrix(a.tolist()) * se.DenseMatrix(b.tolist())
+        out = np.empty((a.shape[0], b.shape[1]), dtype=object)
+        for i, row in enumerate(product.tolist()):
+            out[i, :] = row
+        return out
+    return a @ b
 
 
 def rational(p, q=1):

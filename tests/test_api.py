@@ -96,3 +96,17 @@ def test_sum_over_rows_of_a_rule_returning_lists():
     r = sg.check_vjp(lambda x: x.sum(axis=1), lambda g, y, x: (np.repeat(g[:, None], 3, axis=1),),
                      [(2, 3)])
     assert r.proved
+
+
+def test_floats_are_made_exact_before_differentiation_with_symmetry():
+    """0.044715·x³ differentiates to 3·(exact 0.044715)·x², not to the float 3*0.044715
+    (which rounds); the rule below spells the exact constant with fn.rational."""
+    from fractions import Fraction
+    c = 0.044715
+    assert Fraction(3 * c) != 3 * Fraction(c)   # the float product rounds
+    f = lambda x: c * x * x * x                         # noqa: E731
+    exact_rule = lambda g, y, x: (g * x * x * sg.fn.rational(3 * Fraction(c)),)  # noqa: E731
+    rounded = lambda g, y, x: (g * x * x * (3 * c),)    # noqa: E731
+    r = sg.check_vjp(f, exact_rule, [(4,)])
+    assert r.verdict is sg.Verdict.PROVED and "symmetry" in r.method
+    assert sg.check_vjp(f, rounded, [(4,)]).verdict is sg.Verdict.REFUTED

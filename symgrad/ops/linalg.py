@@ -1,6 +1,7 @@
 """Linear and bilinear ops: add, sub, mul, scale, add_bias, matmul, batched_matmul, affine."""
 import numpy as np
 
+from .. import fn
 from ..errors import ShapeError
 from ..tensor import symbol, symbols
 from . import Param, defop, fmt, need_rank, same_shape
@@ -73,11 +74,11 @@ defop("add_bias", _add_bias, _add_bias_vjp, args=("x",), signature="x (...) -> (
 
 def _matmul(x, W):
     """x @ W for 2-D x (m,n) and W (n,p)."""
-    return x @ W
+    return fn.matmul(x, W)
 
 
 def _matmul_vjp(g, out, x, W):
-    return g @ W.T, x.T @ g
+    return fn.matmul(g, W.T), fn.matmul(x.T, g)
 
 
 def _matmul_shape(sx, sW, **_):
@@ -109,11 +110,11 @@ def _batched_matmul_shape(sA, sB, **_):
 
 def _affine(x, W, b):
     """x @ W + b: x (m,n), W (n,p), b (p,) added to every row."""
-    return x @ W + b[None, :]
+    return fn.matmul(x, W) + b[None, :]
 
 
 def _affine_vjp(g, out, x, W, b):
-    return g @ W.T, x.T @ g, g.sum(axis=0)
+    return fn.matmul(g, W.T), fn.matmul(x.T, g), g.sum(axis=0)
 
 
 def _affine_shape(sx, sW, sb, **_):

@@ -8,6 +8,7 @@ same exception class with the same one-sentence message.
 """
 from __future__ import annotations
 
+import gc
 import multiprocessing as mp
 import os
 import resource
@@ -24,6 +25,9 @@ DEFAULT_MEMORY_MB = int(os.environ.get("SYMGRAD_MEMORY_MB", 8192))
 
 
 def _child(target, conn, memory_mb):
+    # The checking process is short-lived and allocates millions of small tuples (IDs,
+    # keys) that form no cycles: the cyclic collector would only rescan them.
+    gc.disable()
     try:
         if memory_mb:
             limit = memory_mb * 1024 * 1024

@@ -26,15 +26,11 @@ _COMMUTATIVE = (se.Add, se.Mul)
 
 
 def _generators(sizes):
-    """Per axis length n ≥ 2 the transposition (0 1) and the cycle (0 1 … n−1), which
-    generate all permutations of n index values."""
-    gens = []
-    for n in sorted(sizes):
-        if n >= 2:
-            gens.append({n: [1, 0] + list(range(2, n))})
-        if n >= 3:
-            gens.append({n: [(i + 1) % n for i in range(n)]})
-    return gens
+    """Per axis length n ≥ 2 the cycle i ↦ i+1 mod n. Cycles alone give orbits that are
+    "diagonals" (entry (i, j) of an n×n tensor meets every (i+a, j+a)); adding the
+    transpositions would merge those too but costs a walk per generator over every
+    expression, more than the extra representatives cost to prove (they are small)."""
+    return [{n: [(i + 1) % n for i in range(n)]} for n in sorted(sizes) if n >= 2]
 
 
 class StructuralIds:
@@ -47,6 +43,8 @@ class StructuralIds:
         self.table: dict = {}
         self.memo: dict = {}
         self.symbol_ids: dict = {}
+        self.width = len(renamings) + 1
+        self.floats = False  #: a float leaf was seen
 
     def _symbol(self, sym) -> int:
         ident = self.symbol_ids.get(sym)
@@ -60,32 +58,67 @@ class StructuralIds:
             ident = self.table[key] = len(self.table)
         return ident
 
+    def leaves(self, symbols):
+        """Pre-compute the IDs of the tensors' symbols (the hot path of the walk)."""
+        for sym in symbols:
+            self.memo[sym] = (self._symbol(sym),) + tuple(
+                self._symbol(r.get(sym, sym)) for r in self.renamings)
+
+    def _monomial(self, node):
+        """IDs of a product of symbols and numbers — the same IDs the general path gives,
+        without memoising the product (the hot path for bilinear ops) — or None."""
+        memo = self.memo
+        kids = []
+        for a in node.args:
+            k = memo.get(a)
+            if k is None:
+                if a.args or isinstance(a, se.Symbol):
+                    return None
+                k = self(a)
+            kids.append(k)
+        table = self.table
+        out = []
+        for c in zip(*kids):
+            key = (se.Mul, tuple(sorted(c)))
+            ident = table.get(key)
+            if ident is None:
+                ident = table[key] = len(table)
+            out.append(ident)
+        return tuple(out)
+
     def __call__(self, node) -> tuple:
         """IDs of ``node``: index 0 unrenamed, index r + 1 under renaming r."""
-        ids = self.memo.get(node)
+        memo = self.memo
+        ids = memo.get(node)
         if ids is not None:
             return ids
+        args = node.args
         if isinstance(node, se.Symbol):
             ids = (self._symbol(node),) + tuple(
                 self._symbol(r.get(node, node)) for r in self.renamings)
+        elif not args:
+            if isinstance(node, se.RealNumber):
+                self.floats = True
+            ids = (self._intern(("a", type(node).__name__, str(node))),) * self.width
         else:
-            args = node.args
-            if not args:
-                ident = self._intern(("a", type(node).__name__, str(node)))
-                ids = (ident,) * (len(self.renamings) + 1)
-            else:
-                kids = [self(a) for a in args]
-                name = node.get_name() if isinstance(node, se.FunctionSymbol) \
-                    else type(node).__name__
-                commutative = isinstance(node, _COMMUTATIVE)
-                out = []
-                for r in range(len(self.renamings) + 1):
-                    column = [k[r] for k in kids]
-                    if commutative:
-                        column.sort()
-                    out.append(self._intern((name, tuple(column))))
-                ids = tuple(out)
-        self.memo[node] = ids
+            kind = node.get_name() if isinstance(node, se.FunctionSymbol) else type(node)
+            kids = []
+            for a in args:
+                k = memo.get(a)
+                if k is None and type(a) is se.Mul:
+                    k = self._monomial(a)
+                kids.append(k if k is not None else self(a))
+            table = self.table
+            out = []
+            commutative = kind in _COMMUTATIVE
+            for column in zip(*kids):
+                key = (kind, tuple(sorted(column)) if commutative else column)
+                ident = table.get(key)
+                if ident is None:
+                    ident = table[key] = len(table)
+                out.append(ident)
+            ids = tuple(out)
+        memo[node] = ids
         return ids
 
 
@@ -120,11 +153,14 @@ class Orbits:
         gens = [g for g in _generators(sizes)]
         renamings = [_renaming(tensors, g) for g in gens]
         ids = StructuralIds(renamings)
+        ids.leaves(v for t in tensors for v in t.flat)
         self.generators, self.renamings = [], []
         for r, (gen, renaming) in enumerate(zip(gens, renamings)):
             if renaming and all(_equivariant(v, ids, r, gen) for v in [out] + list(cotangents)):
                 self.generators.append(gen)
                 self.renamings.append(renaming)
+        # the walk saw every leaf of the forward, unless every generator failed early
+        self.floats = ids.floats or not gens or len(self.generators) < len(gens)
         parent: dict = {}
 
         def find(a):
