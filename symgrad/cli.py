@@ -57,7 +57,7 @@ def _print_details(r, out):
     if r.side_conditions:
         out.write(f"side conditions ({r.name}):\n")
         for c in r.side_conditions:
-            mark = "  [holds everywhere]" if c.discharged else ""
+            mark = "  [discharged]" if c.discharged else ""
             out.write(f"  {c.text}{mark}\n")
     else:
         out.write(f"side conditions ({r.name}): none\n")

@@ -294,7 +294,8 @@ def check(spec: Spec) -> Result:
     conditions = declared + atoms.side_conditions()
     positive = _positive_symbols(conditions)
     result.side_conditions = [
-        SideCondition(c.text(), c.reason, holds_everywhere(c, positive))
+        SideCondition(c.text(), c.reason,
+                      c.reason != "declared" and holds_everywhere(c, positive))
         for c in conditions[:MAX_LISTED_CONDITIONS]]
     symmetric = orbits is not None and orbits.generators and len(wanted) < total
     more = len(conditions) - MAX_LISTED_CONDITIONS

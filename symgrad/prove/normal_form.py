@@ -91,7 +91,10 @@ def _term_sign(t, positive):
             sign = min(sign, s)
         return sign
     if isinstance(t, se.Add):
-        return 1 if holds_everywhere(Condition(t, "> 0", ""), positive) else None
+        signs = [_term_sign(a, positive) for a in t.args]
+        if any(s is None or s < 0 for s in signs):
+            return None
+        return max(signs)
     return None
 
 

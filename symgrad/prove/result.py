@@ -26,7 +26,8 @@ class SideCondition:
 
     text: str              #: e.g. ``x[0,0] > 0``
     reason: str            #: denominator, radicand, logarithm argument, declared, …
-    discharged: bool = False  #: holds at every real point (a sum of positive terms)
+    discharged: bool = False  #: implied by the declared assumptions alone (a sum of
+    #: positive terms: exponentials, even powers, positive constants and symbols)
 
 
 @dataclass
@@ -78,7 +79,7 @@ class Result:
         """The side conditions, one string (discharged ones marked)."""
         if not self.side_conditions:
             return "none"
-        parts = [c.text + (" (holds everywhere)" if c.discharged else "")
+        parts = [c.text + (" (discharged)" if c.discharged else "")
                  for c in self.side_conditions]
         return "; ".join(parts)
 
