@@ -142,7 +142,8 @@ def list_ops():
 
 @main.group()
 def verify():
-    """Prove a library op (``verify node OP``) at fixed shapes."""
+    """Prove a library op at fixed shapes (``verify node OP``), or check a shipped wrong
+    rule (``verify mutant NAME``)."""
 
 
 @verify.command("node")
@@ -201,6 +202,25 @@ def verify_node_cmd(op_name, shapes, params, reads, timeout, max_entries, backen
                          timeout=timeout, max_entries=max_entries, backend=backend,
                          symmetry=not no_symmetry)
     sys.exit(report([result], as_json))
+
+
+@verify.command("mutant")
+@click.argument("name", required=False)
+@click.option("--timeout", type=float, default=None, help="Seconds (default 600).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead.")
+def verify_mutant_cmd(name, timeout, as_json):
+    """Check a named wrong rule (a mutant) against its op's forward; it should be REFUTED
+    (exit 1). Without NAME, list the mutants and the bug each one has."""
+    from .mutants import MUTANTS, verify_mutant
+    if name is None:
+        width = max(map(len, MUTANTS))
+        for m in MUTANTS.values():
+            click.echo(f"{m.name.ljust(width)}  {m.op}: {m.bug}")
+        return
+    if name not in MUTANTS:
+        raise InputError(f"unknown mutant {name!r}; valid mutants are: "
+                         f"{', '.join(sorted(MUTANTS))}")
+    sys.exit(report([verify_mutant(name, timeout=timeout)], as_json))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -77,3 +77,23 @@ def test_list_shows_ops_with_signatures_and_conditions():
 def test_help_explains_exit_codes():
     code, out = run("--help")
     assert code == 0 and "Exit codes" in out
+
+
+def test_refuted_mutant_exits_1_and_shows_the_witness():
+    code, out = run("verify", "mutant", "layer_norm_unbiased_variance")
+    assert code == 1
+    assert "REFUTED" in out and "counterexample: the cotangent of" in out
+    assert "residual in [" in out and "excludes 0" in out
+
+
+def test_mutant_list_and_unknown_name():
+    code, out = run("verify", "mutant")
+    assert code == 0 and "softmax_no_subtraction" in out
+    code, out = run("verify", "mutant", "nosuch")
+    assert code == 2 and "unknown mutant 'nosuch'" in out
+
+
+def test_timeout_exits_4():
+    code, out = run("verify", "node", "layer_norm", "--shape", "8x32", "--shape", "32",
+                    "--shape", "32", "--timeout", "0.05")
+    assert code == 4 and "timeout" in out
