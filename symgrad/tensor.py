@@ -132,6 +132,11 @@ def float_to_exact(v):
     return constant(v) if isinstance(v, (float, Fraction)) else v
 
 
+def shape_tuple(shape) -> str:
+    """``(2, 3)`` → ``(2,3)``: how error messages name a shape."""
+    return "(" + ",".join(map(str, shape)) + ")"
+
+
 def shape_str(shape) -> str:
     """``(2, 3)`` → ``2x3`` (and ``()`` → ``scalar``)."""
     return "x".join(map(str, shape)) if len(shape) else "scalar"

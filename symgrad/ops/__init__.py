@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..errors import InputError, ShapeError
+from ..tensor import shape_tuple as fmt
 
 OPS: dict[str, "Op"] = {}
 
@@ -76,10 +77,6 @@ def get_op(name: str) -> Op:
 
 
 # ----- shape rules shared by the families -----------------------------------------------
-
-def fmt(shape) -> str:
-    return "(" + ",".join(map(str, shape)) + ")"
-
 
 def need_rank(op, arg, shape, ranks):
     if len(shape) not in ranks:

@@ -23,7 +23,7 @@ import symengine as se
 import sympy as sp
 
 from ..errors import RuleError, ShapeError
-from ..tensor import as_symengine, entry_name, exact, symbols
+from ..tensor import as_symengine, entry_name, exact, shape_tuple, symbols
 from .normal_form import Atoms, Condition, EntryForm, Unsupported, holds_everywhere
 from .result import Result, SideCondition, Verdict, Witness
 from .symmetry import Orbits
@@ -56,19 +56,15 @@ class Spec:
     relation_budget: int = 2_000_000
 
 
-def _fmt(shape):
-    return "(" + ",".join(map(str, shape)) + ")"
-
-
 def validate_shapes(inputs, max_entries):
     for name, shape in inputs:
         for d in shape:
             if not isinstance(d, (int, np.integer)) or isinstance(d, bool) or d <= 0:
-                raise ShapeError(f"input {name} has shape {_fmt(shape)}; every dimension must "
+                raise ShapeError(f"input {name} has shape {shape_tuple(shape)}; every dimension must "
                                  f"be a positive integer")
         n = math.prod(shape)
         if n > max_entries:
-            raise ShapeError(f"input {name} has shape {_fmt(shape)} with {n} entries, more "
+            raise ShapeError(f"input {name} has shape {shape_tuple(shape)} with {n} entries, more "
                              f"than the limit of {max_entries} (set SYMGRAD_MAX_ENTRIES or "
                              f"--max-entries to raise it)")
 
@@ -89,7 +85,7 @@ def _call(fun, args, what, inputs):
     try:
         return fun(*args)
     except (ValueError, IndexError, TypeError) as exc:
-        shapes = ", ".join(f"{n} {_fmt(s)}" for n, s in inputs)
+        shapes = ", ".join(f"{n} {shape_tuple(s)}" for n, s in inputs)
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RuleError(f"the {what} raised {type(exc).__name__}: {msg} "
                         f"(inputs were {shapes})") from None
@@ -139,8 +135,8 @@ def build_sides(spec: Spec):
         c = _as_object_array(c, f"the cotangent for input {arg_names[k]}")
         if c.shape != arrays[r].shape:
             raise RuleError(f"the vjp rule's cotangent for input {arg_names[k]} has shape "
-                            f"{_fmt(c.shape)} but {arg_names[k]} has shape "
-                            f"{_fmt(arrays[r].shape)}")
+                            f"{shape_tuple(c.shape)} but {arg_names[k]} has shape "
+                            f"{shape_tuple(arrays[r].shape)}")
         rhs[r] = rhs[r] + c
 
     # Floats are read as their exact binary values: by the normal form and the witness
