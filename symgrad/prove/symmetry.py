@@ -22,6 +22,8 @@ from __future__ import annotations
 import numpy as np
 import symengine as se
 
+from .normal_form import to_fraction
+
 _COMMUTATIVE = (se.Add, se.Mul)
 
 
@@ -97,9 +99,12 @@ class StructuralIds:
             ids = (self._symbol(node),) + tuple(
                 self._symbol(r.get(node, node)) for r in self.renamings)
         elif not args:
-            if isinstance(node, se.RealNumber):
+            if isinstance(node, se.RealNumber):  # by exact value: str() rounds floats
                 self.floats = True
-            ids = (self._intern(("a", type(node).__name__, str(node))),) * self.width
+                key = ("f", to_fraction(node))
+            else:
+                key = ("a", type(node).__name__, str(node))
+            ids = (self._intern(key),) * self.width
         else:
             kind = node.get_name() if isinstance(node, se.FunctionSymbol) else type(node)
             kids = []
@@ -181,23 +186,6 @@ class Orbits:
 
     def representatives(self) -> list:
         return sorted(set(self.representative.values()))
-
-    def close(self, exprs) -> list:
-        """The images of ``exprs`` (e.g. side conditions) under the symmetry group."""
-        seen = list(exprs)
-        known = set(seen)
-        frontier = list(seen)
-        while frontier:
-            nxt = []
-            for e in frontier:
-                for renaming in self.renamings:
-                    img = e.xreplace(renaming)
-                    if img not in known:
-                        known.add(img)
-                        seen.append(img)
-                        nxt.append(img)
-            frontier = nxt
-        return seen
 
 
 def _is_symbol_array(p) -> bool:

@@ -60,3 +60,19 @@ def test_a_forward_with_a_position_dependent_constant_is_checked_entrywise():
 
     r = sg.check_vjp(f, vjp_ignoring_weights, shapes=[(2, 2)])
     assert r.verdict is sg.Verdict.REFUTED and r.witness.entry != (0, 0)
+
+
+def test_floats_one_ulp_apart_break_symmetry():
+    """Constants that print alike but differ in the last bit must not count as equal."""
+    import math
+    import numpy as np
+    c = np.array([0.1, math.nextafter(0.1, 1), 0.1], dtype=object)
+
+    def f(x):
+        return c * x * x
+
+    def rule(g, y, x):
+        return (2 * g * x * 0.1,)
+
+    r = sg.check_vjp(f, rule, shapes=[(3,)])
+    assert r.verdict is sg.Verdict.REFUTED and r.witness.entry == (1,)
