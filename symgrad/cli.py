@@ -16,6 +16,8 @@ from .ops import OPS
 from .prove.result import Verdict
 
 EXIT_USAGE, EXIT_INTERNAL = 2, 3
+#: characters of a side condition shown in the table output (--json has them whole)
+MAX_SHOWN = 100
 
 
 def parse_shape(text: str) -> tuple:
@@ -58,9 +60,8 @@ def _print_details(r, out):
         out.write(f"side conditions ({r.name}):\n")
         for c in r.side_conditions:
             mark = "  [discharged]" if c.discharged else ""
-            out.write(f"  {c.text}{mark}\n")
-    else:
-        out.write(f"side conditions ({r.name}): none\n")
+            text = c.text if len(c.text) <= MAX_SHOWN else c.text[:MAX_SHOWN] + " …"
+            out.write(f"  {text}{mark}\n")
     if r.witness is not None:
         w = r.witness
         idx = ",".join(map(str, w.entry))
@@ -89,6 +90,8 @@ def report(results, as_json: bool):
         out.write("\n")
         for r in results:
             _print_details(r, out)
+        if not any(r.side_conditions for r in results):
+            out.write("side conditions: none\n")
         out.write(f"\nverdict: {verdict.value.upper()}\n")
     return verdict.exit_code
 
@@ -142,8 +145,9 @@ def list_ops():
 
 @main.group()
 def verify():
-    """Prove a library op at fixed shapes (``verify node OP``), or check a shipped wrong
-    rule (``verify mutant NAME``)."""
+    """Prove a graph (``verify mha``, ``verify encoder``, …, ``verify all``), a library op
+    at fixed shapes (``verify node OP``), or check a shipped wrong rule (``verify mutant
+    NAME``)."""
 
 
 @verify.command("node")
@@ -202,6 +206,93 @@ def verify_node_cmd(op_name, shapes, params, reads, timeout, max_entries, backen
                          timeout=timeout, max_entries=max_entries, backend=backend,
                          symmetry=not no_symmetry)
     sys.exit(report([result], as_json))
+
+
+GRAPHS = {
+    "mha": ("mha", ("n", "d_model", "heads", "head_dim"), ("layout",)),
+    "residual": ("mha_residual", ("n", "d_model", "heads", "head_dim"), ("layout",)),
+    "layernorm": ("layer_norm", ("n", "d_model"), ("form",)),
+    "postnorm": ("mha_postnorm", ("n", "d_model", "heads", "head_dim"), ("layout",)),
+    "ffn": ("ffn", ("n", "d_model", "d_ff"), ()),
+    "encoder": ("encoder_block", ("n", "d_model", "heads", "head_dim", "d_ff"), ("layout",)),
+    "masked": ("masked_core", ("n", "heads", "head_dim"), ("causal",)),
+    "masked-mha": ("masked_mha", ("n", "d_model", "heads", "head_dim"), ("layout",)),
+    "decoder": ("gpt_decoder_block", ("n", "d_model", "heads", "head_dim", "d_ff"),
+                ("layout",)),
+    "prenorm": ("prenorm_encoder_block", ("n", "d_model", "heads", "head_dim", "d_ff"),
+                ("layout",)),
+}
+
+
+def build_graph(name, dims, layout, form):
+    from . import models
+    builder, args, extra = GRAPHS[name]
+    kwargs = {}
+    if "layout" in extra:
+        kwargs["layout"] = layout
+    if "form" in extra:
+        kwargs["form"] = form
+    if "causal" in extra:
+        kwargs["causal"] = True
+    positional = [dims[a] for a in args]
+    if builder == "layer_norm":   # LayerNorm of an n × d_model input
+        return models.layer_norm(*positional, **kwargs)
+    return getattr(models, builder)(*positional, **kwargs)
+
+
+def _progress_printer():
+    if not sys.stderr.isatty():
+        return None
+
+    def show(text):
+        sys.stderr.write(f"\r\033[K{text}")
+        sys.stderr.flush()
+    return show
+
+
+def graph_command(name):
+    builder = GRAPHS[name][0] if name != "all" else "every graph"
+
+    @click.option("--n", default=2, show_default=True, help="Sequence length.")
+    @click.option("--d-model", default=2, show_default=True, help="Model width.")
+    @click.option("--heads", default=1, show_default=True, help="Attention heads.")
+    @click.option("--head-dim", default=2, show_default=True, help="Width of one head.")
+    @click.option("--d-ff", default=4, show_default=True, help="FFN hidden width.")
+    @click.option("--layout", type=click.Choice(["pytorch", "torchlean"]), default="pytorch",
+                  show_default=True, help="Head split: PyTorch's view+transpose, or "
+                  "TorchLean's direct reshape (a different function).")
+    @click.option("--form", type=click.Choice(["whole", "decomposed"]), default="whole",
+                  show_default=True, help="LayerNorm as one node or TorchLean's 14 nodes.")
+    @click.option("--no-end-to-end", is_flag=True,
+                  help="Skip the end-to-end obligation (node obligations + corollary only).")
+    @click.option("--timeout", type=float, default=None,
+                  help="Seconds per obligation before it becomes UNKNOWN (default 600).")
+    @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead.")
+    def command(n, d_model, heads, head_dim, d_ff, layout, form, no_end_to_end, timeout,
+                as_json):
+        from .prove.tape import verify as verify_graph
+        dims = dict(n=n, d_model=d_model, heads=heads, head_dim=head_dim, d_ff=d_ff)
+        names = sorted(GRAPHS) if name == "all" else [name]
+        progress = _progress_printer()
+        results = []
+        for graph_name in names:
+            graph = build_graph(graph_name, dims, layout, form)
+            shown = (lambda t, gn=graph_name: progress(f"{gn}: {t}")) if progress else None
+            r = verify_graph(graph, end_to_end=not no_end_to_end, timeout=timeout,
+                             progress=shown)
+            results.extend(r.obligations)
+        if progress:
+            sys.stderr.write("\r\033[K")
+        sys.exit(report(results, as_json))
+
+    command.__doc__ = (f"Prove the {name} graph ({builder}): its node obligations, the DAG "
+                       f"corollary and the end-to-end obligation.\n\nDefaults are small "
+                       f"shapes: n=2, d_model=2, heads=1, head_dim=2, d_ff=4.")
+    return verify.command(name)(command)
+
+
+for _graph in list(GRAPHS) + ["all"]:
+    graph_command(_graph)
 
 
 @verify.command("mutant")

@@ -97,3 +97,24 @@ def test_timeout_exits_4():
     code, out = run("verify", "node", "layer_norm", "--shape", "8x32", "--shape", "32",
                     "--shape", "32", "--timeout", "0.05")
     assert code == 4 and "timeout" in out
+
+
+def test_verify_mha_graph_json():
+    code, out = run("verify", "mha", "--json")
+    assert code == 0
+    data = json.loads(out)
+    names = [o["name"] for o in data["obligations"]]
+    assert data["verdict"] == "proved"
+    assert names[-2] == "mha: DAG corollary" and names[-1] == "mha: end to end"
+    assert any(n.startswith("node softmax") for n in names)
+
+
+def test_verify_graph_options_and_errors():
+    code, out = run("verify", "layernorm", "--form", "decomposed", "--d-model", "3")
+    assert code == 0 and "node mul(2x3#0, 2x3#0)" in out
+    code, out = run("verify", "decoder", "--no-end-to-end")
+    assert code == 0 and "end to end" not in out and "DAG corollary" in out
+    code, out = run("verify", "mha", "--heads", "0")
+    assert code == 2 and "heads must be a positive integer" in out
+    code, out = run("verify", "mha", "--layout", "jax")
+    assert code == 2
