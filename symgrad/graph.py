@@ -128,18 +128,6 @@ class Graph:
                     cot[r] = cot[r] + (_floats(gr) if numeric else gr)
         return cot
 
-    def _input_vector(self, values: dict) -> list:
-        flat = []
-        for n, s in self.inputs:
-            if n not in values:
-                raise InputError(f"graph {self.name}: no value given for input {n}")
-            a = np.asarray(values[n], dtype=float)
-            if a.shape != s:
-                raise ShapeError(f"graph {self.name}: input {n} has shape "
-                                 f"{shape_tuple(a.shape)}, expected {shape_tuple(s)}")
-            flat.extend(a.ravel().tolist())
-        return flat
-
     def _numeric_inputs(self, values: dict) -> list:
         out = []
         for n, s in self.inputs:
