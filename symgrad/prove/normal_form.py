@@ -187,6 +187,7 @@ class Atoms:
         self._canon: dict = {}
         self._scan: dict = {}
         self._degree: dict = {}
+        self._exp_class: dict = {}   # monomial -> (class polynomial, ratio in it)
         self._linear: dict = {}
         self.memos: dict = {}  # conversion memos, one per variable layout
 
@@ -317,11 +318,57 @@ class Atoms:
 
     _generic = _fn_atom
 
+    def prepare_exponents(self, exprs):
+        """Group the monomials of every exponent in ``exprs`` into classes that occur in
+        fixed proportion in all of them; each exponent is then an exact rational
+        combination of the class polynomials b, and exp(Σ c·b) = Π exp(b)^c uses one atom
+        per class instead of one per monomial (an attention score of 32 monomials is one
+        atom). Exponents met later that do not fit fall back to monomials."""
+        exponents, seen, stack = [], set(), list(exprs)
+        while stack:
+            node = stack.pop()
+            if node in seen:
+                continue
+            seen.add(node)
+            if isinstance(node, se.Pow) and node.args[0] == se.E:
+                exponents.append(self.canon(node.args[1]).as_coefficients_dict())
+            stack.extend(node.args)
+        columns: dict = {}
+        for t, d in enumerate(exponents):
+            for m, c in d.items():
+                if m != 1 and function_name(m) != "log":
+                    columns.setdefault(m, []).append((t, to_fraction(c)))
+        classes: dict = {}
+        for m, col in columns.items():
+            first = col[0][1]
+            signature = tuple((t, c / first) for t, c in col)
+            classes.setdefault(signature, []).append((m, first))
+        for members in classes.values():
+            if len(members) < 2:
+                continue
+            base = members[0][1]
+            poly = se.Add(*[_se_rational(c / base) * m for m, c in members])
+            for m, c in members:
+                self._exp_class[m] = (poly, c / base)
+
     def _exp(self, e) -> Factored:
         u = self.canon(e)
         coeff, polys, atoms = Fraction(1), (), []
-        for m, c in u.as_coefficients_dict().items():
-            c = to_fraction(c)
+        terms = {m: to_fraction(c) for m, c in u.as_coefficients_dict().items()}
+        grouped: dict = {}
+        for m, c in terms.items():
+            cls = self._exp_class.get(m)
+            if cls is not None:
+                grouped.setdefault(cls[0], []).append(c / cls[1])
+        for poly, ratios in grouped.items():
+            # a whole class, in its fixed proportion: one atom exp(poly)^c
+            if len(ratios) == len(poly.args) and len(set(ratios)) == 1:
+                key = ("exp", poly)
+                self._atom(key, f"exp({poly})")
+                atoms.append((key, ratios[0]))
+                for m in [m for m in terms if self._exp_class.get(m, (None,))[0] == poly]:
+                    del terms[m]
+        for m, c in terms.items():
             if function_name(m) == "log" and len(m.args) == 1:  # exp(c·log v) = v^c
                 self._condition(self.canon(m.args[0]), "> 0", "logarithm argument")
                 f = self._power(m.args[0], c)
