@@ -257,7 +257,8 @@ def check(spec: Spec) -> Result:
     result.checked = len(wanted)
     phases["derivative"] = time.perf_counter() - t0 - sum(phases.values())
 
-    atoms.prepare_exponents([e for key in wanted for e in (lhs[key], sides["rhs"][key[0]][key[1]])])
+    atoms.prepare_exponents([e for i, index in wanted
+                             for e in (lhs[(i, index)], sides["rhs"][i][index])])
     nonzero = []           # (entry, residual poly, form)
     unsupported = None
     relations_used = False
