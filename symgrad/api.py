@@ -8,7 +8,7 @@ import numpy as np
 
 from .errors import InputError, ShapeError
 from .ops import OPS, get_op
-from .prove.check import DEFAULT_MAX_ENTRIES, Spec, check
+from .prove.check import DEFAULT_MAX_ENTRIES, Spec, check, validate_shapes
 from .prove.isolate import run_isolated
 from .prove.result import Result
 from .tensor import BACKENDS, shape_str, symbol
@@ -118,19 +118,20 @@ def verify_node(op_name, shapes, *, params=None, reads=None, timeout=None, memor
     shapes = _normalise_shapes(shapes)
     n_args = len(op.args) if reads is None else len(set(reads))
     if reads is not None:
-        if len(reads) != len(op.args):
+        reads = tuple(reads)
+        if len(reads) != len(op.args) or set(reads) != set(range(n_args)):
             raise InputError(f"{op.name} takes {len(op.args)} input(s) "
-                             f"({', '.join(op.args)}); reads must name one input per "
-                             f"argument, got {len(reads)}")
+                             f"({', '.join(op.args)}); reads must give one input index per "
+                             f"argument, numbering the distinct inputs 0, 1, …, got "
+                             f"{list(reads)}")
     if len(shapes) != n_args:
         raise InputError(f"{op.name} takes {n_args} input shape(s) "
                          f"({op.signature}), got {len(shapes)}")
-    from .prove.check import validate_shapes
     names = list(op.args) if reads is None else [op.args[reads.index(i)]
                                                     for i in range(n_args)]
     validate_shapes(list(zip(names, shapes)), _max_entries(max_entries))
-    values = op_params(op, shapes, params, backend)
     arg_shapes = shapes if reads is None else [shapes[r] for r in reads]
+    values = op_params(op, arg_shapes, params, backend)
     op.out_shape(*arg_shapes, **values)
     rule = vjp or op.vjp
     forward = lambda *a: op.forward(*a, **values)  # noqa: E731

@@ -110,3 +110,8 @@ def test_floats_are_made_exact_before_differentiation_with_symmetry():
     r = sg.check_vjp(f, exact_rule, [(4,)])
     assert r.verdict is sg.Verdict.PROVED and "symmetry" in r.method
     assert sg.check_vjp(f, rounded, [(4,)]).verdict is sg.Verdict.REFUTED
+
+
+def test_bad_reads_pattern():
+    with pytest.raises(sg.InputError, match="reads must give one input index per argument"):
+        sg.verify_node("mul", [(2, 2), (2, 2)], reads=[0, 2])
