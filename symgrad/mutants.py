@@ -171,6 +171,11 @@ def _(g, out, a, b):
     return g * b, None
 
 
+@_mutant("matmul_const_no_transpose", "matmul_const", [(3, 3)], "dx = g @ W (no transpose)")
+def _(g, out, x, *, W):
+    return (g @ W,)
+
+
 @_mutant("sub_sign", "sub", [(2, 2), (2, 2)], "returns +g for the subtrahend")
 def _(g, out, a, b):
     return g, g

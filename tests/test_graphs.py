@@ -179,3 +179,25 @@ def test_engine_mutants_refuted_end_to_end_while_nodes_pass(name):
     assert e2e.verdict is sg.Verdict.REFUTED, e2e.reason
     lo, hi = map(float, e2e.witness.residual)
     assert lo * hi > 0
+
+
+def test_fixed_weight_decoder_matches_numpy_and_proves_its_nodes():
+    rng = np.random.default_rng(3)
+    fixed = {"Wo": rng.standard_normal((4, 4)), "W1": rng.standard_normal((4, 6)),
+             "b1": rng.standard_normal(6), "W2": rng.standard_normal((6, 4)),
+             "b2": rng.standard_normal(4)}
+    g = M.gpt_decoder_block(3, 4, 2, 2, 6, fixed_weights=True,
+                            weights={k: [[sg.fn.rational(float(v)) for v in row] for row in a]
+                                     if a.ndim == 2 else [sg.fn.rational(float(v)) for v in a]
+                                     for k, a in fixed.items()})
+    assert [n for n, _ in g.inputs] == ["x", "Wq", "Wk", "Wv", "gamma1", "beta1", "gamma2",
+                                        "beta2"]
+    v = {n: RNG.standard_normal(s) for n, s in g.inputs}
+    mask = np.tril(np.ones((3, 3), dtype=bool))
+    att = ref_mha(v["x"], v["Wq"], v["Wk"], v["Wv"], fixed["Wo"], 2, 2, mask=mask)
+    h = ref_ln(v["x"] + att, v["gamma1"], v["beta1"])
+    out = ref_ln(h + ref_ffn(h, fixed["W1"], fixed["b1"], fixed["W2"], fixed["b2"]),
+                 v["gamma2"], v["beta2"])
+    assert np.allclose(g.evaluate(v)["out"], out, atol=1e-10)
+    r = verify(M.gpt_decoder_block(2, 2, 1, 2, 3, fixed_weights=True), end_to_end=False)
+    assert r.proved and any("matmul_const" in o.name for o in r.obligations)

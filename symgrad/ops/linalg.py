@@ -135,3 +135,29 @@ defop("affine", _affine, _affine_vjp, args=("x", "W", "b"),
       signature="x (m,n), W (n,p), b (p,) -> (m,p)", linearity="nonlinear",
       out_shape=_affine_shape, examples=[[(2, 3), (3, 2), (2,)], [(3, 2), (2, 2), (2,)]],
       doc="x @ W + b (affine: bilinear in (x, W) plus a linear term in b).")
+
+
+def _matmul_const(x, *, W):
+    """x @ W for a fixed matrix W (a parameter, not differentiated): TorchLean's fixed
+    merge and FFN weights."""
+    return fn.matmul(x, W)
+
+
+def _matmul_const_vjp(g, out, x, *, W):
+    return (fn.matmul(g, np.asarray(W, dtype=object).T),)
+
+
+def _matmul_const_shape(sx, *, W):
+    need_rank("matmul_const", "x", sx, (2,))
+    sW = np.shape(W)
+    if len(sW) != 2 or sW[0] != sx[1]:
+        raise ShapeError(f"matmul_const: x has shape {fmt(sx)} but the fixed W has shape "
+                         f"{fmt(sW)}; W must have {sx[1]} rows")
+    return (sx[0], sW[1])
+
+
+defop("matmul_const", _matmul_const, _matmul_const_vjp, args=("x",),
+      signature="x (m,n), fixed W (n,p) -> (m,p)", linearity="linear",
+      out_shape=_matmul_const_shape, examples=[[(2, 3)], [(3, 2)]],
+      params=[Param("W", lambda shapes, backend: symbols("W", (shapes[0][1],) * 2, backend),
+                    "the fixed matrix (default: symbolic constants W[i,j], square)")])
