@@ -298,7 +298,9 @@ class Atoms:
                 return Rewrite(canonical)
             return self._fn_atom(node)
         if len(args) == 1:
-            u = self.canon(args[0])
+            # small arguments are keyed by their expansion, large ones by structure
+            # (expanding tanh(k·(h + c·h³)) for a LayerNorm output h is hopeless)
+            u = self.canon(args[0]) if _smaller_than(args[0], SMALL_BASE) else args[0]
             # SymEngine itself moves the sign out of odd functions: tanh(-u) = -tanh(u).
             canonical = se.function_symbol(name, u) if isinstance(node, se.FunctionSymbol) \
                 else node.func(u)
