@@ -85,59 +85,48 @@ def _(g, y, x, *, mask):
 
 # ----- layer norm -------------------------------------------------------------------------
 
-def _ln_parts(x, eps, n_var):
+def _ln_backward(g, x, gamma, eps, *, unbiased=False, mean_term=True, eps_outside=False):
+    """The LayerNorm closed form with one switchable bug; returns (dx, dγ = Σ g·x̂, dβ = Σ g)."""
     n = x.shape[-1]
     mu = _rowsum(x) / n
-    var = _rowsum((x - mu) ** 2) / n_var
-    inv = 1 / fn.sqrt(var + eps)
-    return (x - mu) * inv, inv, n
+    var = _rowsum((x - mu) ** 2) / (n - 1 if unbiased else n)
+    inv = 1 / (fn.sqrt(var) + eps) if eps_outside else 1 / fn.sqrt(var + eps)
+    xhat = (x - mu) * inv
+    d = g * gamma
+    dx = inv * (d - (_rowsum(d) / n if mean_term else 0) - xhat * _rowsum(d * xhat) / n)
+    return dx, (g * xhat).sum(axis=0), g.sum(axis=0)
 
 
 @_mutant("layer_norm_unbiased_variance", "layer_norm", [(2, 3), (3,), (3,)],
          "uses the unbiased variance 1/(n−1) in the backward pass")
 def _(g, out, x, gamma, beta, *, eps):
-    xhat, inv, n = _ln_parts(x, eps, x.shape[-1] - 1)
-    d = g * gamma
-    return inv * (d - _rowsum(d) / n - xhat * _rowsum(d * xhat) / n), \
-        (g * xhat).sum(axis=0), g.sum(axis=0)
+    return _ln_backward(g, x, gamma, eps, unbiased=True)
 
 
 @_mutant("layer_norm_no_mean_term", "layer_norm", [(2, 3), (3,), (3,)],
          "drops the −mean(dy·γ) term of dx")
 def _(g, out, x, gamma, beta, *, eps):
-    xhat, inv, n = _ln_parts(x, eps, x.shape[-1])
-    d = g * gamma
-    return inv * (d - xhat * _rowsum(d * xhat) / n), (g * xhat).sum(axis=0), g.sum(axis=0)
+    return _ln_backward(g, x, gamma, eps, mean_term=False)
 
 
 @_mutant("layer_norm_dgamma_no_xhat", "layer_norm", [(2, 3), (3,), (3,)],
          "dγ = Σ dy, missing the x̂ factor")
 def _(g, out, x, gamma, beta, *, eps):
-    xhat, inv, n = _ln_parts(x, eps, x.shape[-1])
-    d = g * gamma
-    return inv * (d - _rowsum(d) / n - xhat * _rowsum(d * xhat) / n), g.sum(axis=0), \
-        g.sum(axis=0)
+    dx, _, dbeta = _ln_backward(g, x, gamma, eps)
+    return dx, dbeta, dbeta
 
 
 @_mutant("layer_norm_eps_outside_root", "layer_norm", [(2, 3), (3,), (3,)],
          "uses 1/(√var + ε) in the backward pass (ε outside the root)")
 def _(g, out, x, gamma, beta, *, eps):
-    n = x.shape[-1]
-    mu = _rowsum(x) / n
-    inv = 1 / (fn.sqrt(_rowsum((x - mu) ** 2) / n) + eps)
-    xhat = (x - mu) * inv
-    d = g * gamma
-    return inv * (d - _rowsum(d) / n - xhat * _rowsum(d * xhat) / n), \
-        (g * xhat).sum(axis=0), g.sum(axis=0)
+    return _ln_backward(g, x, gamma, eps, eps_outside=True)
 
 
 @_mutant("layer_norm_dbeta_times_xhat", "layer_norm", [(2, 3), (3,), (3,)],
          "dβ = Σ dy·x̂ (dγ's formula)")
 def _(g, out, x, gamma, beta, *, eps):
-    xhat, inv, n = _ln_parts(x, eps, x.shape[-1])
-    d = g * gamma
-    return inv * (d - _rowsum(d) / n - xhat * _rowsum(d * xhat) / n), \
-        (g * xhat).sum(axis=0), (g * xhat).sum(axis=0)
+    dx, dgamma, _ = _ln_backward(g, x, gamma, eps)
+    return dx, dgamma, dgamma
 
 
 # ----- linear algebra -----------------------------------------------------------------

@@ -175,21 +175,28 @@ def _block_inputs(n, d_model, heads, head_dim, d_ff):
             + [("gamma2", (d_model,)), ("beta2", (d_model,))])
 
 
-def encoder_block(n, d_model, heads, head_dim, d_ff, layout="pytorch", c=None,
-                  eps=None) -> Graph:
-    """Post-norm: h = LN₁(x + MHA(x)); out = LN₂(h + FFN(h))."""
-    _check_dims(n=n, d_model=d_model, heads=heads, head_dim=head_dim, d_ff=d_ff)
+def _post_norm_block(name, n, d_model, heads, head_dim, d_ff, layout, c, eps, *,
+                     bias=None, mask=None) -> Graph:
+    """h = LN₁(x + Attention(x)); out = LN₂(h + FFN(h)) — encoder and GPT decoder alike."""
     eps = constant(DEFAULT_EPS) if eps is None else eps
-    g = Graph(_block_inputs(n, d_model, heads, head_dim, d_ff), name="encoder",
+    g = Graph(_block_inputs(n, d_model, heads, head_dim, d_ff), name=name,
               info=dict(layout=layout, n=n, d_model=d_model, heads=heads,
                         head_dim=head_dim, d_ff=d_ff, norm="post"))
-    att = _attention(g, 0, 1, 2, 3, 4, n, heads, head_dim, layout, _scale(c, head_dim))
+    att = _attention(g, 0, 1, 2, 3, 4, n, heads, head_dim, layout, _scale(c, head_dim),
+                     bias=bias, mask=mask)
     r1 = g.add("add", 0, att, name="residual1")
     h = _ln_whole(g, r1, 5, 6, eps, "ln1")
     f = _ffn(g, h, 7, 8, 9, 10)
     r2 = g.add("add", h, f, name="residual2")
     _ln_whole(g, r2, 11, 12, eps, "out")
     return g
+
+
+def encoder_block(n, d_model, heads, head_dim, d_ff, layout="pytorch", c=None,
+                  eps=None) -> Graph:
+    """Post-norm: h = LN₁(x + MHA(x)); out = LN₂(h + FFN(h))."""
+    _check_dims(n=n, d_model=d_model, heads=heads, head_dim=head_dim, d_ff=d_ff)
+    return _post_norm_block("encoder", n, d_model, heads, head_dim, d_ff, layout, c, eps)
 
 
 def prenorm_encoder_block(n, d_model, heads, head_dim, d_ff, layout="pytorch", c=None,
@@ -262,17 +269,8 @@ def gpt_decoder_block(n, d_model, heads, head_dim, d_ff, bias=None, mask=None, c
     if fixed_weights:
         return _fixed_decoder(n, d_model, heads, head_dim, d_ff, bias, mask, layout,
                               _scale(c, head_dim), eps, dict(weights or {}))
-    g = Graph(_block_inputs(n, d_model, heads, head_dim, d_ff), name="decoder",
-              info=dict(layout=layout, n=n, d_model=d_model, heads=heads,
-                        head_dim=head_dim, d_ff=d_ff, norm="post"))
-    att = _attention(g, 0, 1, 2, 3, 4, n, heads, head_dim, layout, _scale(c, head_dim),
-                     bias=bias, mask=mask)
-    r1 = g.add("add", 0, att, name="residual1")
-    h = _ln_whole(g, r1, 5, 6, eps, "ln1")
-    f = _ffn(g, h, 7, 8, 9, 10)
-    r2 = g.add("add", h, f, name="residual2")
-    _ln_whole(g, r2, 11, 12, eps, "out")
-    return g
+    return _post_norm_block("decoder", n, d_model, heads, head_dim, d_ff, layout, c, eps,
+                            bias=bias, mask=mask)
 
 
 def _fixed_decoder(n, d_model, heads, head_dim, d_ff, bias, mask, layout, c, eps, weights):
