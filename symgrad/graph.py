@@ -111,9 +111,11 @@ class Graph:
             vals.append(_floats(out) if numeric else out)
         return vals
 
-    def backprop(self, vals: list, seed: dict, numeric: bool = False) -> list:
+    def backprop(self, vals: list, seed: dict, numeric: bool = False, deliver=None) -> list:
         """Cotangents of every value: start from ``seed`` {value index: array}, walk the
-        nodes in reverse, and add each node's cotangents into the values it read."""
+        nodes in reverse, and add each node's cotangents into the values it read.
+        ``deliver(graph, cot, node, grads)`` replaces that last step (the engine mutants
+        use it to mis-wire backprop on purpose)."""
         cot = [np.zeros(self.shape(i), dtype=object) for i in range(len(vals))]
         for i, s in seed.items():
             cot[i] = cot[i] + s
@@ -123,9 +125,9 @@ class Graph:
             op = get_op(node.op)
             grads = op.vjp(cot[n_in + k], vals[n_in + k], *[vals[r] for r in node.reads],
                            **node.params)
-            for r, gr in zip(node.reads, grads):
-                if gr is not None:
-                    cot[r] = cot[r] + (_floats(gr) if numeric else gr)
+            if numeric:
+                grads = [None if gr is None else _floats(gr) for gr in grads]
+            (deliver or add_into)(self, cot, node, grads)
         return cot
 
     def _numeric_inputs(self, values: dict) -> list:
@@ -166,6 +168,13 @@ class Graph:
         vals = self.eval(self._numeric_inputs(values), numeric=True)
         cot = self.backprop(vals, seeds, numeric=True)
         return {n: _to_float(c) for (n, _), c in zip(self.inputs, cot)}
+
+
+def add_into(graph, cot, node, grads):
+    """Add each cotangent into the value it belongs to (fan-out accumulates)."""
+    for r, gr in zip(node.reads, grads):
+        if gr is not None:
+            cot[r] = cot[r] + gr
 
 
 def _floats(a) -> np.ndarray:

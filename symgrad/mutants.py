@@ -19,6 +19,7 @@ import numpy as np
 
 from . import fn
 from .api import verify_node
+from .graph import Graph
 
 
 @dataclass(frozen=True)
@@ -270,47 +271,36 @@ def verify_mutant(name, **kwargs):
 
 # ----- engine mutants: wrong backprop wiring, every node rule right ------------------------
 
-def _backprop_overwrite(graph, vals, seed):
-    """Drops fan-out accumulation: a value read twice keeps only the last cotangent."""
-    cot = [np.zeros(graph.shape(i), dtype=object) for i in range(len(vals))]
-    for i, s in seed.items():
-        cot[i] = cot[i] + s
+def _overwrite(graph, cot, node, grads):
+    """Drops fan-out accumulation: a value read several times keeps only the last
+    cotangent (x, read by the Q, K and V projections and the residual, is hit)."""
     n_in = len(graph.inputs)
-    for k in range(len(graph.nodes) - 1, -1, -1):
-        node = graph.nodes[k]
-        from .ops import get_op
-        grads = get_op(node.op).vjp(cot[n_in + k], vals[n_in + k],
-                                    *[vals[r] for r in node.reads], **node.params)
-        for r, gr in zip(node.reads, grads):
-            if gr is not None:
-                cot[r] = gr if r >= n_in or r == 0 else cot[r] + gr
-    return cot
+    for r, gr in zip(node.reads, grads):
+        if gr is not None:
+            cot[r] = gr if r >= n_in or r == 0 else cot[r] + gr
+
+
+def _miswired(graph, cot, node, grads):
+    """Sends a two-input node's cotangents to its reads in reverse order (where the two
+    reads have one shape, so the wiring error is not a shape error)."""
+    reads = node.reads
+    if len(reads) == 2 and graph.shape(reads[0]) == graph.shape(reads[1]):
+        reads = reads[::-1]
+    for r, gr in zip(reads, grads):
+        if gr is not None and np.shape(gr) == graph.shape(r):
+            cot[r] = cot[r] + gr
+
+
+def _backprop_overwrite(graph, vals, seed):
+    return Graph.backprop(graph, vals, seed, deliver=_overwrite)
 
 
 def _backprop_miswired(graph, vals, seed):
-    """Sends a two-input node's cotangents to its reads in reverse order (where the two
-    reads have one shape, so the wiring error is not a shape error)."""
-    from .ops import get_op
-    cot = [np.zeros(graph.shape(i), dtype=object) for i in range(len(vals))]
-    for i, s in seed.items():
-        cot[i] = cot[i] + s
-    n_in = len(graph.inputs)
-    for k in range(len(graph.nodes) - 1, -1, -1):
-        node = graph.nodes[k]
-        grads = get_op(node.op).vjp(cot[n_in + k], vals[n_in + k],
-                                    *[vals[r] for r in node.reads], **node.params)
-        reads = node.reads
-        if len(reads) == 2 and graph.shape(reads[0]) == graph.shape(reads[1]):
-            reads = reads[::-1]
-        for r, gr in zip(reads, grads):
-            if gr is not None and np.shape(gr) == graph.shape(r):
-                cot[r] = cot[r] + gr
-    return cot
+    return Graph.backprop(graph, vals, seed, deliver=_miswired)
 
 
 def _backprop_wrong_seed(graph, vals, seed):
     """Seeds each saved tensor's cotangent onto the value before it (when shapes allow)."""
-    from .graph import Graph
     shifted = {}
     for i, s in seed.items():
         j = i - 1 if i > 0 and graph.shape(i - 1) == graph.shape(i) else i

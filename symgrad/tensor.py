@@ -64,11 +64,10 @@ def _exact_float(f) -> se.Basic:
     return se.Rational(fr.numerator, fr.denominator)
 
 
-def _floats(e, seen=None) -> set:
+def _floats(e) -> set:
     """The float atoms of ``e``, visiting each shared subtree once (SymEngine's
     ``atoms`` walks the tree, which for shared subexpressions is far larger)."""
-    seen = set() if seen is None else seen
-    found, stack = set(), [e]
+    seen, found, stack = set(), set(), [e]
     while stack:
         node = stack.pop()
         if node in seen:
@@ -97,22 +96,6 @@ def exact(expr) -> se.Basic:
     if floats:
         e = e.xreplace({f: _exact_float(f) for f in floats})
     return e
-
-
-def exact_array(arr) -> np.ndarray:
-    """:func:`exact` applied entrywise (SymEngine entries); the result is an object array.
-    Subtrees shared between entries are searched for floats once."""
-    a = np.asarray(arr, dtype=object)
-    out = np.empty(a.shape, dtype=object)
-    entries = [se.sympify(float_to_exact(a[i])) for i in np.ndindex(a.shape)]
-    seen: set = set()
-    floats = set()
-    for e in entries:
-        floats |= _floats(e, seen)
-    table = {f: _exact_float(f) for f in floats}
-    for pos, index in enumerate(np.ndindex(a.shape)):
-        out[index] = entries[pos].xreplace(table) if table else entries[pos]
-    return out
 
 
 def as_symengine(arr) -> np.ndarray:
