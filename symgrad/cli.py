@@ -218,16 +218,18 @@ GRAPHS = {
     "masked": ("masked_core", ("n", "heads", "head_dim"), ("causal",)),
     "masked-mha": ("masked_mha", ("n", "d_model", "heads", "head_dim"), ("layout",)),
     "decoder": ("gpt_decoder_block", ("n", "d_model", "heads", "head_dim", "d_ff"),
-                ("layout",)),
+                ("layout", "fixed_weights")),
     "prenorm": ("prenorm_encoder_block", ("n", "d_model", "heads", "head_dim", "d_ff"),
                 ("layout",)),
 }
 
 
-def build_graph(name, dims, layout, form):
+def build_graph(name, dims, layout, form, fixed_weights=False):
     from . import models
     builder, args, extra = GRAPHS[name]
     kwargs = {}
+    if fixed_weights and "fixed_weights" in extra:
+        kwargs["fixed_weights"] = True
     if "layout" in extra:
         kwargs["layout"] = layout
     if "form" in extra:
@@ -263,20 +265,26 @@ def graph_command(name):
                   "TorchLean's direct reshape (a different function).")
     @click.option("--form", type=click.Choice(["whole", "decomposed"]), default="whole",
                   show_default=True, help="LayerNorm as one node or TorchLean's 14 nodes.")
+    @click.option("--fixed-weights", is_flag=True,
+                  help="decoder only: TorchLean's variant with the merge (Wo) and FFN weights "
+                  "as fixed constants instead of inputs.")
     @click.option("--no-end-to-end", is_flag=True,
                   help="Skip the end-to-end obligation (node obligations + corollary only).")
     @click.option("--timeout", type=float, default=None,
                   help="Seconds per obligation before it becomes UNKNOWN (default 600).")
     @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead.")
-    def command(n, d_model, heads, head_dim, d_ff, layout, form, no_end_to_end, timeout,
-                as_json):
+    def command(n, d_model, heads, head_dim, d_ff, layout, form, fixed_weights, no_end_to_end,
+                timeout, as_json):
         from .prove.tape import verify as verify_graph
+        if fixed_weights and name not in ("decoder", "all"):
+            raise click.UsageError(f"--fixed-weights applies to the decoder graph, not to "
+                                   f"{name}")
         dims = dict(n=n, d_model=d_model, heads=heads, head_dim=head_dim, d_ff=d_ff)
         names = sorted(GRAPHS) if name == "all" else [name]
         progress = _progress_printer()
         results = []
         for graph_name in names:
-            graph = build_graph(graph_name, dims, layout, form)
+            graph = build_graph(graph_name, dims, layout, form, fixed_weights)
             shown = (lambda t, gn=graph_name: progress(f"{gn}: {t}")) if progress else None
             r = verify_graph(graph, end_to_end=not no_end_to_end, timeout=timeout,
                              progress=shown)

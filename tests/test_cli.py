@@ -118,3 +118,7 @@ def test_verify_graph_options_and_errors():
     assert code == 2 and "heads must be a positive integer" in out
     code, out = run("verify", "mha", "--layout", "jax")
     assert code == 2
+    code, out = run("verify", "mha", "--fixed-weights")
+    assert code == 2 and "--fixed-weights applies to the decoder graph, not to mha" in out
+    code, out = run("verify", "decoder", "--fixed-weights", "--no-end-to-end")
+    assert code == 0 and "matmul_const" in out

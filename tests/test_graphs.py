@@ -201,3 +201,24 @@ def test_fixed_weight_decoder_matches_numpy_and_proves_its_nodes():
     assert np.allclose(g.evaluate(v)["out"], out, atol=1e-10)
     r = verify(M.gpt_decoder_block(2, 2, 1, 2, 3, fixed_weights=True), end_to_end=False)
     assert r.proved and any("matmul_const" in o.name for o in r.obligations)
+
+
+def test_an_end_to_end_identity_too_large_to_expand_is_unknown_with_the_estimate():
+    r = verify(M.gpt_decoder_block(2, 4, 2, 2, 8))
+    e2e = r.obligations[-1]
+    assert e2e.verdict is sg.Verdict.UNKNOWN
+    assert e2e.reason.startswith("too large: the normal form of entry x[0,0]: expanding it "
+                                 "needs more than"), e2e.reason
+    assert all(o.verdict is sg.Verdict.PROVED for o in r.obligations[:-1])
+
+
+@pytest.mark.parametrize("name", sorted(ENGINE_MUTANTS)[:1])
+def test_entries_split_over_worker_processes_give_the_same_verdicts(name, monkeypatch):
+    from symgrad.prove import check
+    monkeypatch.setattr(check, "PARALLEL_ENTRIES", 1)
+    monkeypatch.setenv("SYMGRAD_WORKERS", "2")
+    good = verify(M.mha_residual(2, 2, 1, 2), end_to_end=True)
+    assert good.obligations[-1].verdict is sg.Verdict.PROVED
+    bad = verify(M.mha_residual(2, 2, 1, 2), backprop=ENGINE_MUTANTS[name])
+    assert bad.obligations[-1].verdict is sg.Verdict.REFUTED
+    assert bad.obligations[-1].witness is not None

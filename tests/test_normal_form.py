@@ -50,3 +50,25 @@ def test_side_conditions_recorded():
     texts = {c.text() for c in atoms.side_conditions()}
     assert {"x > 0", "y + x > 0"} <= texts or {"x > 0", "x + y > 0"} <= texts
     assert any("≠ 0" in t for t in texts)
+
+
+def test_a_product_past_the_memory_limit_is_refused_with_an_estimate():
+    import pytest
+    from symgrad.prove.normal_form import TooLarge
+    xs = se.symbols("a0:12")
+    big = se.Add(*[a * b for a, b in zip(xs, xs[1:])]) ** 3 * se.Add(*[v * v for v in xs]) ** 2
+    atoms = Atoms()
+    atoms.memory_bytes = 1 << 20
+    with pytest.raises(TooLarge, match=r"expanding it needs more than .* terms in 12 variables"):
+        EntryForm(atoms, (big, se.Integer(0)), atoms.scan(big))
+    atoms = Atoms()   # no limit: the same product expands
+    assert len(EntryForm(atoms, (big, se.Integer(0)), atoms.scan(big)).polys[0]) > 1000
+
+
+def test_conditions_on_deep_shared_expressions_print_briefly():
+    from symgrad.prove.normal_form import Condition
+    e = x
+    for _ in range(60):   # a DAG of 60 levels; printed as a tree it would never end
+        e = se.tanh(e) * y + e
+    text = Condition(e + 1, "> 0", "radicand").text()
+    assert len(text) < 100 and text.endswith("> 0") and "more than 400 nodes" in text

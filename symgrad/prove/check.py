@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import random
+import resource
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -24,7 +25,8 @@ import sympy as sp
 
 from ..errors import RuleError, ShapeError
 from ..tensor import as_symengine, entry_name, exact, shape_tuple, symbols
-from .normal_form import Atoms, Condition, EntryForm, Unsupported, holds_everywhere
+from .isolate import DEFAULT_MEMORY_MB, fork_map, workers
+from .normal_form import Atoms, Condition, EntryForm, TooLarge, Unsupported, holds_everywhere
 from .result import Result, SideCondition, Verdict, Witness
 from .symmetry import Orbits
 from .witness import CannotEvaluate, Evaluator, ball_bounds, ball_text, condition_holds, \
@@ -162,19 +164,25 @@ def reference(sides, wanted, floats=True):
     make_exact = exact if backend == "symengine" else _exact_sympy
     if not floats:
         make_exact = _same
+    exact_out = {}
     for k in np.ndindex(out.shape):
         f = out[k]
-        exact_f = None
         for s in f.free_symbols:
             key = targets.get(s)
             if key is not None:
-                if exact_f is None:  # floats become exact before they are differentiated
-                    exact_f = make_exact(f)
-                d = diff(exact_f, s)
-                if d != 0:
-                    contributions[key].append(g[k] * d)
+                if k not in exact_out:  # floats become exact before they are differentiated
+                    exact_out[k] = make_exact(f)
+                contributions[key].append(g[k] * exact_out[k])
+    # One diff per input entry of φ_e = Σ_k ḡ_k f_k (over the f_k that depend on x_e):
+    # the derivatives of subexpressions shared between output entries are computed once
+    # and shared, where one diff per output entry would build equal but distinct copies
+    # (and comparing those, which SymEngine does tree-wise, is exponential in depth).
     add = se.Add if backend == "symengine" else sp.Add
-    return {key: se.sympify(add(*terms)) for key, terms in contributions.items()}
+    out_ref = {}
+    for s, key in targets.items():
+        terms = contributions[key]
+        out_ref[key] = se.sympify(diff(add(*terms), s)) if terms else se.Integer(0)
+    return out_ref
 
 
 def _same(e):
@@ -240,6 +248,7 @@ def check(spec: Spec) -> Result:
     phases["build"] = time.perf_counter() - t0
     declared = sides["declared"]
     atoms = Atoms(positive=_positive_symbols(declared))
+    atoms.memory_bytes = memory_limit()
     arrays_se = [as_symengine(a) for a in sides["arrays"]]
     total = sum(a.size for a in arrays_se)
     result = Result(name=spec.name, verdict=Verdict.UNKNOWN, backend=spec.backend,
@@ -259,34 +268,21 @@ def check(spec: Spec) -> Result:
 
     atoms.prepare_exponents([e for i, index in wanted
                              for e in (lhs[(i, index)], sides["rhs"][i][index])])
-    nonzero = []           # (entry, residual poly, form)
-    unsupported = None
+    entries = [(i, index, lhs[(i, index)], sides["rhs"][i][index]) for i, index in wanted]
+    nonzero = []           # (entry, residual text)
+    unsupported = too_large = None
     relations_used = False
-    for i, index in wanted:
-        entry = (i, index, lhs[(i, index)], sides["rhs"][i][index])
-        if small_polynomial(entry[2]) and small_polynomial(entry[3]):
-            # no atoms, hence no side conditions: SymEngine's expansion is a canonical
-            # polynomial normal form, computed in C++ without building a FLINT context
-            a, b = se.expand(entry[2]), se.expand(entry[3])
-            if a == b:
-                result.terms += _terms(a) + _terms(b)
-                continue
-        try:
-            variables = atoms.scan(entry[2]) | atoms.scan(entry[3])
-            form = EntryForm(atoms, entry[2:], variables)
-        except Unsupported as exc:
-            unsupported = f"{entry_name(sides['names'][i], index)}: {exc}"
-            continue
-        p_lhs, p_rhs = form.polys
-        result.terms += len(p_lhs) + len(p_rhs)
-        residual = p_lhs - p_rhs
-        if residual.is_zero():
-            continue
-        reduced = form.reduce(residual, spec.relation_budget)
-        if reduced is not None and reduced.is_zero():
+    for entry, (kind, terms, detail) in zip(entries, normal_forms(atoms, entries, spec)):
+        result.terms += terms
+        name = entry_name(sides["names"][entry[0]], entry[1])
+        if kind == "relations":
             relations_used = True
-            continue
-        nonzero.append((entry, reduced if reduced is not None else residual, form))
+        elif kind == "nonzero":
+            nonzero.append((entry, detail))
+        elif kind == "unsupported":
+            unsupported = f"{name}: {detail}"
+        elif kind == "too large" and too_large is None:
+            too_large = f"{name}: {detail}"
 
     phases["normal form"] = time.perf_counter() - t0 - sum(phases.values())
     conditions = declared + atoms.side_conditions()
@@ -305,7 +301,11 @@ def check(spec: Spec) -> Result:
             "; ".join(notes), "summary", all(c.discharged for c in result.side_conditions)))
     result.atoms = len(atoms.info)
 
-    if unsupported is None and not nonzero:
+    if too_large is not None:
+        result.reason = (f"too large: the normal form of entry {too_large}; split the "
+                         f"obligation (smaller shapes, or the compositional proof)")
+        result.method = "normal form"
+    elif unsupported is None and not nonzero:
         result.verdict = Verdict.PROVED
         result.method = "normal form" + (" + atom relations" if relations_used else "")
         if len(wanted) < total:
@@ -314,10 +314,9 @@ def check(spec: Spec) -> Result:
         result.reason = f"the normal form cannot represent an entry ({unsupported})"
         result.method = "normal form"
     else:
-        (i, index, _, _), poly, form = nonzero[0]
-        text = str(poly)
+        (i, index, _, _), text = nonzero[0]
         result.residual = (text[:400] + " …") if len(text) > 400 else text
-        witness = search_witness(spec, sides, [e for e, _, _ in nonzero],
+        witness = search_witness(spec, sides, [e for e, _ in nonzero],
                                  witness_domain(atoms, sides, declared), positive)
         if witness is not None:
             result.verdict = Verdict.REFUTED
@@ -334,6 +333,78 @@ def check(spec: Spec) -> Result:
     phases["verdict"] = result.seconds - sum(phases.values())
     result.phases = {k: round(v, 4) for k, v in phases.items()}
     return result
+
+
+#: entries from which the normal forms are computed in several processes
+PARALLEL_ENTRIES = 16
+
+
+def entry_normal_form(atoms: Atoms, entry, budget: int):
+    """(outcome, terms, detail) of one entry (input, index, expected, got): outcome is
+    "zero", "relations" (zero after the atom relations), "nonzero" (detail: the residual),
+    "unsupported" or "too large" (detail: why)."""
+    _, _, lhs, rhs = entry
+    if small_polynomial(lhs) and small_polynomial(rhs):
+        # no atoms, hence no side conditions: SymEngine's expansion is a canonical
+        # polynomial normal form, computed in C++ without building a FLINT context
+        a, b = se.expand(lhs), se.expand(rhs)
+        if a == b:
+            return "zero", _terms(a) + _terms(b), None
+    try:
+        form = EntryForm(atoms, (lhs, rhs), atoms.scan(lhs) | atoms.scan(rhs))
+    except Unsupported as exc:
+        return "unsupported", 0, str(exc)
+    except TooLarge as exc:
+        return "too large", 0, str(exc)
+    p_lhs, p_rhs = form.polys
+    terms = len(p_lhs) + len(p_rhs)
+    residual = p_lhs - p_rhs
+    if residual.is_zero():
+        return "zero", terms, None
+    try:
+        reduced = form.reduce(residual, budget)
+    except TooLarge:
+        reduced = None
+    if reduced is not None and reduced.is_zero():
+        return "relations", terms, None
+    text = str(reduced if reduced is not None else residual)
+    return "nonzero", terms, (text[:400] + " …") if len(text) > 400 else text
+
+
+def _run(atoms, entries, budget):
+    out = []
+    for entry in entries:
+        out.append(entry_normal_form(atoms, entry, budget))
+        if out[-1][0] == "too large":  # the other entries are as large: stop here
+            break
+    return out + [("skipped", 0, None)] * (len(entries) - len(out))
+
+
+def normal_forms(atoms: Atoms, entries, spec) -> list:
+    """The outcome of every entry; with many entries, in ``workers()`` forked processes
+    (each takes every k-th entry). Every atom and side condition is registered here
+    first, so the children only convert."""
+    k = min(workers(), len(entries) // PARALLEL_ENTRIES)
+    if k <= 1:
+        return _run(atoms, entries, spec.relation_budget)
+    for _, _, lhs, rhs in entries:
+        try:
+            atoms.scan(lhs), atoms.scan(rhs)
+        except Unsupported:
+            pass
+    parts = fork_map(lambda part: _run(atoms, part, spec.relation_budget),
+                     [entries[w::k] for w in range(k)])
+    out = [None] * len(entries)
+    for w, part in enumerate(parts):
+        out[w::k] = part
+    return out
+
+
+def memory_limit() -> int:
+    """Bytes this process may allocate: its address-space limit when one is set (a
+    checking process has one), else ``SYMGRAD_MEMORY_MB``."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    return soft if soft != resource.RLIM_INFINITY else DEFAULT_MEMORY_MB * 1024 * 1024
 
 
 def witness_domain(atoms: Atoms, sides, declared) -> list:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import multiprocessing as mp
 import os
+import pickle
 import resource
 import time
 import traceback
@@ -24,6 +25,60 @@ DEFAULT_TIMEOUT = float(os.environ.get("SYMGRAD_TIMEOUT", 600))
 DEFAULT_MEMORY_MB = int(os.environ.get("SYMGRAD_MEMORY_MB", 8192))
 
 
+def workers() -> int:
+    """Processes one obligation may use for its entries (``SYMGRAD_WORKERS`` overrides;
+    default: the machine's cores)."""
+    try:
+        return max(int(os.environ.get("SYMGRAD_WORKERS", os.cpu_count() or 1)), 1)
+    except ValueError:
+        return 1
+
+
+def fork_map(fn, parts: list) -> list:
+    """``[fn(p) for p in parts]`` with each call in a forked child (the children inherit
+    every table built so far). A child that dies — out of memory, say — raises
+    MemoryError here, which the isolated checking process reports as UNKNOWN."""
+    if len(parts) <= 1 or not hasattr(os, "fork"):
+        return [fn(p) for p in parts]
+    children = []
+    for p in parts[1:]:
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child: compute, send, leave without running the parent's cleanup
+            os.close(r)
+            code = 0
+            try:
+                data = pickle.dumps(("ok", fn(p)))
+            except MemoryError:
+                data, code = pickle.dumps(("died", None)), 1
+            except BaseException:
+                data, code = pickle.dumps(("error", traceback.format_exc())), 1
+            with os.fdopen(w, "wb") as out:
+                out.write(data)
+            os._exit(code)
+        os.close(w)
+        children.append((pid, r))
+    results = [fn(parts[0])]
+    failed = None
+    for pid, r in children:
+        with os.fdopen(r, "rb") as inp:
+            data = inp.read()
+        os.waitpid(pid, 0)
+        try:
+            kind, payload = pickle.loads(data)
+        except Exception:
+            kind, payload = "died", None
+        if kind == "ok":
+            results.append(payload)
+        else:
+            failed = failed or (kind, payload)
+    if failed is not None:
+        if failed[0] == "died":
+            raise MemoryError("a worker process died")
+        raise RuntimeError(f"a worker process failed:\n{failed[1]}")
+    return results
+
+
 def _child(target, conn, memory_mb):
     # The checking process is short-lived and allocates millions of small tuples (IDs,
     # keys) that form no cycles: the cyclic collector would only rescan them.
@@ -33,7 +88,8 @@ def _child(target, conn, memory_mb):
             limit = memory_mb * 1024 * 1024
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         result = target()
-        result.peak_memory_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        result.peak_memory_mb = max(resource.getrusage(who).ru_maxrss for who in (
+            resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024  # per process
         conn.send(("ok", result))
     except InputError as exc:
         conn.send(("input", (type(exc), str(exc))))

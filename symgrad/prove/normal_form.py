@@ -36,6 +36,29 @@ class Unsupported(Exception):
     """The expression holds something the normal form cannot represent."""
 
 
+class TooLarge(Exception):
+    """Expanding an entry would pass the memory limit; the message gives the estimate."""
+
+    def __init__(self, held: int, left: int, right: int, limit: int, nvars: int):
+        self.estimate = held + left * right
+        super().__init__(
+            f"expanding it needs more than {self.estimate:.1e} terms in {nvars} variables "
+            f"({held:,} expanded so far, then a product of {left:,} × {right:,}), past the "
+            f"{limit:.1e} that fit in a checking process")
+
+
+#: bytes one term of an fmpq_mpoly takes per 8 variables (one packed 8-bit exponent word)
+#: and on top (coefficient, bookkeeping); a product is refused when it and the polynomials
+#: already held would not fit 3 times (operands, result, FLINT's work space)
+BYTES_PER_8_VARS, BYTES_PER_TERM, HEADROOM = 8, 48, 3
+
+
+def term_limit(memory_bytes: int, nvars: int) -> int:
+    """How many terms a product may have in a process with ``memory_bytes``."""
+    per_term = BYTES_PER_8_VARS * -(-max(nvars, 1) // 8) + BYTES_PER_TERM
+    return max(memory_bytes // (per_term * HEADROOM), 1)
+
+
 # ----- side conditions ---------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -48,7 +71,7 @@ class Condition:
 
     def text(self) -> str:
         op = "≠" if self.relation == "!= 0" else ">"
-        return f"{self.expr} {op} 0"
+        return f"{brief(self.expr)} {op} 0"
 
 
 def holds_everywhere(cond: Condition, positive: frozenset) -> bool:
@@ -159,6 +182,17 @@ def _smaller_than(node, limit: int) -> bool:
     return True
 
 
+def brief(node, limit: int = 400) -> str:
+    """``str(node)``, or a summary when the tree is large: SymEngine prints a shared DAG as
+    a tree, so a LayerNorm radicand deep in a composed graph prints to gigabytes."""
+    if _smaller_than(node, limit):
+        return str(node)
+    head = function_name(node) if isinstance(node, se.FunctionSymbol) or not isinstance(
+        node, (se.Add, se.Mul, se.Pow)) else {se.Add: "sum", se.Mul: "product",
+                                              se.Pow: "power"}[type(node)]
+    return f"⟨{head} of more than {limit} nodes⟩"
+
+
 def function_name(node) -> str:
     if isinstance(node, (se.FunctionSymbol,)):
         return node.get_name()
@@ -181,6 +215,7 @@ class Atoms:
 
     def __init__(self, positive=()):
         self.positive = frozenset(positive)
+        self.memory_bytes = None    #: products that would not fit raise TooLarge
         self.info: dict[tuple, AtomInfo] = {}
         self.conditions: dict[tuple, Condition] = {}
         self._factored: dict = {}
@@ -315,7 +350,7 @@ class Atoms:
 
     def _fn_atom(self, node) -> Factored:
         key = ("fn", node)
-        self._atom(key, str(node))
+        self._atom(key, brief(node))
         return Factored(Fraction(1), (), ((key, Fraction(1)),))
 
     _generic = _fn_atom
@@ -404,12 +439,12 @@ class Atoms:
             self._condition(b, "> 0", "radicand", key=A)
             if r.denominator != 1:
                 key = ("pow", A)
-                self._atom(key, f"({b})", A)
+                self._atom(key, f"({brief(b)})", A)
                 return Factored(Fraction(1), (), ((key, r),))
         if r > 0:  # a polynomial power
             return Factored(Fraction(1), ((A, int(r)),), ())
         key = ("pow", A)
-        self._atom(key, f"({b})", A)
+        self._atom(key, f"({brief(b)})", A)
         self._condition(b, "!= 0", "denominator", key=A)
         return Factored(Fraction(1), (), ((key, r),))
 
@@ -535,9 +570,27 @@ class EntryForm:
         self.keys = keys
         self.ctx = fmpq_mpoly_ctx.get(tuple(names))
         self.gens = self.ctx.gens()
-        memo_key = (self.ctx, tuple(sorted(self.index.items(), key=lambda kv: kv[1])))
+        # the root indices are part of the layout: a memo entry converted while q_A was 1
+        # must not be reused once q_A is 2 (the variable then stands for another power)
+        memo_key = (self.ctx, tuple(sorted(self.index.items(), key=lambda kv: kv[1])),
+                    tuple(atoms.info[k].q for k in keys))
         self.memo = atoms.memos.setdefault(memo_key, {})
+        self.limit = None if atoms.memory_bytes is None else \
+            term_limit(atoms.memory_bytes, len(names))
+        self.held = 0   # terms of the polynomials this entry has memoised
         self.polys = [self.convert(e) for e in exprs]
+
+    def _mul(self, a, b):
+        if self.limit is not None and self.held + len(a) * len(b) > self.limit:
+            raise TooLarge(self.held, len(a), len(b), self.limit, len(self.gens))
+        return a * b
+
+    def _pow(self, a, k: int):
+        if self.limit is not None and k > 1 and len(a) > 1 and \
+                self.held + math.comb(len(a) + k - 1, k) > self.limit:
+            raise TooLarge(self.held, len(a), math.comb(len(a) + k - 1, k) // len(a), self.limit,
+                           len(self.gens))
+        return a ** k
 
     def convert(self, node):
         p = self.memo.get(node)
@@ -555,10 +608,10 @@ class EntryForm:
         elif isinstance(node, se.Add):
             p = _balanced((self.convert(a) for a in node.args), lambda a, b: a + b, ctx.constant(0))
         elif isinstance(node, se.Mul):
-            p = _balanced((self.convert(a) for a in node.args), lambda a, b: a * b, ctx.constant(1))
+            p = _balanced((self.convert(a) for a in node.args), self._mul, ctx.constant(1))
         elif isinstance(node, se.Pow) and isinstance(node.args[1], se.Integer) \
                 and int(node.args[1]) >= 0 and node.args[0] != se.E:
-            p = self.convert(node.args[0]) ** int(node.args[1])
+            p = self._pow(self.convert(node.args[0]), int(node.args[1]))
         else:
             f = self.atoms.factor(node)
             if isinstance(f, Rewrite):
@@ -566,10 +619,11 @@ class EntryForm:
             else:
                 p = ctx.constant(fmpq(f.coeff.numerator, f.coeff.denominator))
                 for b, k in f.polys:
-                    p = p * self.convert(b) ** k
+                    p = self._mul(p, self._pow(self.convert(b), k))
                 for key, ex in f.atoms:
-                    p = p * self._atom_power(key, ex)
+                    p = self._mul(p, self._atom_power(key, ex))
         self.memo[node] = p
+        self.held += len(p)
         return p
 
     def _atom_power(self, key, ex: Fraction):

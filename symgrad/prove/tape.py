@@ -71,9 +71,11 @@ def end_to_end_spec(graph: Graph, backprop=None) -> Spec:
         return np.concatenate([np.asarray(v, dtype=object).ravel() for v in vals])
 
     def rule(g, out, *xs):
-        vals = graph.eval(list(xs))
-        seeds, pos = {}, 0
+        # the tape values are the forward's own (not a second evaluation): shared
+        # subexpressions stay shared between the two sides
+        vals, seeds, pos = [], {}, 0
         for i, size in enumerate(sizes):
+            vals.append(out[pos:pos + size].reshape(graph.shape(i)))
             seeds[i] = g[pos:pos + size].reshape(graph.shape(i))
             pos += size
         cot = run_backprop(graph, vals, seeds)
