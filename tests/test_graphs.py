@@ -203,22 +203,62 @@ def test_fixed_weight_decoder_matches_numpy_and_proves_its_nodes():
     assert r.proved and any("matmul_const" in o.name for o in r.obligations)
 
 
-def test_an_end_to_end_identity_too_large_to_expand_is_unknown_with_the_estimate():
-    r = verify(M.gpt_decoder_block(2, 4, 2, 2, 8))
+def test_an_identity_too_large_to_expand_is_split_by_seed_block_then_unknown():
+    from symgrad.prove.check import check
+    from symgrad.prove.tape import end_to_end_spec
+    g = M.gpt_decoder_block(2, 2, 1, 2, 4)
+    whole = check(end_to_end_spec(g))
+    assert whole.verdict is sg.Verdict.UNKNOWN
+    assert whole.reason.startswith("too large: the normal form of entry x[0,0]: expanding it "
+                                   "needs more than"), whole.reason
+    r = verify(g)
     e2e = r.obligations[-1]
-    assert e2e.verdict is sg.Verdict.UNKNOWN
-    assert e2e.reason.startswith("too large: the normal form of entry x[0,0]: expanding it "
-                                 "needs more than"), e2e.reason
+    assert e2e.verdict is sg.Verdict.UNKNOWN and e2e.name == "decoder: end to end"
+    assert "split by seed block, 33 of 37 blocks proved; first not proved: end to end, seed " \
+           "on ffn.gelu — too large" in e2e.reason, e2e.reason
+    blocks = dict((v, verdict) for v, verdict, _ in r.info["seed blocks"])
+    assert blocks["probs"] == "proved" and blocks["out"] == "unknown"
     assert all(o.verdict is sg.Verdict.PROVED for o in r.obligations[:-1])
 
 
-@pytest.mark.parametrize("name", sorted(ENGINE_MUTANTS)[:1])
-def test_entries_split_over_worker_processes_give_the_same_verdicts(name, monkeypatch):
-    from symgrad.prove import check
-    monkeypatch.setattr(check, "PARALLEL_ENTRIES", 1)
-    monkeypatch.setenv("SYMGRAD_WORKERS", "2")
-    good = verify(M.mha_residual(2, 2, 1, 2), end_to_end=True)
-    assert good.obligations[-1].verdict is sg.Verdict.PROVED
-    bad = verify(M.mha_residual(2, 2, 1, 2), backprop=ENGINE_MUTANTS[name])
-    assert bad.obligations[-1].verdict is sg.Verdict.REFUTED
-    assert bad.obligations[-1].witness is not None
+def _as_too_large():
+    return sg.Result("whole", sg.Verdict.UNKNOWN, reason="too large: (forced by the test)")
+
+
+def test_seed_blocks_with_a_linear_backprop_prove_the_whole_identity():
+    from symgrad.prove.tape import backprop_is_linear, by_seed_block
+    g = M.mha_residual(2, 2, 1, 2)
+    assert backprop_is_linear(g).verdict is sg.Verdict.PROVED
+    r, blocks = by_seed_block(g, _as_too_large(), None, None, None, None)
+    assert r.verdict is sg.Verdict.PROVED, r.reason
+    assert r.method.startswith("normal form per seed block (") and len(blocks) == len(g.values)
+
+
+@pytest.mark.parametrize("name", sorted(ENGINE_MUTANTS))
+def test_engine_mutants_refuted_seed_block_by_seed_block(name):
+    from symgrad.prove.tape import by_seed_block
+    r, _ = by_seed_block(M.mha_residual(2, 2, 1, 2), _as_too_large(), ENGINE_MUTANTS[name],
+                         None, None, None)
+    assert r.verdict is sg.Verdict.REFUTED and r.method.startswith("per seed block: ")
+    lo, hi = map(float, r.witness.residual)
+    assert lo * hi > 0
+
+
+def test_a_backprop_nonlinear_in_the_seed_cannot_be_assembled_from_blocks():
+    from symgrad.graph import Graph
+    from symgrad.prove.tape import backprop_is_linear, by_seed_block
+
+    def cross_terms(graph, vals, seed):
+        """Right whenever one tape value is seeded; adds Σ_{a≠b} S_a·S_b otherwise."""
+        cot = Graph.backprop(graph, vals, seed)
+        sums = [s.sum() for s in seed.values()]
+        cross = sum(sums, 0) ** 2 - sum(t * t for t in sums)
+        return [c + cross for c in cot]
+
+    g = M.mha(2, 2, 1, 2)
+    lin = backprop_is_linear(g, cross_terms)
+    assert lin.verdict is sg.Verdict.UNKNOWN and "degree 2" in lin.reason
+    r, blocks = by_seed_block(g, _as_too_large(), cross_terms, None, None, None)
+    assert all(v == "proved" for _, v, _ in blocks)       # every block alone is right …
+    assert r.verdict is sg.Verdict.UNKNOWN                # … and still no PROVED
+    assert "backprop linear in the seed — the backprop has degree 2" in r.reason

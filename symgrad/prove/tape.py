@@ -11,12 +11,16 @@
 """
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import symengine as se
 
 from ..api import verify_node
 from ..graph import Graph
+from ..tensor import symbols
 from .check import Spec, check
 from .isolate import run_isolated
 from .result import Result, Verdict
@@ -60,29 +64,129 @@ def node_obligations(graph: Graph) -> list:
     return out
 
 
-def end_to_end_spec(graph: Graph, backprop=None) -> Spec:
+def end_to_end_spec(graph: Graph, backprop=None, block: int | None = None) -> Spec:
     """The whole tape as one obligation: forward = every tape value (flattened), rule =
-    the engine's backprop from a whole-tape seed."""
-    sizes = [int(np.prod(graph.shape(i))) for i in range(len(graph.values))]
+    the engine's backprop from a whole-tape seed. ``block``: only tape value ``block`` is
+    seeded (and is the forward) — one seed block of the split identity."""
     run_backprop = backprop or Graph.backprop
+    blocks = list(range(len(graph.values))) if block is None else [block]
+    shapes = [graph.shape(i) for i in blocks]
+    evaluated: dict = {}
+
+    def values(xs):
+        # one evaluation for both sides: shared subexpressions stay shared (see
+        # docs/method.md, "Sharing")
+        key = tuple(id(x) for x in xs)
+        if key not in evaluated:
+            evaluated.clear()
+            evaluated[key] = graph.eval(list(xs))
+        return evaluated[key]
 
     def forward(*xs):
-        vals = graph.eval(list(xs))
-        return np.concatenate([np.asarray(v, dtype=object).ravel() for v in vals])
+        vals = values(xs)
+        return np.concatenate([np.asarray(vals[i], dtype=object).ravel() for i in blocks])
 
     def rule(g, out, *xs):
-        # the tape values are the forward's own (not a second evaluation): shared
-        # subexpressions stay shared between the two sides
-        vals, seeds, pos = [], {}, 0
-        for i, size in enumerate(sizes):
-            vals.append(out[pos:pos + size].reshape(graph.shape(i)))
-            seeds[i] = g[pos:pos + size].reshape(graph.shape(i))
+        seeds, pos = {}, 0
+        for i, shape in zip(blocks, shapes):
+            size = int(np.prod(shape))
+            seeds[i] = g[pos:pos + size].reshape(shape)
             pos += size
-        cot = run_backprop(graph, vals, seeds)
+        cot = run_backprop(graph, values(xs), seeds)
         return tuple(cot[:len(graph.inputs)])
 
-    return Spec(name=f"{graph.name}: end to end", forward=forward, vjp=rule,
+    what = "end to end" if block is None else f"end to end, seed on {graph.values[block]}"
+    return Spec(name=f"{graph.name}: {what}", forward=forward, vjp=rule,
                 inputs=list(graph.inputs), symmetry=False)
+
+
+def seed_degree(expr, seeds: frozenset, memo: dict) -> float:
+    """An upper bound on the degree of ``expr`` in the ``seeds`` symbols (∞ when a seed
+    sits inside a function, a root or a denominator)."""
+    d = memo.get(expr)
+    if d is not None:
+        return d
+    if isinstance(expr, se.Symbol):
+        d = 1 if expr in seeds else 0
+    elif not expr.args:
+        d = 0
+    elif isinstance(expr, se.Add):
+        d = max(seed_degree(a, seeds, memo) for a in expr.args)
+    elif isinstance(expr, se.Mul):
+        d = sum(seed_degree(a, seeds, memo) for a in expr.args)
+    elif isinstance(expr, se.Pow) and isinstance(expr.args[1], se.Integer) \
+            and int(expr.args[1]) >= 0:
+        d = seed_degree(expr.args[0], seeds, memo) * int(expr.args[1])
+    else:
+        d = math.inf if any(seed_degree(a, seeds, memo) for a in expr.args) else 0
+    memo[expr] = d
+    return d
+
+
+def backprop_is_linear(graph: Graph, backprop=None) -> Result:
+    """PROVED when the engine's backprop is linear in the whole-tape seed: every input
+    cotangent has degree ≤ 1 in the seed symbols and is exactly 0 at the zero seed. Then
+    the end-to-end identity is the sum of its seed blocks' identities."""
+    t0 = time.perf_counter()
+    run_backprop = backprop or Graph.backprop
+    xs = [symbols(n, s) for n, s in graph.inputs]
+    vals = graph.eval(xs)
+    seeds = {i: symbols(f"s{i}_", graph.shape(i)) for i in range(len(vals))}
+    seed_set = frozenset(v for a in seeds.values() for v in a.flat)
+    memo: dict = {}
+    cot = run_backprop(graph, vals, seeds)[:len(xs)]
+    worst = max((seed_degree(se.sympify(e), seed_set, memo) for c in cot
+                 for e in np.asarray(c, dtype=object).flat), default=0)
+    zero = run_backprop(graph, vals, {})[:len(xs)]
+    at_zero = all(se.sympify(e) == 0 for c in zero for e in np.asarray(c, dtype=object).flat)
+    ok = worst <= 1 and at_zero
+    return Result(name=f"{graph.name}: backprop linear in the seed",
+                  verdict=Verdict.PROVED if ok else Verdict.UNKNOWN,
+                  method="degree bound in the seed symbols", seconds=time.perf_counter() - t0,
+                  reason="" if ok else (f"the backprop has degree {worst} in the seed" if
+                                        worst > 1 else "the backprop is not 0 at the zero seed"))
+
+
+def by_seed_block(graph: Graph, whole: Result, backprop, timeout, memory_mb, progress):
+    """The end-to-end identity split by seed block (one tape value seeded at a time), each
+    block its own obligation; combined with :func:`backprop_is_linear` they prove the
+    whole identity, and a refuted block refutes it."""
+    blocks = []
+    for b in range(len(graph.values)):
+        if progress:
+            progress(f"end to end, seed block {b + 1}/{len(graph.values)}")
+        spec = end_to_end_spec(graph, backprop, block=b)
+        blocks.append(run_isolated(lambda spec=spec: check(spec), spec.name, timeout,
+                                   memory_mb))
+    linear = run_isolated(lambda: backprop_is_linear(graph, backprop), "linearity", timeout,
+                          memory_mb)
+    name = f"{graph.name}: end to end"
+    seconds = whole.seconds + linear.seconds + sum(r.seconds for r in blocks)
+    refuted = [r for r in blocks if r.verdict is Verdict.REFUTED]
+    proved = [r for r in blocks if r.verdict is Verdict.PROVED]
+    info = [(graph.values[b], r.verdict.value, round(r.seconds, 3)) for b, r in enumerate(blocks)]
+    if refuted:
+        r = refuted[0]
+        r.method = f"per seed block: {r.name.split('seed on ')[-1]} refuted; {r.method}"
+    else:
+        r = Result(name=name, verdict=Verdict.UNKNOWN, method="normal form per seed block")
+        r.side_conditions = [c for b in proved for c in b.side_conditions][:24]
+        if len(proved) == len(blocks) and linear.verdict is Verdict.PROVED:
+            r.verdict = Verdict.PROVED
+            r.method = (f"normal form per seed block ({len(blocks)} blocks; the backprop is "
+                        f"linear in the seed)")
+        else:
+            first = next((b for b in blocks if b.verdict is not Verdict.PROVED), linear)
+            r.reason = (f"too large as one identity; split by seed block, {len(proved)} of "
+                        f"{len(blocks)} blocks proved; first not proved: "
+                        f"{first.name.split(': ')[-1]} — {first.reason}")
+    r.name = name
+    r.seconds = seconds
+    r.terms = sum(b.terms for b in blocks)
+    r.entries = sum(b.entries for b in blocks)
+    r.checked = sum(b.checked for b in blocks)
+    r.peak_memory_mb = max([whole.peak_memory_mb] + [b.peak_memory_mb for b in blocks])
+    return r, info
 
 
 def verify(graph: Graph, *, end_to_end: bool = True, timeout=None, memory_mb=None,
@@ -95,7 +199,7 @@ def verify(graph: Graph, *, end_to_end: bool = True, timeout=None, memory_mb=Non
     >>> r.verdict, [o.verdict.value for o in r.obligations][-2:]
     (<Verdict.PROVED: 'proved'>, ['proved', 'proved'])
     """
-    results = []
+    results, info = [], dict(graph.info)
     todo = node_obligations(graph)
     for k, (node, shapes, reads) in enumerate(todo):
         if progress:
@@ -116,8 +220,12 @@ def verify(graph: Graph, *, end_to_end: bool = True, timeout=None, memory_mb=Non
         if progress:
             progress("end to end")
         spec = end_to_end_spec(graph, backprop)
-        results.append(run_isolated(lambda: check(spec), spec.name, timeout, memory_mb))
+        whole = run_isolated(lambda: check(spec), spec.name, timeout, memory_mb)
+        if whole.verdict is Verdict.UNKNOWN and whole.reason.startswith("too large"):
+            whole, blocks = by_seed_block(graph, whole, backprop, timeout, memory_mb, progress)
+            info["seed blocks"] = blocks
+        results.append(whole)
     verdicts = {r.verdict for r in results}
     verdict = Verdict.REFUTED if Verdict.REFUTED in verdicts else \
         Verdict.UNKNOWN if Verdict.UNKNOWN in verdicts else Verdict.PROVED
-    return GraphResult(graph.name, verdict, results, dict(graph.info))
+    return GraphResult(graph.name, verdict, results, info)
