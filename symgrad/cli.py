@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+import warnings
 
 import click
 
@@ -301,6 +303,83 @@ def graph_command(name):
 
 for _graph in list(GRAPHS) + ["all"]:
     graph_command(_graph)
+
+
+@main.command("check")
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
+              help="Write an HTML report of every obligation to this directory.")
+@click.option("--junit", type=click.Path(dir_okay=False), default=None,
+              help="Write JUnit XML (pytest's xunit2 layout) to this file.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Write every outcome as JSON to this file.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
+              help="Worker processes (default: the number of cores).")
+@click.option("--no-cache", is_flag=True,
+              help="Neither read nor write the proof cache (.symgrad-cache/).")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=".symgrad-cache",
+              show_default=True, help="Where the proof cache lives.")
+def check_cmd(paths, report_dir, junit, json_path, jobs, no_cache, cache_dir):
+    """Run the obligation files under PATHS (default: obligations/) and compare every
+    verdict with its expectation — the CI gate.
+
+    PATHS are *.toml files or directories searched for them; the schema is in
+    obligations/README.md. Verdicts already proved or refuted for the same source, shapes
+    and library versions come from the proof cache.
+
+    \b
+    Exit codes: 0 every expectation met; 1 a regression (refuted where proved was
+    expected, or proved where refuted was); 4 only UNKNOWNs fell short; 2 bad input (the
+    valid obligations still run and their results are written).
+    """
+    from . import suite
+    t0 = time.perf_counter()
+    obligations, errors = suite.collect(paths)
+    for e in errors:
+        click.echo(f"error: {e}", err=True)
+    progress = _progress_printer()
+    with warnings.catch_warnings(record=True) as caught:   # cache trouble: say it, go on
+        warnings.simplefilter("always")
+        cache = None if no_cache else suite.Cache(cache_dir)
+        outcomes = suite.run_all(obligations, jobs, cache, progress)
+    if progress:
+        sys.stderr.write("\r\033[K")
+    for w in caught:
+        click.echo(f"warning: {w.message}", err=True)
+    seconds = time.perf_counter() - t0
+    _print_outcomes(outcomes, errors, seconds)
+    if json_path:
+        suite.write_json(json_path, outcomes, errors)
+    if junit:
+        suite.write_junit(junit, outcomes, seconds)
+    if report_dir:
+        from .report import write_report
+        index = write_report(report_dir, outcomes)
+        click.echo(f"report: {index}")
+    sys.exit(suite.exit_code(outcomes, errors))
+
+
+def _print_outcomes(outcomes, errors, seconds):
+    from .suite import failure_text
+    rows = [(o.title, o.expect, o.verdict, "yes" if o.met else "NO", f"{o.seconds:.2f}",
+             "cache" if o.cached else "") for o in outcomes]
+    head = ("obligation", "expect", "verdict", "met", "seconds", "")
+    widths = [max(len(r[k]) for r in rows + [head]) for k in range(len(head))]
+    line = lambda r: "  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip()  # noqa: E731
+    click.echo(line(head))
+    click.echo("  ".join("-" * w for w in widths).rstrip())
+    for r in rows:
+        click.echo(line(r))
+    missed = [o for o in outcomes if not o.met]
+    for o in missed:
+        click.echo("")
+        click.echo(failure_text(o) if o.verdict != "error" else f"error: {o.reason}")
+    met = len(outcomes) - len(missed)
+    unknown = sum(1 for o in missed if o.verdict == "unknown")
+    cached = sum(1 for o in outcomes if o.cached)
+    click.echo(f"\n{len(outcomes)} obligations: {met} met, {len(missed) - unknown} not met, "
+               f"{unknown} unknown; {cached} from the cache; {len(errors)} input error(s); "
+               f"{seconds:.1f} s")
 
 
 @verify.command("mutant")

@@ -1,0 +1,172 @@
+"""The CI gate: obligation files, expectations, exit codes, outputs, the proof cache and the
+pytest plugin."""
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import pytest
+from click.testing import CliRunner
+
+from symgrad import suite
+from symgrad.cli import main
+
+GOOD = '''
+[[node]]
+op = "softmax"
+shapes = ["2x3"]
+
+[[node]]
+op = "matmul"
+shapes = [[2, 3], [3, 2]]
+
+[[mutant]]
+mutant = "softmax_sign"
+expect = "refuted"
+'''
+
+
+def gate(tmp_path, files: dict, *extra):
+    d = tmp_path / "obligations"
+    d.mkdir(exist_ok=True)
+    for name, text in files.items():
+        (d / name).write_text(text)
+    result = CliRunner().invoke(main, ["check", str(d), "-j", "1", "--cache-dir",
+                                       str(tmp_path / "cache"), *extra])
+    return result.exit_code, result.output
+
+
+def test_all_expectations_met_exit_0_and_outputs_parse(tmp_path):
+    code, out = gate(tmp_path, {"a.toml": GOOD}, "--json", str(tmp_path / "o.json"),
+                     "--junit", str(tmp_path / "o.xml"))
+    assert code == 0, out
+    assert "3 obligations: 3 met, 0 not met, 0 unknown" in out
+    doc = json.loads((tmp_path / "o.json").read_text())
+    assert doc["exit_code"] == 0 and {o["verdict"] for o in doc["obligations"]} == {
+        "proved", "refuted"}
+    suite_el = ET.parse(tmp_path / "o.xml").getroot().find("testsuite")
+    assert suite_el.get("tests") == "3" and suite_el.get("failures") == "0"
+    props = {p.get("name"): p.get("value") for p in suite_el.find("properties")}
+    assert {"symgrad", "sympy", "symengine", "python-flint", "python"} <= set(props)
+    case = suite_el.findall("testcase")[1]
+    assert case.get("name") == "node matmul(2x3, 3x2)"
+    assert json.loads({p.get("name"): p.get("value") for p in case.find("properties")}[
+        "shapes"]) == [[2, 3], [3, 2]]
+
+
+def test_a_mutant_expected_proved_is_a_regression_with_its_witness(tmp_path):
+    code, out = gate(tmp_path, {"a.toml": '[[mutant]]\nmutant = "softmax_sign"\n'},
+                     "--junit", str(tmp_path / "o.xml"))
+    assert code == 1
+    assert "expected proved, got refuted" in out and "witness: x[" in out
+    case = ET.parse(tmp_path / "o.xml").getroot().find("testsuite/testcase")
+    assert case.find("failure").get("type") == "refuted"
+
+
+def test_only_unknowns_short_exit_4(tmp_path):
+    code, out = gate(tmp_path, {"a.toml": '[[node]]\nop = "layer_norm"\nshapes = ["16x64", '
+                                          '"64", "64"]\ntimeout = 0.05\n'})
+    assert code == 4, out
+    assert "timeout" in out
+
+
+@pytest.mark.parametrize("text,needle", [
+    ('[[node]\nop = "x"\n', "a.toml:1: malformed TOML"),
+    ('[[node]]\nop = "nosuch"\nshapes = ["2"]\n', "a.toml:1: unknown op 'nosuch'; valid ops are"),
+    ('\n[[graph]]\ngraph = "mha"\nheds = 2\n', "a.toml:2: unknown key 'heds'"),
+    ('[[graph]]\ngraph = "gpt"\n', "unknown graph 'gpt'; valid graphs are: decoder"),
+    ('[[node]]\nop = "softmax"\nshapes = ["2x0"]\n', "every dimension must be a positive"),
+    ('[[node]]\nop = "softmax"\nshapes = ["2x3"]\nexpect = "maybe"\n',
+     'expect must be "proved" or "refuted"'),
+    ('[[nodes]]\nop = "softmax"\n', "unknown table [[nodes]]"),
+])
+def test_bad_input_exit_2_and_the_valid_file_still_runs(tmp_path, text, needle):
+    code, out = gate(tmp_path, {"a.toml": text, "b.toml": GOOD}, "--json",
+                     str(tmp_path / "o.json"))
+    assert code == 2
+    assert needle in out and "Traceback" not in out
+    doc = json.loads((tmp_path / "o.json").read_text())
+    assert len(doc["obligations"]) == 3 and all(o["met"] for o in doc["obligations"])
+
+
+def test_cache_hit_then_missed_after_a_rule_changes(tmp_path, monkeypatch):
+    pkg = tmp_path / "pkg"
+    shutil.copytree(suite.PACKAGE, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(suite, "PACKAGE", pkg)
+    monkeypatch.setattr(suite, "_SOURCE_CACHE", {})
+    obs, errors = suite.collect([_write(tmp_path, GOOD)])
+    assert not errors
+    cache = suite.Cache(tmp_path / "cache")
+    first = suite.run_all(obs, 1, cache)
+    assert not any(o.cached for o in first)
+    second = suite.run_all(obs, 1, cache)
+    assert all(o.cached for o in second)
+    assert [o.verdict for o in second] == [o.verdict for o in first]
+    with open(pkg / "ops" / "softmax.py", "a") as f:
+        f.write("\n# an edit to the softmax family's rules\n")
+    suite._SOURCE_CACHE.clear()
+    third = suite.run_all(obs, 1, cache)
+    assert not third[0].cached and third[0].verdict == "proved"
+
+
+def test_a_corrupt_cache_is_ignored_with_a_warning(tmp_path):
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "proofs.sqlite").write_bytes(b"not a database" * 100)
+    code, out = gate(tmp_path, {"a.toml": GOOD})
+    assert code == 0 and "3 met" in out
+    assert "warning: ignoring the proof cache" in out and "file is not a database" in out
+    with pytest.warns(UserWarning, match="ignoring the proof cache"):
+        c = suite.Cache(tmp_path / "cache")
+    assert c.db is None
+
+
+def test_a_tampered_cache_entry_is_not_trusted(tmp_path):
+    obs, _ = suite.collect([_write(tmp_path, GOOD)])
+    cache = suite.Cache(tmp_path / "cache")
+    suite.run_all(obs[:1], 1, cache)
+    db = sqlite3.connect(cache.path)
+    db.execute("update proofs set outcome = '{broken'")
+    db.commit()
+    with pytest.warns(UserWarning, match="damaged"):
+        again = suite.run_all(obs[:1], 1, cache)
+    assert not again[0].cached and again[0].verdict == "proved"
+
+
+def test_shipped_obligations_load_and_cover_every_op_graph_and_mutant():
+    from symgrad.cli import GRAPHS
+    from symgrad.mutants import ENGINE_MUTANTS, MUTANTS
+    from symgrad.ops import OPS
+    root = Path(__file__).resolve().parent.parent / "obligations"
+    obs, errors = suite.collect([root])
+    assert not errors
+    assert {o.spec["op"] for o in obs if o.kind == "node"} == set(OPS)
+    assert {o.spec["graph"] for o in obs if o.kind == "graph"} == set(GRAPHS)
+    assert {o.spec["mutant"] for o in obs if o.kind == "mutant"} == set(MUTANTS)
+    assert {o.spec.get("backprop") for o in obs if o.kind == "graph"} >= set(ENGINE_MUTANTS)
+    assert all(o.expect == "refuted" for o in obs if o.kind == "mutant" or
+               o.spec.get("backprop"))
+
+
+def test_pytest_plugin_collects_obligations_and_shows_the_witness(tmp_path):
+    d = tmp_path / "obligations"
+    d.mkdir()
+    (d / "gate.toml").write_text(GOOD + '\n[[mutant]]\nmutant = "sub_sign"\n')
+    proc = subprocess.run([sys.executable, "-m", "pytest", str(d), "-q", "-p",
+                           "no:cacheprovider", "--junitxml", str(tmp_path / "j.xml")],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "3 passed" in proc.stdout and "1 failed" in proc.stdout
+    assert "mutant sub_sign: expected proved, got refuted" in proc.stdout
+    assert "witness:" in proc.stdout
+    cases = ET.parse(tmp_path / "j.xml").getroot().iter("testcase")
+    assert len(list(cases)) == 4
+
+
+def _write(tmp_path, text):
+    p = tmp_path / "obligations"
+    p.mkdir(exist_ok=True)
+    (p / "x.toml").write_text(text)
+    return p / "x.toml"
