@@ -98,6 +98,41 @@ def report(results, as_json: bool):
     return verdict.exit_code
 
 
+def _graph_report(report_dir, graphs, dims, layout, form, fixed_weights):
+    from .report import write_report
+    from .suite import Outcome
+    outcomes = []
+    for graph_name, r in graphs:
+        spec = dict(dims, graph=graph_name, layout=layout, form=form,
+                    fixed_weights=fixed_weights)
+        title = f"graph {graph_name} (" + ", ".join(
+            f"{d}={dims[d]}" for d in GRAPHS[graph_name][1]) + ")"
+        outcomes.append(Outcome(id=title, kind="graph", title=title, file="symgrad verify",
+                                expect="proved", verdict=r.verdict.value,
+                                seconds=sum(o.seconds for o in r.obligations),
+                                results=[o.to_json() for o in r.obligations], spec=spec))
+    click.echo(f"report: {write_report(report_dir, outcomes)}", err=True)
+
+
+def report_option(f):
+    return click.option("--report", "report_dir", type=click.Path(file_okay=False),
+                        default=None, help="Also write an HTML proof report to this "
+                        "directory (open its index.html).")(f)
+
+
+def write_verify_report(report_dir, kind, spec, title, results, expect="proved"):
+    """An HTML report of one `symgrad verify` run (the same pages `symgrad check` writes)."""
+    if not report_dir:
+        return
+    from .report import write_report
+    from .suite import Outcome
+    verdict = overall(results).value
+    outcome = Outcome(id=title, kind=kind, title=title, file="symgrad verify", expect=expect,
+                      verdict=verdict, seconds=sum(r.seconds for r in results),
+                      results=[r.to_json() for r in results], spec=spec)
+    click.echo(f"report: {write_report(report_dir, [outcome])}", err=True)
+
+
 class _Group(click.Group):
     """Turns InputError into one sentence and exit 2; other exceptions into exit 3."""
 
@@ -172,8 +207,9 @@ def verify():
 @click.option("--no-symmetry", is_flag=True,
               help="Normal-form every input entry instead of one per verified orbit.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead.")
+@report_option
 def verify_node_cmd(op_name, shapes, params, reads, timeout, max_entries, backend,
-                    no_symmetry, as_json):
+                    no_symmetry, as_json, report_dir):
     """Prove or refute the VJP rule of library op OP at the given shapes.
 
     \b
@@ -207,6 +243,9 @@ def verify_node_cmd(op_name, shapes, params, reads, timeout, max_entries, backen
     result = verify_node(op.name, shape_list, params=overrides, reads=read_list,
                          timeout=timeout, max_entries=max_entries, backend=backend,
                          symmetry=not no_symmetry)
+    spec = {"op": op.name, "shapes": [list(s) for s in shape_list],
+            "params": {i.split("=", 1)[0].strip(): i.split("=", 1)[1] for i in params}}
+    write_verify_report(report_dir, "node", spec, result.name, [result])
     sys.exit(report([result], as_json))
 
 
@@ -275,8 +314,9 @@ def graph_command(name):
     @click.option("--timeout", type=float, default=None,
                   help="Seconds per obligation before it becomes UNKNOWN (default 600).")
     @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead.")
+    @report_option
     def command(n, d_model, heads, head_dim, d_ff, layout, form, fixed_weights, no_end_to_end,
-                timeout, as_json):
+                timeout, as_json, report_dir):
         from .prove.tape import verify as verify_graph
         if fixed_weights and name not in ("decoder", "all"):
             raise click.UsageError(f"--fixed-weights applies to the decoder graph, not to "
@@ -284,15 +324,18 @@ def graph_command(name):
         dims = dict(n=n, d_model=d_model, heads=heads, head_dim=head_dim, d_ff=d_ff)
         names = sorted(GRAPHS) if name == "all" else [name]
         progress = _progress_printer()
-        results = []
+        results, outcomes = [], []
         for graph_name in names:
             graph = build_graph(graph_name, dims, layout, form, fixed_weights)
             shown = (lambda t, gn=graph_name: progress(f"{gn}: {t}")) if progress else None
             r = verify_graph(graph, end_to_end=not no_end_to_end, timeout=timeout,
                              progress=shown)
             results.extend(r.obligations)
+            outcomes.append((graph_name, r))
         if progress:
             sys.stderr.write("\r\033[K")
+        if report_dir:
+            _graph_report(report_dir, outcomes, dims, layout, form, fixed_weights)
         sys.exit(report(results, as_json))
 
     command.__doc__ = (f"Prove the {name} graph ({builder}): its node obligations, the DAG "
@@ -386,7 +429,8 @@ def _print_outcomes(outcomes, errors, seconds):
 @click.argument("name", required=False)
 @click.option("--timeout", type=float, default=None, help="Seconds (default 600).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead.")
-def verify_mutant_cmd(name, timeout, as_json):
+@report_option
+def verify_mutant_cmd(name, timeout, as_json, report_dir):
     """Check a named wrong rule (a mutant) against its op's forward; it should be REFUTED
     (exit 1). Without NAME, list the mutants and the bug each one has."""
     from .mutants import MUTANTS, verify_mutant
@@ -398,7 +442,10 @@ def verify_mutant_cmd(name, timeout, as_json):
     if name not in MUTANTS:
         raise InputError(f"unknown mutant {name!r}; valid mutants are: "
                          f"{', '.join(sorted(MUTANTS))}")
-    sys.exit(report([verify_mutant(name, timeout=timeout)], as_json))
+    result = verify_mutant(name, timeout=timeout)
+    write_verify_report(report_dir, "mutant", {"mutant": name}, f"mutant {name}", [result],
+                        expect="refuted")
+    sys.exit(report([result], as_json))
 
 
 if __name__ == "__main__":  # pragma: no cover
