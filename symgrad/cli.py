@@ -373,7 +373,7 @@ def check_cmd(paths, report_dir, junit, json_path, jobs, no_cache, cache_dir):
     \b
     Exit codes: 0 every expectation met; 1 a regression (refuted where proved was
     expected, or proved where refuted was); 4 only UNKNOWNs fell short; 2 bad input (the
-    valid obligations still run and their results are written).
+    valid obligations still run and their results are written); 3 an internal error.
     """
     from . import suite
     t0 = time.perf_counter()
@@ -416,7 +416,8 @@ def _print_outcomes(outcomes, errors, seconds):
     missed = [o for o in outcomes if not o.met]
     for o in missed:
         click.echo("")
-        click.echo(failure_text(o) if o.verdict != "error" else f"error: {o.reason}")
+        click.echo(failure_text(o) if o.verdict not in ("error", "internal")
+                   else f"error: {o.reason}")
     met = len(outcomes) - len(missed)
     unknown = sum(1 for o in missed if o.verdict == "unknown")
     cached = sum(1 for o in outcomes if o.cached)

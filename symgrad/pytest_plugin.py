@@ -55,7 +55,7 @@ class ObligationItem(pytest.Item):
         if isinstance(excinfo.value, ObligationNotMet):
             from .suite import failure_text
             o = excinfo.value.outcome
-            return failure_text(o) if o.verdict != "error" else o.reason
+            return failure_text(o) if o.verdict not in ("error", "internal") else o.reason
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self):

@@ -288,10 +288,19 @@ def run_one(ob: Obligation) -> Outcome:
         return Outcome(ob.id, ob.kind, ob.title, ob.file, ob.expect, "error",
                        time.perf_counter() - t0, reason=f"{ob.file}:{ob.line}: {exc}",
                        spec=s)
+    except Exception as exc:  # a bug in symgrad: keep going, report it, exit 3
+        return _internal(ob, exc, time.perf_counter() - t0)
     reason = next((r.reason for r in results if r.verdict is verdict and r.reason), "")
     return Outcome(ob.id, ob.kind, ob.title, ob.file, ob.expect, verdict.value,
                    time.perf_counter() - t0, reason=reason,
                    results=[r.to_json() for r in results], spec=s)
+
+
+def _internal(ob: Obligation, exc: BaseException, seconds: float = 0.0) -> Outcome:
+    text = str(exc).strip().splitlines()
+    return Outcome(ob.id, ob.kind, ob.title, ob.file, ob.expect, "internal", seconds,
+                   reason=f"internal error: {type(exc).__name__}: "
+                          f"{text[0] if text else ''}", spec=ob.spec)
 
 
 def _run_in_worker(ob: Obligation) -> Outcome:
@@ -331,13 +340,21 @@ def run_all(obligations, jobs: int | None = None, cache: "Cache | None" = None,
             futures = {pool.submit(_run_in_worker, obligations[k]): k for k in todo}
             from concurrent.futures import as_completed
             for fut in as_completed(futures):
-                finish(futures[fut], fut.result())
+                k = futures[fut]
+                try:
+                    outcome = fut.result()
+                except Exception as exc:  # a worker died: this obligation only
+                    outcome = _internal(obligations[k], exc)
+                finish(k, outcome)
     return outcomes
 
 
 def exit_code(outcomes, input_errors=()) -> int:
     """0 every expectation met; 1 a regression (a verdict contradicting its expectation);
-    4 only UNKNOWNs fell short; 2 bad input (the valid obligations still ran)."""
+    4 only UNKNOWNs fell short; 2 bad input (the valid obligations still ran); 3 an
+    internal error of symgrad on some obligation."""
+    if any(o.verdict == "internal" for o in outcomes):
+        return 3
     if input_errors or any(o.verdict == "error" for o in outcomes):
         return EXIT_USAGE
     missed = [o for o in outcomes if not o.met]
@@ -453,8 +470,8 @@ def write_junit(path, outcomes, seconds: float):
     from xml.etree import ElementTree as ET
     import platform
     from datetime import datetime, timezone
-    failures = sum(1 for o in outcomes if not o.met and o.verdict != "error")
-    errors = sum(1 for o in outcomes if o.verdict == "error")
+    failures = sum(1 for o in outcomes if not o.met and o.verdict not in ("error", "internal"))
+    errors = sum(1 for o in outcomes if o.verdict in ("error", "internal"))
     root = ET.Element("testsuites")
     suite = ET.SubElement(root, "testsuite", name="symgrad", errors=str(errors),
                           failures=str(failures), skipped="0", tests=str(len(outcomes)),
@@ -473,7 +490,7 @@ def write_junit(path, outcomes, seconds: float):
                      ("shapes", json.dumps(o.spec.get("shapes") or {d: o.spec[d] for d in DIMS
                                                                     if d in o.spec}))):
             ET.SubElement(cp, "property", name=k, value=v)
-        if o.verdict == "error":
+        if o.verdict in ("error", "internal"):
             ET.SubElement(case, "error", message=o.reason).text = o.reason
         elif not o.met:
             el = ET.SubElement(case, "failure", message=f"expected {o.expect}, got {o.verdict}"

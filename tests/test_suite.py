@@ -170,3 +170,21 @@ def _write(tmp_path, text):
     p.mkdir(exist_ok=True)
     (p / "x.toml").write_text(text)
     return p / "x.toml"
+
+
+def test_an_internal_error_on_one_obligation_keeps_the_others_and_exits_3(tmp_path,
+                                                                         monkeypatch):
+    import symgrad.api
+    real = symgrad.api.verify_node
+
+    def broken(op, *a, **k):
+        if op == "matmul":
+            raise RuntimeError("a bug")
+        return real(op, *a, **k)
+
+    monkeypatch.setattr(symgrad.api, "verify_node", broken)
+    obs, _ = suite.collect([_write(tmp_path, GOOD)])
+    outcomes = suite.run_all(obs, 1, None)
+    assert [o.verdict for o in outcomes] == ["proved", "internal", "refuted"]
+    assert outcomes[1].reason == "internal error: RuntimeError: a bug"
+    assert suite.exit_code(outcomes) == 3

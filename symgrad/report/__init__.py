@@ -49,7 +49,8 @@ def write_report(directory, outcomes) -> Path:
            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     rows, pages = [], 0
     for k, o in enumerate(outcomes):
-        graph_page = f"graph-{k}.html" if o.kind == "graph" and o.verdict != "error" else None
+        graph_page = f"graph-{k}.html" if o.kind == "graph" and o.verdict not in (
+            "error", "internal") else None
         parts = []
         for j, r in enumerate(o.results):
             page = f"obligation-{k}-{j}.html"
@@ -65,8 +66,8 @@ def write_report(directory, outcomes) -> Path:
                      "method": o.results[-1]["method"] if o.results else "",
                      "terms": sum(r["terms"] for r in o.results),
                      "shapes": _shapes_text(o)})
-    counts = {v: sum(1 for o in outcomes if o.verdict == v)
-              for v in ("proved", "refuted", "unknown", "error")}
+    counts = {v: sum(1 for o in outcomes if o.verdict == v or (v, o.verdict) == (
+        "error", "internal")) for v in ("proved", "refuted", "unknown", "error")}
     met = sum(1 for o in outcomes if o.met)
     index = out / "index.html"
     _render(index, "index.html", env=env, rows=rows, counts=counts, met=met,
