@@ -406,6 +406,9 @@ def _print_outcomes(outcomes, errors, seconds):
     from .suite import failure_text
     rows = [(o.title, o.expect, o.verdict, "yes" if o.met else "NO", f"{o.seconds:.2f}",
              "cache" if o.cached else "") for o in outcomes]
+    if not outcomes:
+        click.echo(f"no obligations ran; {len(errors)} input error(s)")
+        return
     head = ("obligation", "expect", "verdict", "met", "seconds", "")
     widths = [max(len(r[k]) for r in rows + [head]) for k in range(len(head))]
     line = lambda r: "  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip()  # noqa: E731

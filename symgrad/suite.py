@@ -239,7 +239,9 @@ def collect(paths) -> tuple[list, list]:
         elif path.exists():
             files.append(path)
         else:
-            errors.append(f"{p}: no such file or directory")
+            errors.append(f"{p}: no such file or directory" + (
+                " (run symgrad check where obligations/ is, or name the files)"
+                if not paths else ""))
     obligations, seen = [], {}
     for f in files:
         obs, errs = load_file(f)
