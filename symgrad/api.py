@@ -7,7 +7,7 @@ from fractions import Fraction
 import numpy as np
 
 from .errors import InputError, ShapeError
-from .ops import OPS, get_op
+from .ops import get_op
 from .prove.check import DEFAULT_MAX_ENTRIES, Spec, check, validate_shapes
 from .prove.isolate import run_isolated
 from .prove.result import Result

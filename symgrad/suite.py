@@ -30,7 +30,6 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from .errors import InputError
-from .prove.result import Verdict
 
 PACKAGE = Path(__file__).resolve().parent
 EXPECTATIONS = ("proved", "refuted")

@@ -27,7 +27,6 @@ def test_floats_are_exact_on_both_sides():
 
 
 def test_assumptions_are_declared_and_used():
-    import symengine as se
     f = lambda x: sg.fn.sqrt(x)                         # noqa: E731
     rule = lambda g, y, x: (g / (2 * y),)               # noqa: E731
     r = sg.check_vjp(f, rule, [(2,)], assumptions=lambda x: [e > 0 for e in x.flat])

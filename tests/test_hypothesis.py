@@ -1,7 +1,6 @@
 """Random rational points: the residual of every PROVED library rule evaluates to 0 there
 (exactly, in ball arithmetic: the ball contains 0 and is tiny), and a refuted mutant's does
 not at its witness."""
-from fractions import Fraction
 
 import numpy as np
 from hypothesis import given, settings, strategies as st

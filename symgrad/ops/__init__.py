@@ -12,7 +12,7 @@ one module each (linalg, shape, reduce, elementwise, softmax, norm).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import InputError, ShapeError

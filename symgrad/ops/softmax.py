@@ -5,7 +5,7 @@ import numpy as np
 from .. import fn
 from ..errors import ShapeError
 from ..tensor import symbols
-from . import Param, defop, elementwise_shape, fmt
+from . import Param, defop, fmt
 
 
 def _softmax(x):

@@ -23,7 +23,7 @@ with powers of ``A`` — which decides identities among rational functions of th
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 
 import symengine as se
