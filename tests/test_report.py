@@ -115,6 +115,7 @@ def test_refuted_page_shows_the_witness_and_mathml(report):
     assert "Point g[0,0]" in witness
     assert "math" in [t for t, _ in page.tags]
     assert page.ids["forward-math"]["tag"] == "div"
+    assert page.ids["formula-math"]["tag"] == "div"   # the general formula, too
     assert any(t == "div" and "source" in a.get("class", "") for t, a in page.tags)
 
 

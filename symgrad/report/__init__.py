@@ -118,7 +118,10 @@ def _op_view(o, r) -> dict | None:
             params = _params(o.spec.get("params", {}))
     op = OPS[op_name]
     rule = rule or op.vjp
+    from .formulas import FORMULAS
+    formula = FORMULAS.get(op.name)
     view = {"name": op.name, "signature": op.signature, "doc": op.doc,
+            "formula": mathml(formula) if formula is not None else None,
             "source": _source(rule), "forward_source": _source(op.forward),
             "entry": None, "reference": None, "exact": True, "error": None,
             "entry_index": "", "reference_of": "",
