@@ -370,11 +370,13 @@ def exit_code(outcomes, input_errors=()) -> int:
 
 def versions() -> dict:
     import flint
+    import numpy
     import symengine
     import sympy
     from . import __version__
     return {"symgrad": __version__, "sympy": sympy.__version__,
             "symengine": symengine.__version__, "python-flint": flint.__version__,
+            "numpy": numpy.__version__,
             "python": sys.version.split()[0]}
 
 

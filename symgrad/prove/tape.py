@@ -87,7 +87,10 @@ def end_to_end_spec(graph: Graph, backprop=None, block: int | None = None) -> Sp
         return np.concatenate([np.asarray(vals[i], dtype=object).ravel() for i in blocks])
 
     def rule(g, out, *xs):
-        seeds, pos = {}, 0
+        # every tape value gets a seed (zeros outside the block), so a block's backprop is
+        # the whole-tape backprop restricted to it — what backprop_is_linear speaks about
+        seeds, pos = {i: np.zeros(graph.shape(i), dtype=object)
+                      for i in range(len(graph.values))}, 0
         for i, shape in zip(blocks, shapes):
             size = int(np.prod(shape))
             seeds[i] = g[pos:pos + size].reshape(shape)
@@ -137,7 +140,8 @@ def backprop_is_linear(graph: Graph, backprop=None) -> Result:
     cot = run_backprop(graph, vals, seeds)[:len(xs)]
     worst = max((seed_degree(se.sympify(e), seed_set, memo) for c in cot
                  for e in np.asarray(c, dtype=object).flat), default=0)
-    zero = run_backprop(graph, vals, {})[:len(xs)]
+    zeros = {i: np.zeros(graph.shape(i), dtype=object) for i in range(len(vals))}
+    zero = run_backprop(graph, vals, zeros)[:len(xs)]
     at_zero = all(se.sympify(e) == 0 for c in zero for e in np.asarray(c, dtype=object).flat)
     ok = worst <= 1 and at_zero
     return Result(name=f"{graph.name}: backprop linear in the seed",
