@@ -42,6 +42,9 @@ class Graph:
     name: str = "graph"
     nodes: list = field(default_factory=list)
     info: dict = field(default_factory=dict)   #: layout, parameters, for reports
+    #: input name → a label per axis ("n", "d", …; None for none): inputs whose axes share a
+    #: label may be shifted together when the end-to-end check looks for symmetries
+    axis_labels: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.inputs = [(str(n), tuple(int(d) for d in s)) for n, s in self.inputs]

@@ -262,3 +262,42 @@ def test_a_backprop_nonlinear_in_the_seed_cannot_be_assembled_from_blocks():
     assert all(v == "proved" for _, v, _ in blocks)       # every block alone is right …
     assert r.verdict is sg.Verdict.UNKNOWN                # … and still no PROVED
     assert "backprop linear in the seed — the backprop has degree 2" in r.reason
+
+
+def _inferred_orbits(graph, backprop=None):
+    from symgrad.prove.check import build_sides
+    from symgrad.prove.symmetry import InferredOrbits
+    from symgrad.prove.tape import end_to_end_spec
+    from symgrad.tensor import as_symengine
+    spec = end_to_end_spec(graph, backprop)
+    sides = build_sides(spec)
+    return InferredOrbits([as_symengine(a) for a in sides["arrays"]],
+                          as_symengine(sides["g"]), sides["out_se"], sides["rhs"],
+                          spec.axis_labels, spec.blocks)
+
+
+def test_end_to_end_symmetries_are_inferred_and_a_causal_mask_breaks_the_position_shift():
+    assert _inferred_orbits(M.mha(2, 2, 1, 2)).generators == ["d", "hh", "n"]
+    assert _inferred_orbits(M.masked_mha(2, 2, 1, 2)).generators == ["d", "hh"]
+    # heads of width 1: the shift permutes whole heads, a true symmetry; of width 2 it
+    # mixes the heads' columns, and the check drops it
+    assert _inferred_orbits(M.mha(2, 2, 2, 1)).generators == ["d", "hh", "n"]
+    assert _inferred_orbits(M.mha(2, 2, 2, 2)).generators == ["d", "n"]
+    r = verify(M.mha(3, 2, 1, 2))
+    e2e = r.obligations[-1]
+    assert e2e.proved and "the rest by symmetry" in e2e.method and e2e.checked < e2e.entries
+
+
+def test_an_engine_wrong_at_one_input_entry_is_refuted_despite_the_symmetries():
+    from symgrad.graph import Graph
+
+    def one_entry_off(graph, vals, seed):
+        cot = Graph.backprop(graph, vals, seed)
+        cot[0] = cot[0].copy()
+        cot[0][1, 1] = cot[0][1, 1] + seed[len(graph.values) - 1][0, 0]
+        return cot
+
+    g = M.mha(2, 2, 1, 2)
+    assert _inferred_orbits(g, one_entry_off).generators == ["hh"]
+    e2e = verify(g, backprop=one_entry_off).obligations[-1]
+    assert e2e.verdict is sg.Verdict.REFUTED and e2e.witness.entry == (1, 1)

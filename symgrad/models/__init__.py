@@ -72,6 +72,21 @@ def _core(g, q, kt, c, *, bias=None, mask=None):
     return g.add("softmax", scaled, name="probs")
 
 
+#: the role of each axis of the builders' inputs (n positions, d model width, hh the
+#: concatenated heads, ff the FFN width, h heads, hd head width)
+_AXES = {"x": ("n", "d"), "Wq": ("d", "hh"), "Wk": ("d", "hh"), "Wv": ("d", "hh"),
+         "Wo": ("hh", "d"), "gamma": ("d",), "beta": ("d",), "gamma1": ("d",),
+         "beta1": ("d",), "gamma2": ("d",), "beta2": ("d",), "W1": ("d", "ff"),
+         "b1": ("ff",), "W2": ("ff", "d"), "b2": ("d",), "Q": ("h", "n", "hd"),
+         "Kt": ("h", "hd", "n"), "V": ("h", "n", "hd")}
+
+
+def _labelled(g: Graph) -> Graph:
+    g.axis_labels = {name: _AXES[name] for name, shape in g.inputs
+                     if name in _AXES and len(_AXES[name]) == len(shape)}
+    return g
+
+
 def _mha_inputs(n, d_model, heads, head_dim):
     hh = heads * head_dim
     return [("x", (n, d_model)), ("Wq", (d_model, hh)), ("Wk", (d_model, hh)),
@@ -85,7 +100,7 @@ def mha(n, d_model, heads, head_dim, layout="pytorch", c=None) -> Graph:
     g = Graph(_mha_inputs(n, d_model, heads, head_dim), name="mha",
               info=dict(layout=layout, n=n, d_model=d_model, heads=heads, head_dim=head_dim))
     _attention(g, 0, 1, 2, 3, 4, n, heads, head_dim, layout, _scale(c, head_dim), out="out")
-    return g
+    return _labelled(g)
 
 
 def mha_residual(n, d_model, heads, head_dim, layout="pytorch", c=None) -> Graph:
@@ -95,7 +110,7 @@ def mha_residual(n, d_model, heads, head_dim, layout="pytorch", c=None) -> Graph
               info=dict(layout=layout, n=n, d_model=d_model, heads=heads, head_dim=head_dim))
     att = _attention(g, 0, 1, 2, 3, 4, n, heads, head_dim, layout, _scale(c, head_dim))
     g.add("add", 0, att, name="out")
-    return g
+    return _labelled(g)
 
 
 def _ln_whole(g, x, gamma, beta, eps, name):
@@ -133,7 +148,7 @@ def layer_norm(m, n, eps=None, form="whole") -> Graph:
         _ln_decomposed(g, 0, 1, 2, eps, m, n, "out")
     else:
         raise InputError(f"unknown LayerNorm form {form!r}; use whole or decomposed")
-    return g
+    return _labelled(g)
 
 
 def mha_postnorm(n, d_model, heads, head_dim, layout="pytorch", c=None, eps=None) -> Graph:
@@ -146,7 +161,7 @@ def mha_postnorm(n, d_model, heads, head_dim, layout="pytorch", c=None, eps=None
     att = _attention(g, 0, 1, 2, 3, 4, n, heads, head_dim, layout, _scale(c, head_dim))
     r = g.add("add", 0, att, name="residual")
     _ln_whole(g, r, 5, 6, eps, "out")
-    return g
+    return _labelled(g)
 
 
 def _ffn(g, x, w1, b1, w2, b2, out="ffn.out"):
@@ -166,7 +181,7 @@ def ffn(n, d_model, d_ff) -> Graph:
     g = Graph([("x", (n, d_model))] + _ffn_inputs(d_model, d_ff), name="ffn",
               info=dict(n=n, d_model=d_model, d_ff=d_ff))
     _ffn(g, 0, 1, 2, 3, 4, out="out")
-    return g
+    return _labelled(g)
 
 
 def _block_inputs(n, d_model, heads, head_dim, d_ff):
@@ -189,7 +204,7 @@ def _post_norm_block(name, n, d_model, heads, head_dim, d_ff, layout, c, eps, *,
     f = _ffn(g, h, 7, 8, 9, 10)
     r2 = g.add("add", h, f, name="residual2")
     _ln_whole(g, r2, 11, 12, eps, "out")
-    return g
+    return _labelled(g)
 
 
 def encoder_block(n, d_model, heads, head_dim, d_ff, layout="pytorch", c=None,
@@ -213,7 +228,7 @@ def prenorm_encoder_block(n, d_model, heads, head_dim, d_ff, layout="pytorch", c
     b = _ln_whole(g, h, 11, 12, eps, "ln2")
     f = _ffn(g, b, 7, 8, 9, 10)
     g.add("add", h, f, name="out")
-    return g
+    return _labelled(g)
 
 
 def _mask_args(n, heads, bias, mask, causal):
@@ -240,7 +255,7 @@ def masked_core(n, heads, head_dim, bias=None, mask=None, causal=False, c=None) 
                         else "none"))
     probs = _core(g, 0, 1, _scale(c, head_dim), bias=bias, mask=mask)
     g.add("batched_matmul", probs, 2, name="out")
-    return g
+    return _labelled(g)
 
 
 def masked_mha(n, d_model, heads, head_dim, bias=None, mask=None, causal=True,
@@ -253,7 +268,7 @@ def masked_mha(n, d_model, heads, head_dim, bias=None, mask=None, causal=True,
     att = _attention(g, 0, 1, 2, 3, 4, n, heads, head_dim, layout, _scale(c, head_dim),
                      bias=bias, mask=mask)
     g.add("add", 0, att, name="out")
-    return g
+    return _labelled(g)
 
 
 def gpt_decoder_block(n, d_model, heads, head_dim, d_ff, bias=None, mask=None, causal=True,
@@ -313,4 +328,4 @@ def _fixed_decoder(n, d_model, heads, head_dim, d_ff, bias, mask, layout, c, eps
     f2 = g.add("add_bias", f2, bias=np.repeat(w["b2"][None, :], n, axis=0), name="ffn.out")
     r2 = g.add("add", h, f2, name="residual2")
     _ln_whole(g, r2, 6, 7, eps, "out")
-    return g
+    return _labelled(g)

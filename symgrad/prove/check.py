@@ -28,7 +28,7 @@ from ..tensor import as_symengine, entry_name, exact, shape_tuple, symbols
 from .isolate import DEFAULT_MEMORY_MB, fork_map, workers
 from .normal_form import Atoms, Condition, EntryForm, TooLarge, Unsupported, holds_everywhere
 from .result import Result, SideCondition, Verdict, Witness
-from .symmetry import Orbits
+from .symmetry import InferredOrbits, Orbits
 from .witness import CannotEvaluate, Evaluator, ball_bounds, ball_text, condition_holds, \
     sample_point
 
@@ -56,6 +56,8 @@ class Spec:
     param_arrays: list = field(default_factory=list)  #: symbolic parameter tensors
     seed: int = 0
     relation_budget: int = 2_000_000
+    axis_labels: list | None = None   #: per input, a label per axis (whole-tape obligations)
+    blocks: list | None = None        #: sizes of the output's blocks (tape values), in order
 
 
 def validate_shapes(inputs, max_entries):
@@ -255,7 +257,11 @@ def check(spec: Spec) -> Result:
                     shapes=[list(s) for _, s in spec.inputs],
                     params={k: str(v) for k, v in spec.params.items()}, entries=total)
     orbits = None
-    if spec.symmetry:
+    if spec.symmetry and spec.axis_labels is not None:
+        orbits = InferredOrbits(arrays_se, as_symengine(sides["g"]), sides["out_se"],
+                                sides["rhs"], spec.axis_labels, spec.blocks)
+        wanted = orbits.representatives()
+    elif spec.symmetry:
         orbits = Orbits(arrays_se, as_symengine(sides["g"]), sides["out_se"], sides["rhs"],
                         [as_symengine(p) for p in spec.param_arrays])
         wanted = orbits.representatives()

@@ -191,3 +191,90 @@ class Orbits:
 def _is_symbol_array(p) -> bool:
     return isinstance(p, np.ndarray) and p.dtype == object and p.size > 0 and all(
         isinstance(v, se.Symbol) for v in p.flat)
+
+
+class InferredOrbits:
+    """Orbits for an obligation whose output is many tensors (a whole tape, flattened):
+    candidate symmetries are cyclic shifts of the *input* axes that carry one label (the
+    sequence axis n of x and every input axis named n, say); the permutation π of the output
+    entries is inferred, not assumed — each renamed output entry must be structurally equal
+    to an entry of the same block (tape value), bijectively — and ḡ is renamed by the same
+    π, so φ = ⟨ḡ, f⟩ is invariant (docs/method.md §5). The rule's equivariance is then
+    checked as in :class:`Orbits`. A shift that fails either test is not used."""
+
+    def __init__(self, inputs, g, out, cotangents, labels, blocks):
+        self.generators, self.floats = [], False
+        lengths: dict = {}
+        for arr, labs in zip(inputs, labels):
+            for axis, lab in enumerate(labs or ()):
+                if lab is not None:
+                    lengths.setdefault(lab, set()).add(arr.shape[axis])
+        candidates = [lab for lab, ls in sorted(lengths.items()) if len(ls) == 1
+                      and next(iter(ls)) >= 2]
+        moves = [self._input_moves(inputs, labels, lab) for lab in candidates]
+        renamings = [{arr[e]: arr[m[i][e]] for i, arr in enumerate(inputs)
+                      for e in np.ndindex(arr.shape) if m[i][e] != e} for m in moves]
+        ids = StructuralIds(renamings)
+        ids.leaves(v for arr in inputs for v in arr.flat)
+        flat = list(out.flat)
+        block = np.repeat(np.arange(len(blocks)), blocks)
+        by_id: dict = {}
+        for k, e in enumerate(flat):
+            by_id.setdefault((block[k], ids(e)[0]), []).append(k)
+        g_flat = list(g.flat)
+        passing = []
+        for r, (lab, move, ren) in enumerate(zip(candidates, moves, renamings)):
+            if not ren:
+                continue
+            pools = {key: list(ks) for key, ks in by_id.items()}
+            perm = []
+            for k, e in enumerate(flat):
+                pool = pools.get((block[k], ids(e)[r + 1]))
+                if not pool:
+                    break
+                perm.append(pool.pop())
+            else:
+                full = dict(ren)
+                full.update({g_flat[k]: g_flat[p] for k, p in enumerate(perm) if p != k})
+                passing.append((lab, move, full))
+        self.floats = ids.floats or not candidates
+        checker = StructuralIds([full for _, _, full in passing])
+        checker.leaves(v for arr in inputs for v in arr.flat)
+        checker.leaves(g_flat)
+        parent: dict = {}
+
+        def find(a):
+            while parent.setdefault(a, a) != a:
+                parent[a] = parent[parent[a]]
+                a = parent[a]
+            return a
+
+        for r, (lab, move, _) in enumerate(passing):
+            if all(checker(cot[e])[r + 1] == checker(cot[move[i][e]])[0]
+                   for i, cot in enumerate(cotangents) for e in np.ndindex(cot.shape)):
+                self.generators.append(lab)
+                for i, arr in enumerate(inputs):
+                    for e in np.ndindex(arr.shape):
+                        a, b = find((i, e)), find((i, move[i][e]))
+                        if a != b:
+                            parent[max(a, b)] = min(a, b)
+        self.representative = {(i, e): find((i, e)) for i, arr in enumerate(inputs)
+                               for e in np.ndindex(arr.shape)}
+
+    @staticmethod
+    def _input_moves(inputs, labels, lab):
+        """Per input, entry index → its image under the cyclic shift of axes labelled lab."""
+        out = []
+        for arr, labs in zip(inputs, labels):
+            axes = [a for a, l in enumerate(labs or ()) if l == lab]
+            moves = {}
+            for e in np.ndindex(arr.shape):
+                t = list(e)
+                for a in axes:
+                    t[a] = (t[a] + 1) % arr.shape[a]
+                moves[e] = tuple(t)
+            out.append(moves)
+        return out
+
+    def representatives(self) -> list:
+        return sorted(set(self.representative.values()))

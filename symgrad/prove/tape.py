@@ -99,8 +99,11 @@ def end_to_end_spec(graph: Graph, backprop=None, block: int | None = None) -> Sp
         return tuple(cot[:len(graph.inputs)])
 
     what = "end to end" if block is None else f"end to end, seed on {graph.values[block]}"
+    labels = [graph.axis_labels.get(name) for name, _ in graph.inputs]
     return Spec(name=f"{graph.name}: {what}", forward=forward, vjp=rule,
-                inputs=list(graph.inputs), symmetry=False)
+                inputs=list(graph.inputs), symmetry=any(labels),
+                axis_labels=labels if any(labels) else None,
+                blocks=[int(np.prod(s)) for s in shapes])
 
 
 def seed_degree(expr, seeds: frozenset, memo: dict) -> float:
