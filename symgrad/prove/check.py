@@ -278,7 +278,8 @@ def check(spec: Spec) -> Result:
     nonzero = []           # (entry, residual text)
     unsupported = too_large = None
     relations_used = False
-    for entry, (kind, terms, detail) in zip(entries, normal_forms(atoms, entries, spec)):
+    outcomes, early = _outcomes(spec, sides, atoms, entries)
+    for entry, (kind, terms, detail) in zip(entries, outcomes):
         result.terms += terms
         name = entry_name(sides["names"][entry[0]], entry[1])
         if kind == "relations":
@@ -322,8 +323,8 @@ def check(spec: Spec) -> Result:
     else:
         (i, index, _, _), text = nonzero[0]
         result.residual = (text[:400] + " …") if len(text) > 400 else text
-        witness = search_witness(spec, sides, [e for e, _ in nonzero],
-                                 witness_domain(atoms, sides, declared), positive)
+        witness = early or search_witness(spec, sides, [e for e, _ in nonzero],
+                                          witness_domain(atoms, sides, declared), positive)
         if witness is not None:
             result.verdict = Verdict.REFUTED
             result.method = "normal form ≠ 0; certified witness"
@@ -341,14 +342,50 @@ def check(spec: Spec) -> Result:
     return result
 
 
+#: points a quick witness search tries before the atom relations are applied
+QUICK_POINTS = 4
+
+
+def _outcomes(spec, sides, atoms, entries):
+    """Normal forms of every entry, then — only for residuals not zero as polynomials — a
+    quick certified witness search (a refuted rule needs no relations), and the atom
+    relations where it finds none. Returns (outcomes, witness or None)."""
+    keep: dict = {}
+    outcomes = normal_forms(atoms, entries, spec, reduce=False, keep=keep)
+    pending = [k for k, o in enumerate(outcomes) if o[0] == "unreduced"]
+    if not pending:
+        return outcomes, None
+    declared = sides["declared"]
+    domain = witness_domain(Atoms(positive=_positive_symbols(declared)), sides, declared)
+    witness = search_witness(spec, sides, [entries[k] for k in pending], domain,
+                             _positive_symbols(domain), points=QUICK_POINTS)
+    if witness is not None:
+        for k in pending:
+            kept = keep.get(id(entries[k]))
+            text = str(kept[1]) if kept is not None else "(not kept: computed in a worker)"
+            outcomes[k] = ("nonzero", outcomes[k][1],
+                           (text[:400] + " …") if len(text) > 400 else text)
+        return outcomes, witness
+    kept = [k for k in pending if id(entries[k]) in keep]
+    for k in kept:
+        form, residual = keep[id(entries[k])]
+        outcomes[k] = _reduced(form, residual, outcomes[k][1], spec.relation_budget)
+    rest = [k for k in pending if id(entries[k]) not in keep]
+    if rest:
+        for k, o in zip(rest, normal_forms(atoms, [entries[k] for k in rest], spec)):
+            outcomes[k] = o
+    return outcomes, None
+
+
 #: entries from which the normal forms are computed in several processes
 PARALLEL_ENTRIES = 16
 
 
-def entry_normal_form(atoms: Atoms, entry, budget: int):
+def entry_normal_form(atoms: Atoms, entry, budget: int, reduce: bool = True, keep=None):
     """(outcome, terms, detail) of one entry (input, index, expected, got): outcome is
     "zero", "relations" (zero after the atom relations), "nonzero" (detail: the residual),
-    "unsupported" or "too large" (detail: why)."""
+    "unsupported" or "too large" (detail: why). With ``reduce=False`` a non-zero residual
+    comes back "unreduced" (its form kept in ``keep`` by entry id, when given)."""
     _, _, lhs, rhs = entry
     if small_polynomial(lhs) and small_polynomial(rhs):
         # no atoms, hence no side conditions: SymEngine's expansion is a canonical
@@ -367,6 +404,14 @@ def entry_normal_form(atoms: Atoms, entry, budget: int):
     residual = p_lhs - p_rhs
     if residual.is_zero():
         return "zero", terms, None
+    if not reduce:
+        if keep is not None:
+            keep[id(entry)] = (form, residual)
+        return "unreduced", terms, None
+    return _reduced(form, residual, terms, budget)
+
+
+def _reduced(form, residual, terms, budget):
     try:
         reduced = form.reduce(residual, budget)
     except TooLarge:
@@ -377,28 +422,29 @@ def entry_normal_form(atoms: Atoms, entry, budget: int):
     return "nonzero", terms, (text[:400] + " …") if len(text) > 400 else text
 
 
-def _run(atoms, entries, budget):
+def _run(atoms, entries, budget, reduce=True, keep=None):
     out = []
     for entry in entries:
-        out.append(entry_normal_form(atoms, entry, budget))
+        out.append(entry_normal_form(atoms, entry, budget, reduce, keep))
         if out[-1][0] == "too large":  # the other entries are as large: stop here
             break
     return out + [("skipped", 0, None)] * (len(entries) - len(out))
 
 
-def normal_forms(atoms: Atoms, entries, spec) -> list:
+def normal_forms(atoms: Atoms, entries, spec, reduce=True, keep=None) -> list:
     """The outcome of every entry; with many entries, in ``workers()`` forked processes
     (each takes every k-th entry). Every atom and side condition is registered here
-    first, so the children only convert."""
+    first, so the children only convert. ``keep`` (see :func:`entry_normal_form`) is
+    filled in this process only."""
     k = min(workers(), len(entries) // PARALLEL_ENTRIES)
     if k <= 1:
-        return _run(atoms, entries, spec.relation_budget)
+        return _run(atoms, entries, spec.relation_budget, reduce, keep)
     for _, _, lhs, rhs in entries:
         try:
             atoms.scan(lhs), atoms.scan(rhs)
         except Unsupported:
             pass
-    parts = fork_map(lambda part: _run(atoms, part, spec.relation_budget),
+    parts = fork_map(lambda part: _run(atoms, part, spec.relation_budget, reduce),
                      [entries[w::k] for w in range(k)])
     out = [None] * len(entries)
     for w, part in enumerate(parts):
@@ -431,7 +477,7 @@ def witness_domain(atoms: Atoms, sides, declared) -> list:
     return declared + atoms.side_conditions()
 
 
-def search_witness(spec, sides, entries, conditions, positive):
+def search_witness(spec, sides, entries, conditions, positive, points=None):
     """A rational point in the domain where some entry's residual ball excludes 0."""
     cot = frozenset(sides["g"].flat)
     rng = random.Random(spec.seed)
@@ -441,7 +487,7 @@ def search_witness(spec, sides, entries, conditions, positive):
     for c in conditions:
         wanted |= c.expr.free_symbols
     wanted = sorted(wanted, key=str)
-    for attempt in range(spec.witness_points):
+    for attempt in range(spec.witness_points if points is None else points):
         point = sample_point(wanted, rng, positive, cot, scale=4 + attempt // 8 * 4)
         for prec in (64, 256):
             ev = Evaluator(point, prec)
