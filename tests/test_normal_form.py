@@ -72,3 +72,35 @@ def test_conditions_on_deep_shared_expressions_print_briefly():
         e = se.tanh(e) * y + e
     text = Condition(e + 1, "> 0", "radicand").text()
     assert len(text) < 100 and text.endswith("> 0") and "more than 400 nodes" in text
+
+
+def test_abstracted_sums_fall_back_to_the_full_normal_form_when_they_do_not_suffice():
+    import numpy as np
+    from symgrad.prove.check import Spec, check
+
+    def forward(x):
+        u = x[0] * x[1] + se.exp(x[0])
+        return np.array([u, u ** 3], dtype=object)
+
+    def shared(g, out, x):      # reuses the forward's value u: the abstract pass suffices
+        u = out[0]
+        du = np.array([x[1] + se.exp(x[0]), x[0]], dtype=object)
+        return ((g[0] + 3 * u ** 2 * g[1]) * du,)
+
+    def rewritten(g, out, x):   # u spelled differently: needs the expansion of u
+        u = (x[0] + 1) * x[1] - x[1] + se.exp(x[0])
+        du = np.array([x[1] + se.exp(x[0]), x[0]], dtype=object)
+        return ((g[0] + 3 * u ** 2 * g[1]) * du,)
+
+    def wrong(g, out, x):
+        u = out[0]
+        du = np.array([x[1] + se.exp(x[0]), x[0]], dtype=object)
+        return ((g[0] + 2 * u ** 2 * g[1]) * du,)
+
+    def run(rule):
+        return check(Spec("u", forward, rule, [("x", (2,))], abstract_sums=True,
+                          symmetry=False))
+
+    assert run(shared).proved and run(rewritten).proved
+    r = run(wrong)
+    assert r.verdict.value == "refuted" and r.witness is not None

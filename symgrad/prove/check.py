@@ -56,6 +56,8 @@ class Spec:
     param_arrays: list = field(default_factory=list)  #: symbolic parameter tensors
     seed: int = 0
     relation_budget: int = 2_000_000
+    #: a first pass keeps sums unexpanded: True for the output's, or (*inputs) -> values
+    abstract_sums: bool | Callable = False
     axis_labels: list | None = None   #: per input, a label per axis (whole-tape obligations)
     blocks: list | None = None        #: sizes of the output's blocks (tape values), in order
 
@@ -278,7 +280,22 @@ def check(spec: Spec) -> Result:
     nonzero = []           # (entry, residual text)
     unsupported = too_large = None
     relations_used = False
-    outcomes, early = _outcomes(spec, sides, atoms, entries)
+    opaque = None
+    if spec.abstract_sums:   # a first pass with the forward's values as indeterminates
+        opaque = Atoms(positive=atoms.positive)
+        opaque.memory_bytes = atoms.memory_bytes
+        values = sides["out_se"] if spec.abstract_sums is True else \
+            as_symengine(spec.abstract_sums(*sides["arrays"]))
+        opaque.abstract(values.flat)
+        opaque.prepare_exponents([e for entry in entries for e in entry[2:]])
+        first = normal_forms(opaque, entries, spec)
+        rest = [k for k, o in enumerate(first) if o[0] not in ("zero", "relations")]
+        outcomes, early = _outcomes(spec, sides, atoms, [entries[k] for k in rest])
+        for k, o in zip(rest, outcomes):
+            first[k] = o
+        outcomes = first
+    else:
+        outcomes, early = _outcomes(spec, sides, atoms, entries)
     for entry, (kind, terms, detail) in zip(entries, outcomes):
         result.terms += terms
         name = entry_name(sides["names"][entry[0]], entry[1])
@@ -293,6 +310,9 @@ def check(spec: Spec) -> Result:
 
     phases["normal form"] = time.perf_counter() - t0 - sum(phases.values())
     conditions = declared + atoms.side_conditions()
+    if opaque is not None:
+        seen = {(c.expr, c.relation) for c in conditions}
+        conditions += [c for c in opaque.side_conditions() if (c.expr, c.relation) not in seen]
     positive = _positive_symbols(conditions)
     result.side_conditions = [
         SideCondition(c.text(), c.reason,
@@ -306,7 +326,7 @@ def check(spec: Spec) -> Result:
     if notes:
         result.side_conditions.append(SideCondition(
             "; ".join(notes), "summary", all(c.discharged for c in result.side_conditions)))
-    result.atoms = len(atoms.info)
+    result.atoms = max(len(atoms.info), len(opaque.info) if opaque is not None else 0)
 
     if too_large is not None:
         result.reason = (f"too large: the normal form of entry {too_large}; split the "

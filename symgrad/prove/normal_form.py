@@ -207,6 +207,7 @@ class AtomInfo:
     base: se.Basic | None = None  # the base A of a ("pow", A) atom
     q: int = 1                    # the common root index q_A or exp denominator q_m
     neg: bool = False             # a negative power occurs (needs the inverse variable)
+    opaque: bool = False          # a sum kept unexpanded (see Atoms.abstract)
 
 
 class Atoms:
@@ -216,6 +217,7 @@ class Atoms:
     def __init__(self, positive=()):
         self.positive = frozenset(positive)
         self.memory_bytes = None    #: products that would not fit raise TooLarge
+        self.opaque: dict = {}      #: sum node -> its ("pow", A) key (see :meth:`abstract`)
         self.info: dict[tuple, AtomInfo] = {}
         self.conditions: dict[tuple, Condition] = {}
         self._factored: dict = {}
@@ -490,6 +492,31 @@ class Atoms:
         self._linear[node] = out
         return out
 
+    # -- opaque sums
+    def abstract(self, values) -> int:
+        """Keep the given values that are sums holding an atom (a tape value such as an FFN
+        pre-activation u, whose u² and u³ would otherwise expand) unexpanded: the sum A
+        becomes the base of a ``("pow", A)`` atom whose variable is A itself (A·A⁻¹ = 1
+        still cancels). Sound as every abstraction — a polynomial that is zero with A free
+        is zero at A's value — but incomplete where the identity needs what is inside A;
+        :func:`symgrad.prove.check.check` then normal-forms the entry without it. Only the
+        values themselves are marked, not their subexpressions. Returns how many."""
+        for node in values:
+            if isinstance(node, se.Add) and self.degree(node) is None:
+                self.opaque[node] = None
+                self.opaque_key(node)   # before any power of it is met
+        return len(self.opaque)
+
+    def opaque_key(self, node):
+        key = self.opaque[node]
+        if key is None:
+            A = self.canon(node) if _smaller_than(node, SMALL_BASE) else node
+            key = self.opaque[node] = ("pow", A)
+            if A is not node:
+                self.opaque[A] = key
+            self._atom(key, f"({brief(node)})", A).opaque = True
+        return key
+
     # -- the variables an expression needs (memoised over shared subtrees)
     def scan(self, node) -> frozenset:
         """Symbols and atom keys under ``node``; registers atoms and root indices."""
@@ -506,6 +533,11 @@ class Atoms:
             key = self.linear(node)[1]
             got = frozenset(((key,),)) | frozenset(("sym", v) for v in key[1].free_symbols)
             got = frozenset(g if g[0] == "sym" else g[0] for g in got)
+        elif node in self.opaque:
+            key = self.opaque_key(node)
+            for a in node.args:  # registers the side conditions inside
+                self.scan(a)
+            got = frozenset((key,))
         elif isinstance(node, (se.Add, se.Mul)):
             got = frozenset().union(*(self.scan(a) for a in node.args))
         elif isinstance(node, se.Pow) and isinstance(node.args[1], se.Integer) \
@@ -561,7 +593,7 @@ class EntryForm:
         self.index: dict = {("sym", s): i for i, s in enumerate(syms)}
         for key in keys:
             info = atoms.info[key]
-            if key[0] != "pow" or info.q > 1:
+            if key[0] != "pow" or info.q > 1 or info.opaque:
                 self.index[(key, +1)] = len(names)
                 names.append(f"A{info.ident}")
             if info.neg:
@@ -605,6 +637,8 @@ class EntryForm:
         elif isinstance(node, se.Add) and self.atoms.linear(node) is not None:
             scale, key = self.atoms.linear(node)
             p = self.gens[self.index[(key, +1)]] * fmpq(scale.numerator, scale.denominator)
+        elif node in self.atoms.opaque:
+            p = self._base(self.atoms.opaque_key(node))
         elif isinstance(node, se.Add):
             p = _balanced((self.convert(a) for a in node.args), lambda a, b: a + b, ctx.constant(0))
         elif isinstance(node, se.Mul):
@@ -626,6 +660,13 @@ class EntryForm:
         self.held += len(p)
         return p
 
+    def _base(self, key):
+        """The base A of a pow atom as a polynomial (an opaque sum: its variable, R^q)."""
+        info = self.atoms.info[key]
+        if info.opaque:
+            return self.gens[self.index[(key, +1)]] ** info.q
+        return self.convert(info.base)
+
     def _atom_power(self, key, ex: Fraction):
         info = self.atoms.info[key]
         k = ex * info.q
@@ -635,7 +676,7 @@ class EntryForm:
             return self.gens[self.index[(key, -1)]] ** (-k)
         if key[0] == "pow":
             whole, rest = divmod(k, info.q)
-            p = self.convert(info.base) ** whole if whole else self.ctx.constant(1)
+            p = self._base(key) ** whole if whole else self.ctx.constant(1)
             if rest:
                 p = p * self.gens[self.index[(key, +1)]] ** rest
             return p
@@ -735,10 +776,10 @@ class EntryForm:
             terms = poly.to_dict()
             vmax = max((e[vi] for e in terms), default=0) if vi is not None else 0
             rmax = max((e[ri] for e in terms), default=0) if ri is not None else 0
-            if vmax == 0 and rmax < q:
+            if vmax == 0 and (rmax < q or info.opaque):
                 continue
             c = -(-vmax // q)
-            base = self.expand_linear(self.convert(info.base))
+            base = self.expand_linear(self._base(key))
             top = (c * q + rmax) // q
             if len(terms) * max(len(base), 1) ** top > budget:
                 return None
@@ -760,8 +801,11 @@ class EntryForm:
         return poly
 
     def _depth(self, key) -> int:
-        base = self.atoms.info[key].base
-        inner = [k for k in self.atoms.scan(base) if k[0] == "pow"] if base is not None else []
+        info = self.atoms.info[key]
+        if info.opaque:
+            return 1
+        inner = [k for k in self.atoms.scan(info.base) if k[0] == "pow"] \
+            if info.base is not None else []
         return 1 + max((self._depth(k) for k in inner), default=0)
 
     def legend(self) -> dict:

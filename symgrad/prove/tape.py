@@ -86,6 +86,9 @@ def end_to_end_spec(graph: Graph, backprop=None, block: int | None = None) -> Sp
         vals = values(xs)
         return np.concatenate([np.asarray(vals[i], dtype=object).ravel() for i in blocks])
 
+    def every_value(*xs):   # every tape value, for the abstraction pass
+        return np.concatenate([np.asarray(v, dtype=object).ravel() for v in values(xs)])
+
     def rule(g, out, *xs):
         # every tape value gets a seed (zeros outside the block), so a block's backprop is
         # the whole-tape backprop restricted to it — what backprop_is_linear speaks about
@@ -103,7 +106,7 @@ def end_to_end_spec(graph: Graph, backprop=None, block: int | None = None) -> Sp
     return Spec(name=f"{graph.name}: {what}", forward=forward, vjp=rule,
                 inputs=list(graph.inputs), symmetry=any(labels),
                 axis_labels=labels if any(labels) else None,
-                blocks=[int(np.prod(s)) for s in shapes])
+                blocks=[int(np.prod(s)) for s in shapes], abstract_sums=every_value)
 
 
 def seed_degree(expr, seeds: frozenset, memo: dict) -> float:
