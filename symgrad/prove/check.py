@@ -289,7 +289,9 @@ def check(spec: Spec) -> Result:
         opaque.abstract(values.flat)
         opaque.prepare_exponents([e for entry in entries for e in entry[2:]])
         first = normal_forms(opaque, entries, spec)
-        rest = [k for k, o in enumerate(first) if o[0] not in ("zero", "relations")]
+        # an entry too large with its sums kept whole is larger still expanded: no retry
+        rest = [k for k, o in enumerate(first)
+                if o[0] not in ("zero", "relations", "too large", "skipped")]
         outcomes, early = _outcomes(spec, sides, atoms, [entries[k] for k in rest])
         for k, o in zip(rest, outcomes):
             first[k] = o

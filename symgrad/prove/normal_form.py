@@ -167,6 +167,8 @@ ZERO = Factored(Fraction(0))
 _NONSMOOTH_AT_ZERO = {"Abs", "sign", "Heaviside"}
 
 
+#: terms a conversion memo may hold before it is cleared between entries
+MEMO_TERMS = 2_000_000
 #: bases with fewer nodes than this are keyed by their expansion
 SMALL_BASE = 200
 
@@ -227,6 +229,7 @@ class Atoms:
         self._exp_class: dict = {}   # monomial -> (class polynomial, ratio in it)
         self._linear: dict = {}
         self.memos: dict = {}  # conversion memos, one per variable layout
+        self.memo_terms: dict = {}  # terms each memo holds
 
     # -- registration
     def _atom(self, key, label, base=None) -> AtomInfo:
@@ -607,6 +610,12 @@ class EntryForm:
         memo_key = (self.ctx, tuple(sorted(self.index.items(), key=lambda kv: kv[1])),
                     tuple(atoms.info[k].q for k in keys))
         self.memo = atoms.memos.setdefault(memo_key, {})
+        if atoms.memo_terms.get(memo_key, 0) > MEMO_TERMS:
+            # the memo mostly holds earlier entries' derivative polynomials: start afresh
+            # rather than let a many-entry obligation grow without bound
+            self.memo.clear()
+            atoms.memo_terms[memo_key] = 0
+        self.memo_key = memo_key
         self.limit = None if atoms.memory_bytes is None else \
             term_limit(atoms.memory_bytes, len(names))
         self.held = 0   # terms of the polynomials this entry has memoised
@@ -658,6 +667,7 @@ class EntryForm:
                     p = self._mul(p, self._atom_power(key, ex))
         self.memo[node] = p
         self.held += len(p)
+        self.atoms.memo_terms[self.memo_key] = self.atoms.memo_terms.get(self.memo_key, 0) + len(p)
         return p
 
     def _base(self, key):
