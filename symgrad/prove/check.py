@@ -288,7 +288,7 @@ def check(spec: Spec) -> Result:
             as_symengine(spec.abstract_sums(*sides["arrays"]))
         opaque.abstract(values.flat)
         opaque.prepare_exponents([e for entry in entries for e in entry[2:]])
-        first = normal_forms(opaque, entries, spec)
+        first = normal_forms(opaque, entries, spec, budget=OPAQUE_RELATION_BUDGET)
         # an entry too large with its sums kept whole is larger still expanded: no retry
         rest = [k for k, o in enumerate(first)
                 if o[0] not in ("zero", "relations", "too large", "skipped")]
@@ -364,6 +364,8 @@ def check(spec: Spec) -> Result:
     return result
 
 
+#: relation-stage budget (terms) of the pass with sums kept whole: it is speculative
+OPAQUE_RELATION_BUDGET = 200_000
 #: points a quick witness search tries before the atom relations are applied
 QUICK_POINTS = 4
 
@@ -453,20 +455,20 @@ def _run(atoms, entries, budget, reduce=True, keep=None):
     return out + [("skipped", 0, None)] * (len(entries) - len(out))
 
 
-def normal_forms(atoms: Atoms, entries, spec, reduce=True, keep=None) -> list:
+def normal_forms(atoms: Atoms, entries, spec, reduce=True, keep=None, budget=None) -> list:
     """The outcome of every entry; with many entries, in ``workers()`` forked processes
     (each takes every k-th entry). Every atom and side condition is registered here
     first, so the children only convert. ``keep`` (see :func:`entry_normal_form`) is
     filled in this process only."""
     k = min(workers(), len(entries) // PARALLEL_ENTRIES)
     if k <= 1:
-        return _run(atoms, entries, spec.relation_budget, reduce, keep)
+        return _run(atoms, entries, budget or spec.relation_budget, reduce, keep)
     for _, _, lhs, rhs in entries:
         try:
             atoms.scan(lhs), atoms.scan(rhs)
         except Unsupported:
             pass
-    parts = fork_map(lambda part: _run(atoms, part, spec.relation_budget, reduce),
+    parts = fork_map(lambda part: _run(atoms, part, budget or spec.relation_budget, reduce),
                      [entries[w::k] for w in range(k)])
     out = [None] * len(entries)
     for w, part in enumerate(parts):
