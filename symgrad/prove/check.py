@@ -288,13 +288,14 @@ def check(spec: Spec) -> Result:
             as_symengine(spec.abstract_sums(*sides["arrays"]))
         opaque.abstract(values.flat)
         opaque.prepare_exponents([e for entry in entries for e in entry[2:]])
-        first = normal_forms(opaque, entries, spec, budget=OPAQUE_RELATION_BUDGET)
+        first, early = _outcomes(spec, sides, opaque, entries, OPAQUE_RELATION_BUDGET)
         # an entry too large with its sums kept whole is larger still expanded: no retry
-        rest = [k for k, o in enumerate(first)
-                if o[0] not in ("zero", "relations", "too large", "skipped")]
-        outcomes, early = _outcomes(spec, sides, atoms, [entries[k] for k in rest])
-        for k, o in zip(rest, outcomes):
-            first[k] = o
+        rest = [] if early else [k for k, o in enumerate(first)
+                                 if o[0] not in ("zero", "relations", "too large", "skipped")]
+        if rest:
+            outcomes, early = _outcomes(spec, sides, atoms, [entries[k] for k in rest])
+            for k, o in zip(rest, outcomes):
+                first[k] = o
         outcomes = first
     else:
         outcomes, early = _outcomes(spec, sides, atoms, entries)
@@ -370,7 +371,7 @@ OPAQUE_RELATION_BUDGET = 200_000
 QUICK_POINTS = 4
 
 
-def _outcomes(spec, sides, atoms, entries):
+def _outcomes(spec, sides, atoms, entries, budget=None):
     """Normal forms of every entry, then — only for residuals not zero as polynomials — a
     quick certified witness search (a refuted rule needs no relations), and the atom
     relations where it finds none. Returns (outcomes, witness or None)."""
@@ -393,10 +394,11 @@ def _outcomes(spec, sides, atoms, entries):
     kept = [k for k in pending if id(entries[k]) in keep]
     for k in kept:
         form, residual = keep[id(entries[k])]
-        outcomes[k] = _reduced(form, residual, outcomes[k][1], spec.relation_budget)
+        outcomes[k] = _reduced(form, residual, outcomes[k][1], budget or spec.relation_budget)
     rest = [k for k in pending if id(entries[k]) not in keep]
     if rest:
-        for k, o in zip(rest, normal_forms(atoms, [entries[k] for k in rest], spec)):
+        for k, o in zip(rest, normal_forms(atoms, [entries[k] for k in rest], spec,
+                                           budget=budget)):
             outcomes[k] = o
     return outcomes, None
 
