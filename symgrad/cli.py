@@ -98,39 +98,26 @@ def report(results, as_json: bool):
     return verdict.exit_code
 
 
-def _graph_report(report_dir, graphs, dims, layout, form, fixed_weights):
-    from .report import write_report
-    from .suite import Outcome
-    outcomes = []
-    for graph_name, r in graphs:
-        spec = dict(dims, graph=graph_name, layout=layout, form=form,
-                    fixed_weights=fixed_weights)
-        title = f"graph {graph_name} (" + ", ".join(
-            f"{d}={dims[d]}" for d in GRAPHS[graph_name][1]) + ")"
-        outcomes.append(Outcome(id=title, kind="graph", title=title, file="symgrad verify",
-                                expect="proved", verdict=r.verdict.value,
-                                seconds=sum(o.seconds for o in r.obligations),
-                                results=[o.to_json() for o in r.obligations], spec=spec))
-    click.echo(f"report: {write_report(report_dir, outcomes)}", err=True)
-
-
 def report_option(f):
     return click.option("--report", "report_dir", type=click.Path(file_okay=False),
                         default=None, help="Also write an HTML proof report to this "
                         "directory (open its index.html).")(f)
 
 
-def write_verify_report(report_dir, kind, spec, title, results, expect="proved"):
-    """An HTML report of one `symgrad verify` run (the same pages `symgrad check` writes)."""
+def write_verify_report(report_dir, runs):
+    """An HTML report of a `symgrad verify` run — the pages `symgrad check` writes, for
+    ``runs`` [(kind, spec, results, expect)] titled as obligation entries would be."""
     if not report_dir:
         return
     from .report import write_report
-    from .suite import Outcome
-    verdict = overall(results).value
-    outcome = Outcome(id=title, kind=kind, title=title, file="symgrad verify", expect=expect,
-                      verdict=verdict, seconds=sum(r.seconds for r in results),
-                      results=[r.to_json() for r in results], spec=spec)
-    click.echo(f"report: {write_report(report_dir, [outcome])}", err=True)
+    from .suite import Obligation, Outcome
+    outcomes = []
+    for kind, spec, results, expect in runs:
+        ob = Obligation(kind, spec, "symgrad verify", 0, expect)
+        outcomes.append(Outcome(ob.id, kind, ob.title, ob.file, expect,
+                                overall(results).value, sum(r.seconds for r in results),
+                                results=[r.to_json() for r in results], spec=spec))
+    click.echo(f"report: {write_report(report_dir, outcomes)}", err=True)
 
 
 class _Group(click.Group):
@@ -245,7 +232,7 @@ def verify_node_cmd(op_name, shapes, params, reads, timeout, max_entries, backen
                          symmetry=not no_symmetry)
     spec = {"op": op.name, "shapes": [list(s) for s in shape_list],
             "params": {i.split("=", 1)[0].strip(): i.split("=", 1)[1] for i in params}}
-    write_verify_report(report_dir, "node", spec, result.name, [result])
+    write_verify_report(report_dir, [("node", spec, [result], "proved")])
     sys.exit(report([result], as_json))
 
 
@@ -334,8 +321,10 @@ def graph_command(name):
             outcomes.append((graph_name, r))
         if progress:
             sys.stderr.write("\r\033[K")
-        if report_dir:
-            _graph_report(report_dir, outcomes, dims, layout, form, fixed_weights)
+        write_verify_report(report_dir, [
+            ("graph", dict(dims, graph=gn, layout=layout, form=form,
+                           fixed_weights=fixed_weights), r.obligations, "proved")
+            for gn, r in outcomes])
         sys.exit(report(results, as_json))
 
     command.__doc__ = (f"Prove the {name} graph ({builder}): its node obligations, the DAG "
@@ -447,8 +436,7 @@ def verify_mutant_cmd(name, timeout, as_json, report_dir):
         raise InputError(f"unknown mutant {name!r}; valid mutants are: "
                          f"{', '.join(sorted(MUTANTS))}")
     result = verify_mutant(name, timeout=timeout)
-    write_verify_report(report_dir, "mutant", {"mutant": name}, f"mutant {name}", [result],
-                        expect="refuted")
+    write_verify_report(report_dir, [("mutant", {"mutant": name}, [result], "refuted")])
     sys.exit(report([result], as_json))
 
 

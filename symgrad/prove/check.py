@@ -274,8 +274,6 @@ def check(spec: Spec) -> Result:
     result.checked = len(wanted)
     phases["derivative"] = time.perf_counter() - t0 - sum(phases.values())
 
-    atoms.prepare_exponents([e for i, index in wanted
-                             for e in (lhs[(i, index)], sides["rhs"][i][index])])
     entries = [(i, index, lhs[(i, index)], sides["rhs"][i][index]) for i, index in wanted]
     nonzero = []           # (entry, residual text)
     unsupported = too_large = None
@@ -287,7 +285,6 @@ def check(spec: Spec) -> Result:
         values = sides["out_se"] if spec.abstract_sums is True else \
             as_symengine(spec.abstract_sums(*sides["arrays"]))
         opaque.abstract(values.flat)
-        opaque.prepare_exponents([e for entry in entries for e in entry[2:]])
         first, early = _outcomes(spec, sides, opaque, entries, OPAQUE_RELATION_BUDGET)
         # an entry too large with its sums kept whole is larger still expanded: no retry
         rest = [] if early else [k for k, o in enumerate(first)
@@ -375,6 +372,7 @@ def _outcomes(spec, sides, atoms, entries, budget=None):
     """Normal forms of every entry, then — only for residuals not zero as polynomials — a
     quick certified witness search (a refuted rule needs no relations), and the atom
     relations where it finds none. Returns (outcomes, witness or None)."""
+    atoms.prepare_exponents([e for entry in entries for e in entry[2:]])
     keep: dict = {}
     outcomes = normal_forms(atoms, entries, spec, reduce=False, keep=keep)
     pending = [k for k, o in enumerate(outcomes) if o[0] == "unreduced"]
