@@ -1,12 +1,13 @@
 """The public entry points: check a user's rule, or a library op."""
 from __future__ import annotations
 
+import inspect
 import os
 from fractions import Fraction
 
 import numpy as np
 
-from .errors import InputError, ShapeError
+from .errors import InputError, RuleError, ShapeError
 from .ops import get_op
 from .prove.check import DEFAULT_MAX_ENTRIES, Spec, check, validate_shapes
 from .prove.isolate import run_isolated
@@ -60,17 +61,21 @@ def check_vjp(forward, vjp, shapes, *, names=None, reads=None, assumptions=None,
     shapes = _normalise_shapes(shapes)
     if backend not in BACKENDS:
         raise InputError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
-    if names is None:
-        names = [chr(ord("x") + i) if i < 3 else f"x{i}" for i in range(len(shapes))]
-    names = list(names)
-    if len(names) != len(shapes):
-        raise InputError(f"got {len(names)} input names for {len(shapes)} shapes")
     if reads is not None:
         reads = tuple(int(r) for r in reads)
         bad = [r for r in reads if not 0 <= r < len(shapes)]
         if bad:
             raise InputError(f"reads refers to input {bad[0]}, but there are only "
                              f"{len(shapes)} input(s)")
+    n_args = len(shapes) if reads is None else len(reads)
+    if not callable(forward) or not callable(vjp):
+        raise InputError(f"forward and vjp must be functions, got "
+                         f"{type(forward).__name__} and {type(vjp).__name__}")
+    _check_arity(forward, n_args, "forward rule", "forward(" + ", ".join(
+        f"input{k}" for k in range(n_args)) + ")")
+    _check_arity(vjp, n_args + 2, "vjp rule", "vjp(g, out, " + ", ".join(
+        f"input{k}" for k in range(n_args)) + ")")
+    names = _input_names(forward, names, len(shapes), reads)
     params = dict(params or {})
     spec = Spec(name=name, forward=forward, vjp=vjp, inputs=list(zip(names, shapes)),
                 reads=reads, assumptions=assumptions, backend=backend,
@@ -78,6 +83,51 @@ def check_vjp(forward, vjp, shapes, *, names=None, reads=None, assumptions=None,
                 param_arrays=[v for v in params.values() if isinstance(v, np.ndarray)],
                 max_entries=_max_entries(max_entries), symmetry=symmetry)
     return run_isolated(lambda: check(spec), name, timeout, memory_mb)
+
+
+def _check_arity(fun, n: int, what: str, call: str):
+    """A RuleError when ``fun`` cannot take ``n`` positional arguments."""
+    try:
+        sig = inspect.signature(fun)
+    except (TypeError, ValueError):   # a builtin or C function: let the call say it
+        return
+    try:
+        sig.bind(*range(n))
+    except TypeError as exc:
+        where = ""
+        code = getattr(fun, "__code__", None)
+        if code is not None:
+            where = f" ({os.path.relpath(code.co_filename)}:{code.co_firstlineno})"
+        raise RuleError(f"the {what} {getattr(fun, '__name__', '')}{where} cannot be called "
+                        f"as {call}: {exc}") from None
+
+
+def _input_names(forward, names, n_inputs: int, reads) -> list:
+    """The inputs' names: given, else the forward's own parameter names (so a witness
+    names ``W`` as the forward does), else x, y, z, x3, …; unique and non-empty."""
+    if names is None:
+        try:
+            params = [p for p in inspect.signature(forward).parameters.values()
+                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        except (TypeError, ValueError):
+            params = []
+        arg_names = [p.name for p in params]
+        order = list(range(n_inputs)) if reads is None else reads
+        if len(arg_names) >= len(order) and not any(n.startswith("_") for n in arg_names):
+            names = [arg_names[order.index(i)] for i in range(n_inputs)]
+        else:
+            names = [chr(ord("x") + i) if i < 3 else f"x{i}" for i in range(n_inputs)]
+    names = list(names)
+    if len(names) != n_inputs:
+        raise InputError(f"got {len(names)} input names for {n_inputs} shapes")
+    for n in names:
+        if not isinstance(n, str) or not n.strip() or any(c in n for c in "[],"):
+            raise InputError(f"input name {n!r} is not usable: names are non-empty strings "
+                             f"without brackets or commas")
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise InputError(f"two inputs are named {dup[0]!r}; every input needs its own name")
+    return names
 
 
 def op_params(op, shapes, overrides=None, backend="symengine") -> dict:

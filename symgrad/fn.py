@@ -18,11 +18,16 @@ import numpy as np
 import symengine as se
 import sympy as sp
 
+from .errors import RuleError
+from .scalar import Relation, Scalar, SymArray, heaviside, number, record_condition, \
+    user_line
 from .tensor import constant
 
 __all__ = [
     "exp", "log", "tanh", "sigmoid", "sqrt", "erf", "step", "softplus", "rational", "pi",
-    "sinh", "cosh", "erfc", "silu", "gelu_tanh", "gelu_erf", "relu", "matmul",
+    "sinh", "cosh", "erfc", "silu", "gelu_tanh", "gelu_erf", "relu", "matmul", "abs", "sign",
+    "where", "maximum", "minimum", "clamp", "log1p", "expm1", "sin", "cos", "atan", "rsqrt",
+    "leaky_relu",
 ]
 
 
@@ -31,24 +36,32 @@ def _is_sympy(e) -> bool:
 
 
 def _lift(e):
-    if isinstance(e, (float, Fraction)):
-        return constant(e)
-    if isinstance(e, (int, np.integer)):
-        return se.Integer(int(e))
-    return e
+    n = number(e) if isinstance(e, (int, float, Fraction, np.integer, np.floating)) else None
+    return e if n is None else n
+
+
+def _scalar_op(fun):
+    """``fun`` on one expression, lifted to numbers (exact) and to Scalars (unwrapped and
+    re-wrapped, so user code keeps its exactness guarantees)."""
+    def apply_one(e):
+        if isinstance(e, Scalar):
+            return Scalar(apply_one(e.e))
+        if isinstance(e, Relation):
+            raise RuleError(f"the comparison {e} was passed where a value was expected "
+                            f"(at {user_line()})")
+        return fun(_lift(e))
+    return apply_one
 
 
 def _elementwise(name, se_fun, sp_fun, doc):
-    def apply_one(e):
-        e = _lift(e)
-        return sp_fun(e) if _is_sympy(e) else se_fun(e)
+    apply_one = _scalar_op(lambda e: sp_fun(e) if _is_sympy(e) else se_fun(e))
 
     def f(x):
         if isinstance(x, np.ndarray):
             out = np.empty(x.shape, dtype=object)
             for index in np.ndindex(x.shape):
                 out[index] = apply_one(x[index])
-            return out
+            return out.view(SymArray) if isinstance(x, SymArray) else out
         return apply_one(x)
 
     f.__name__ = name
@@ -56,12 +69,6 @@ def _elementwise(name, se_fun, sp_fun, doc):
     return f
 
 
-def _sympy_step(e):
-    return sp.Heaviside(e)
-
-
-def _symengine_step(e):
-    return se.function_symbol("Heaviside", e)
 
 
 exp = _elementwise("exp", se.exp, sp.exp, "e**x, entrywise.")
@@ -73,10 +80,96 @@ sqrt = _elementwise("sqrt", se.sqrt, sp.sqrt, "Square root, entrywise (needs x >
 erf = _elementwise("erf", se.erf, sp.erf, "Error function, entrywise.")
 erfc = _elementwise("erfc", se.erfc, sp.erfc, "Complementary error function, entrywise.")
 step = _elementwise(
-    "step", _symengine_step, _sympy_step,
+    "step", heaviside, heaviside,
     "Heaviside step H(x), entrywise. Its derivative is 0 away from the jump; checks that "
     "use it carry the side condition x ≠ 0.",
 )
+
+
+sin = _elementwise("sin", se.sin, sp.sin, "Sine, entrywise.")
+cos = _elementwise("cos", se.cos, sp.cos, "Cosine, entrywise.")
+atan = _elementwise("atan", se.atan, sp.atan, "Arctangent, entrywise.")
+
+
+def abs(x):  # noqa: A001 - the name users look for
+    """|x| = x·(2H(x) − 1), entrywise (differentiable wherever x ≠ 0; checks carry that
+    side condition). Python's ``abs()`` on a symbolic value gives the same."""
+    return x * (2 * step(x) - 1)
+
+
+def sign(x):
+    """sign(x) = 2H(x) − 1 (−1, 1; its derivative is 0 wherever x ≠ 0)."""
+    return 2 * step(x) - 1
+
+
+def where(cond, a, b):
+    """``a`` where ``cond`` holds, else ``b``, entrywise with NumPy broadcasting. ``cond``
+    compares symbolic values (``x > 0``, ``x - 1 <= y``, ``~(x > 0)``) and becomes the step
+    H(u) of its difference u: ``H(u)·a + (1 − H(u))·b``, differentiable wherever u ≠ 0 (the
+    side condition every check that uses it carries). An equality ``x == y`` (a tie in a
+    max's backward) is taken as false, ``!=`` as true, under the side condition x − y ≠ 0.
+    Plain booleans pick as np.where."""
+    cond, a, b = np.broadcast_arrays(np.asarray(cond, dtype=object),
+                                     np.asarray(a, dtype=object), np.asarray(b, dtype=object))
+    out = np.empty(cond.shape, dtype=object)
+    for index in np.ndindex(cond.shape):
+        c, x, y = cond[index], a[index], b[index]
+        if isinstance(c, Relation):
+            if c.op in ("==", "!="):
+                # a tie (x == y in a max's backward) holds only where u = 0: the check is
+                # stated for u ≠ 0, where the equality is false
+                record_condition(c.u, "!= 0", f"where() tests {c}")
+                out[index] = x if c.op == "!=" else y
+                continue
+            h = step(Scalar(c.u) if not isinstance(c.u, Scalar) else c.u)
+            out[index] = h * x + (1 - h) * y
+        elif isinstance(c, (bool, np.bool_)):
+            out[index] = x if c else y
+        else:
+            raise RuleError(f"where() needs a comparison of symbolic values or a boolean as "
+                            f"its condition, got {type(c).__name__} (at {user_line()})")
+    return out.view(SymArray) if out.ndim else out[()]
+
+
+def maximum(a, b):
+    """max(a, b) entrywise: b + relu(a − b) (needs a ≠ b where it is differentiated)."""
+    return b + relu(a - b)
+
+
+def minimum(a, b):
+    """min(a, b) entrywise: a − relu(a − b) (needs a ≠ b where it is differentiated)."""
+    return a - relu(a - b)
+
+
+def clamp(x, lo=None, hi=None):
+    """x clipped to [lo, hi] (either may be None), as PyTorch's ``clamp``."""
+    if lo is not None:
+        x = maximum(x, lo)
+    if hi is not None:
+        x = minimum(x, hi)
+    return x
+
+
+def leaky_relu(x, negative_slope=0.01):
+    """x for x > 0, negative_slope·x otherwise (the slope as the exact value of the float)."""
+    a = np.asarray(x, dtype=object)
+    positive = np.greater(a, 0, dtype=object) if a.ndim else a[()] > 0
+    return where(positive, x, negative_slope * a)
+
+
+def log1p(x):
+    """log(1 + x), entrywise (needs x > −1)."""
+    return log(1 + x)
+
+
+def expm1(x):
+    """e^x − 1, entrywise."""
+    return exp(x) - 1
+
+
+def rsqrt(x):
+    """1/√x, entrywise (needs x > 0)."""
+    return 1 / sqrt(x)
 
 
 def sigmoid(x):
@@ -103,6 +196,14 @@ def matmul(a, b):
     """``a @ b`` for symbolic arrays; 2-D SymEngine operands are multiplied by SymEngine's
     dense matrix product in C++ (each entry built as one sum), others by NumPy."""
     a, b = np.asarray(a, dtype=object), np.asarray(b, dtype=object)
+    wrapped = any(isinstance(v, Scalar) for v in a.flat[:1]) or \
+        any(isinstance(v, Scalar) for v in b.flat[:1])
+    if wrapped and a.ndim == 2 and b.ndim == 2 and \
+            all(isinstance(v, Scalar) for v in a.flat) and \
+            all(isinstance(v, Scalar) for v in b.flat):
+        bare = matmul(np.vectorize(lambda v: v.e, otypes=[object])(a),
+                      np.vectorize(lambda v: v.e, otypes=[object])(b))
+        return np.vectorize(Scalar, otypes=[object])(bare).view(SymArray)
     if a.ndim == 2 and b.ndim == 2 and a.size and b.size and a.shape[1] == b.shape[0] \
             and all(isinstance(v, se.Basic) for v in a.flat) \
             and all(isinstance(v, se.Basic) for v in b.flat):

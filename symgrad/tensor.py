@@ -31,10 +31,15 @@ def symbol(name: str, backend: str = "symengine"):
     return se.Symbol(name) if backend == "symengine" else sp.Symbol(name)
 
 
-def symbols(name: str, shape, backend: str = "symengine") -> np.ndarray:
-    """An object array of fresh symbols ``name[i,j,…]`` of the given shape."""
+def symbols(name: str, shape, backend: str = "symengine", unique: bool = False) -> np.ndarray:
+    """An object array of fresh symbols ``name[i,j,…]`` of the given shape. ``unique``
+    makes them dummies: printed the same, but equal to no other symbol of that name (the
+    checker's own, so a user's constant named ``g[0]`` cannot stand for a cotangent)."""
     shape = tuple(int(s) for s in shape)
-    make = se.Symbol if backend == "symengine" else sp.Symbol
+    if unique:
+        make = se.Dummy if backend == "symengine" else sp.Dummy
+    else:
+        make = se.Symbol if backend == "symengine" else sp.Symbol
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
     out = np.empty(shape, dtype=object)

@@ -42,7 +42,9 @@ def _layer_norm_shape(sx, sg, sb, **_):
 
 
 def _layer_norm_assumptions(x, gamma, beta, *, eps):
-    return [] if not hasattr(eps, "free_symbols") or not eps.free_symbols else [(eps, "> 0")]
+    # declared for numbers too: a negative ε is an input error, not a proof under a false
+    # condition (a true constant condition is dropped from the listing)
+    return [(eps, "> 0")]
 
 
 defop("layer_norm", _layer_norm, _layer_norm_vjp, args=("x", "gamma", "beta"),

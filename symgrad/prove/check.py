@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import random
+from fractions import Fraction
 import resource
 import time
 from dataclasses import dataclass, field
@@ -22,20 +23,20 @@ from typing import Callable
 import numpy as np
 import symengine as se
 import sympy as sp
+from flint import arb, ctx as flint_ctx
 
-from ..errors import RuleError, ShapeError
+from ..errors import InputError, InternalError, RuleError, ShapeError
+from ..scalar import RECORDED, Relation, canonical, unwrap, unwrap_value, user_line, wrap
 from ..tensor import as_symengine, entry_name, exact, shape_tuple, symbols
 from .isolate import DEFAULT_MEMORY_MB, fork_map, workers
 from .normal_form import Atoms, Condition, EntryForm, TooLarge, Unsupported, holds_everywhere
 from .result import Result, SideCondition, Verdict, Witness
 from .symmetry import InferredOrbits, Orbits
-from .witness import CannotEvaluate, Evaluator, ball_bounds, ball_text, condition_holds, \
-    sample_point
+from .witness import CannotEvaluate, Evaluator, ball_bounds, condition_holds, \
+    distinct_texts, sample_point, sample_value, scale_of, to_arb
 
 #: entries per tensor above which a check is refused (``SYMGRAD_MAX_ENTRIES`` overrides)
 DEFAULT_MAX_ENTRIES = 65536
-#: side conditions listed one by one in a result; the rest are summarised
-MAX_LISTED_CONDITIONS = 24
 
 
 @dataclass
@@ -60,6 +61,10 @@ class Spec:
     abstract_sums: bool | Callable = False
     axis_labels: list | None = None   #: per input, a label per axis (whole-tape obligations)
     blocks: list | None = None        #: sizes of the output's blocks (tape values), in order
+    #: forward and vjp are a user's code: each call gets fresh wrapped arrays (floats
+    #: exact, no shared mutable state); symgrad's own tape evaluation opts out (it shares
+    #: one evaluation between both sides)
+    user_code: bool = True
 
 
 def validate_shapes(inputs, max_entries):
@@ -80,6 +85,8 @@ def validate_shapes(inputs, max_entries):
 def _as_object_array(value, what):
     if value is None:
         return None
+    if isinstance(value, (str, bytes)):
+        raise RuleError(f"{what} is a {type(value).__name__} ({value!r:.40}), not an array")
     try:
         arr = np.asarray(value, dtype=object)
     except Exception as exc:  # ragged lists and the like
@@ -88,13 +95,20 @@ def _as_object_array(value, what):
 
 
 def _call(fun, args, what, inputs):
+    """``fun(*args)``; an exception from the user's code becomes a RuleError naming the
+    function, the user's line and the exception (a RuleError of symgrad's own — control
+    flow on a symbolic value, say — passes through: it names the line already)."""
     try:
         return fun(*args)
-    except (ValueError, IndexError, TypeError) as exc:
+    except RuleError:
+        raise
+    except RecursionError:
+        raise RuleError(f"the {what} recursed too deeply") from None
+    except Exception as exc:
         shapes = ", ".join(f"{n} {shape_tuple(s)}" for n, s in inputs)
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise RuleError(f"the {what} raised {type(exc).__name__}: {msg} "
-                        f"(inputs were {shapes})") from None
+        raise RuleError(f"the {what} raised {type(exc).__name__}: {msg} (at "
+                        f"{user_line(exc.__traceback__)}; inputs were {shapes})") from None
 
 
 def _exact_sympy(e):
@@ -103,58 +117,86 @@ def _exact_sympy(e):
     return e.xreplace({f: sp.Rational(f) for f in floats}) if floats else e
 
 
+def _user_array(value, what, backend):
+    """What a user's function returned, as an object array of expressions (floats exact,
+    non-numbers a RuleError naming ``what``)."""
+    arr = _as_object_array(value, what)
+    if arr is None:
+        return None
+    return unwrap(arr, what, backend)
+
+
 def build_sides(spec: Spec):
     """Symbols, forward, rule and reference: returns a dict with, per input entry, the
-    expected (Jᵀḡ)_e and the rule's cotangent, both SymEngine expressions."""
+    expected (Jᵀḡ)_e and the rule's cotangent, both SymEngine expressions.
+
+    The symbols are the checker's own (SymEngine dummies: a user's constant named
+    ``g[0]`` is another symbol). User code (``spec.user_code``) gets freshly wrapped
+    arrays on every call (see :mod:`symgrad.scalar`): nothing it writes into reaches the
+    other side, and every float it uses is read exactly."""
     backend = spec.backend
     names = [n for n, _ in spec.inputs]
     gname = "g"
     while gname in names:
         gname += "_"
-    arrays = [symbols(n, s, backend) for n, s in spec.inputs]
+    arrays = [symbols(n, s, backend, unique=True) for n, s in spec.inputs]
     reads = spec.reads if spec.reads is not None else tuple(range(len(arrays)))
-    args = [arrays[r] for r in reads]
     arg_names = [names[r] for r in reads]
+    give = wrap if spec.user_code else (lambda a: a)
 
-    out = _as_object_array(_call(spec.forward, args, "forward rule", spec.inputs),
-                           "the forward rule's result")
+    def fresh_args():
+        return [give(arrays[r]) for r in reads]
+
+    RECORDED.clear()
+
+    out = _user_array(_call(spec.forward, fresh_args(), "forward rule", spec.inputs),
+                      "the forward rule's result", backend)
     if out is None:
         raise RuleError("the forward rule returned None; it must return an array")
     if backend == "sympy" and out.size:
         out = np.vectorize(_exact_sympy, otypes=[object])(out)
-    elif backend == "symengine":
-        out = as_symengine(out)
     validate_shapes([("output", out.shape)], spec.max_entries * 16)
-    g = symbols(gname, out.shape, backend)
+    g = symbols(gname, out.shape, backend, unique=True)
+    steps = set()
+    if backend == "symengine":
+        flat, steps = canonical(as_symengine(out).flat, "the forward rule's result")
+        out = np.array(flat + [None], dtype=object)[:-1].reshape(out.shape)
 
-    cots = _call(spec.vjp, [g, out] + args, "vjp rule", spec.inputs)
+    cots = _call(spec.vjp, [give(g), give(out)] + fresh_args(), "vjp rule", spec.inputs)
     if isinstance(cots, np.ndarray) or not isinstance(cots, (tuple, list)):
-        raise RuleError(f"the vjp rule must return a tuple of {len(args)} cotangent(s) "
+        raise RuleError(f"the vjp rule must return a tuple of {len(reads)} cotangent(s) "
                         f"(one per input: {', '.join(arg_names)}), got {type(cots).__name__}")
-    if len(cots) != len(args):
+    if len(cots) != len(reads):
         raise RuleError(f"the vjp rule returned {len(cots)} cotangent(s), expected "
-                        f"{len(args)} (one per input: {', '.join(arg_names)})")
+                        f"{len(reads)} (one per input: {', '.join(arg_names)})")
     rhs = [np.zeros(a.shape, dtype=object) for a in arrays]
     for k, (c, r) in enumerate(zip(cots, reads)):
+        c = _user_array(c, f"the vjp rule's cotangent for input {arg_names[k]}", backend)
         if c is None:
             continue
-        c = _as_object_array(c, f"the cotangent for input {arg_names[k]}")
         if c.shape != arrays[r].shape:
             raise RuleError(f"the vjp rule's cotangent for input {arg_names[k]} has shape "
                             f"{shape_tuple(c.shape)} but {arg_names[k]} has shape "
                             f"{shape_tuple(arrays[r].shape)}")
         rhs[r] = rhs[r] + c
 
-    # Floats are read as their exact binary values: by the normal form and the witness
-    # evaluator wherever they appear, and by exact() before the forward is differentiated.
     rhs = [as_symengine(r) for r in rhs]
+    if backend == "symengine":
+        flat, _ = canonical([e for r in rhs for e in r.flat], "the vjp rule's result")
+        pos = 0
+        for r in rhs:
+            r.flat[:] = np.array(flat[pos:pos + r.size] + [None], dtype=object)[:-1]
+            pos += r.size
     out_se = as_symengine(out)
-    declared = []
+    declared = [Condition(se.expand(se.sympify(u)), rel, reason)
+                for u, rel, reason in dict.fromkeys(RECORDED)]
+    RECORDED.clear()
     if spec.assumptions is not None:
-        for item in _call(spec.assumptions, args, "assumptions", spec.inputs):
+        items = _call(spec.assumptions, fresh_args(), "assumptions", spec.inputs)
+        for item in (items if isinstance(items, (list, tuple)) else [items]):
             declared.append(_condition(item))
     return dict(arrays=arrays, names=names, g=g, out=out, out_se=out_se, rhs=rhs,
-                declared=declared, gname=gname, backend=backend)
+                declared=declared, gname=gname, backend=backend, steps=steps)
 
 
 def reference(sides, wanted, floats=True):
@@ -182,10 +224,21 @@ def reference(sides, wanted, floats=True):
     # and shared, where one diff per output entry would build equal but distinct copies
     # (and comparing those, which SymEngine does tree-wise, is exponential in depth).
     add = se.Add if backend == "symengine" else sp.Add
+    # A step H(u) is locally constant wherever u ≠ 0 — the side condition it carries — so
+    # it is differentiated as a constant: replaced by a fresh symbol, put back after.
+    frozen = {h: se.Dummy("H") for h in sides.get("steps", ())}
+    thawed = {v: k for k, v in frozen.items()}
     out_ref = {}
     for s, key in targets.items():
         terms = contributions[key]
-        out_ref[key] = se.sympify(diff(add(*terms), s)) if terms else se.Integer(0)
+        if not terms:
+            out_ref[key] = se.Integer(0)
+            continue
+        phi = add(*terms)
+        if frozen:
+            out_ref[key] = se.sympify(diff(phi.xreplace(frozen), s)).xreplace(thawed)
+        else:
+            out_ref[key] = se.sympify(diff(phi, s))
     return out_ref
 
 
@@ -194,10 +247,22 @@ def _same(e):
 
 
 def _condition(item) -> Condition:
-    """A declared assumption: ``(expr, "> 0" | "!= 0")`` or a relational like ``x > 0``."""
+    """A declared assumption: ``(expr, "> 0" | "!= 0")``, a comparison of symbolic values
+    (``x > 0``, ``x != 0``) or a SymEngine relational."""
     if isinstance(item, tuple) and len(item) == 2 and item[1] in ("> 0", "!= 0"):
-        return Condition(se.sympify(item[0]), item[1], "declared")
-    rel = se.sympify(item)
+        return Condition(se.sympify(unwrap_value(item[0], "an assumption")), item[1],
+                         "declared")
+    if isinstance(item, Relation):
+        if item.op == ">":
+            return Condition(se.expand(se.sympify(item.u)), "> 0", "declared")
+        if item.op == "!=":
+            return Condition(se.expand(se.sympify(item.u)), "!= 0", "declared")
+        raise RuleError(f"an assumption must be a strict inequality (x > 0) or x != 0, got "
+                        f"{item}")
+    if isinstance(item, (bool, np.bool_)):
+        raise RuleError(f"an assumption evaluated to the truth value {item}, not a condition "
+                        f"on the inputs")
+    rel = se.sympify(unwrap_value(item, "an assumption"))
     if isinstance(rel, se.StrictLessThan):          # a < b
         return Condition(se.expand(rel.args[1] - rel.args[0]), "> 0", "declared")
     if isinstance(rel, se.Unequality):
@@ -250,7 +315,8 @@ def check(spec: Spec) -> Result:
     validate_shapes(spec.inputs, spec.max_entries)
     sides = build_sides(spec)
     phases["build"] = time.perf_counter() - t0
-    declared = sides["declared"]
+    empty_domain(sides["declared"])
+    declared = sides["declared"] = [c for c in sides["declared"] if c.expr.free_symbols]
     atoms = Atoms(positive=_positive_symbols(declared))
     atoms.memory_bytes = memory_limit()
     arrays_se = [as_symengine(a) for a in sides["arrays"]]
@@ -270,6 +336,20 @@ def check(spec: Spec) -> Result:
     else:
         wanted = [(i, index) for i, a in enumerate(arrays_se) for index in np.ndindex(a.shape)]
     phases["symmetry"] = time.perf_counter() - t0 - sum(phases.values())
+    suspects = getattr(orbits, "suspects", None)
+    if suspects:   # the rule breaks a symmetry of its forward at a few entries: look there
+        found = _screen(spec, sides, suspects, declared)
+        if found is not None:
+            witness, domain = found
+            result.verdict, result.witness, result.checked = Verdict.REFUTED, witness, \
+                len(suspects)
+            result.method = ("certified witness at an entry where the rule breaks an index "
+                             "symmetry of the forward")
+            result.side_conditions = _listed(domain, _positive_symbols(domain), False)
+            result.seconds = time.perf_counter() - t0
+            phases["verdict"] = result.seconds - sum(phases.values())
+            result.phases = {k: round(v, 4) for k, v in phases.items()}
+            return result
     lhs = reference(sides, wanted, floats=orbits is None or orbits.floats)
     result.checked = len(wanted)
     phases["derivative"] = time.perf_counter() - t0 - sum(phases.values())
@@ -309,23 +389,16 @@ def check(spec: Spec) -> Result:
             too_large = f"{name}: {detail}"
 
     phases["normal form"] = time.perf_counter() - t0 - sum(phases.values())
+    for h in sides["steps"]:   # every jump of the forward is excluded, even one the
+        atoms.scan(h)          # derivative does not show (a forward H(x) has derivative 0)
     conditions = declared + atoms.side_conditions()
     if opaque is not None:
         seen = {(c.expr, c.relation) for c in conditions}
         conditions += [c for c in opaque.side_conditions() if (c.expr, c.relation) not in seen]
+    empty_domain(conditions)
     positive = _positive_symbols(conditions)
-    result.side_conditions = [
-        SideCondition(c.text(), c.reason,
-                      c.reason != "declared" and holds_everywhere(c, positive))
-        for c in conditions[:MAX_LISTED_CONDITIONS]]
     symmetric = orbits is not None and orbits.generators and len(wanted) < total
-    more = len(conditions) - MAX_LISTED_CONDITIONS
-    notes = ([f"… and {more} more of these forms"] if more > 0 else []) + (
-        ["… and their images under the verified index symmetries"]
-        if symmetric and conditions else [])
-    if notes:
-        result.side_conditions.append(SideCondition(
-            "; ".join(notes), "summary", all(c.discharged for c in result.side_conditions)))
+    result.side_conditions = _listed(conditions, positive, symmetric)
     result.atoms = max(len(atoms.info), len(opaque.info) if opaque is not None else 0)
 
     if too_large is not None:
@@ -333,10 +406,15 @@ def check(spec: Spec) -> Result:
                          f"obligation (smaller shapes, or the compositional proof)")
         result.method = "normal form"
     elif unsupported is None and not nonzero:
-        result.verdict = Verdict.PROVED
         result.method = "normal form" + (" + atom relations" if relations_used else "")
         if len(wanted) < total:
             result.method += f" ({len(wanted)} of {total} entries; the rest by symmetry)"
+        t_alarm = time.perf_counter()
+        checked = soundness_alarm(spec, sides, conditions)   # raises on a disagreement
+        phases["alarm"] = time.perf_counter() - t_alarm
+        result.verdict = Verdict.PROVED
+        if not checked:
+            result.method += "; no point of the domain found for the numeric cross-check"
     elif unsupported is not None:
         result.reason = f"the normal form cannot represent an entry ({unsupported})"
         result.method = "normal form"
@@ -360,6 +438,133 @@ def check(spec: Spec) -> Result:
     phases["verdict"] = result.seconds - sum(phases.values())
     result.phases = {k: round(v, 4) for k, v in phases.items()}
     return result
+
+
+def _listed(conditions, positive, symmetric) -> list:
+    """The side conditions of a result: every one, whole (the CLI may abbreviate)."""
+    listed = [SideCondition(c.text(limit=SIDE_CONDITION_NODES), c.reason,
+                            c.reason != "declared" and holds_everywhere(c, positive))
+              for c in conditions]
+    if symmetric and conditions:
+        listed.append(SideCondition("… and their images under the verified index symmetries",
+                                    "summary", all(c.discharged for c in listed)))
+    return listed
+
+
+#: a side condition is printed whole up to this many nodes (a LayerNorm radicand deep in a
+#: composed graph is a DAG that prints as a tree of gigabytes: past this, it is summarised)
+SIDE_CONDITION_NODES = 20_000
+
+
+def empty_domain(conditions):
+    """An InputError when a side condition without symbols is false (a declared ``eps > 0``
+    with eps = −1, the log of a negative constant): the domain is empty, and a statement
+    "for all x in the domain" would be true of nothing."""
+    ev = Evaluator({}, 128)
+    for c in conditions:
+        if c.expr.free_symbols:
+            continue
+        try:
+            v = ev(c.expr)
+        except CannotEvaluate:
+            continue
+        false = (not v > 0 and (v < 0 or v == 0)) if c.relation == "> 0" else v == 0
+        if false:
+            what = "the declared assumption" if c.reason == "declared" else \
+                f"the side condition ({c.reason})"
+            raise InputError(f"{what} {c.text()} is false, so the domain is empty and nothing "
+                             f"could be proved")
+
+
+def _screen(spec, sides, suspects, declared):
+    """A quick certified witness among ``suspects`` — the entries where the rule breaks a
+    symmetry its forward has — before any other entry is differentiated: (witness,
+    domain conditions) or None."""
+    lhs = reference(sides, suspects)
+    entries = [(i, ix, lhs[(i, ix)], sides["rhs"][i][ix]) for i, ix in suspects]
+    domain = witness_domain(Atoms(positive=_positive_symbols(declared)), sides, declared)
+    witness = search_witness(spec, sides, entries, domain, _positive_symbols(domain),
+                             points=QUICK_POINTS)
+    return None if witness is None else (witness, domain)
+
+
+#: points of the numeric cross-check after a PROVED
+ALARM_POINTS = 2
+
+
+def soundness_alarm(spec, sides, conditions) -> bool:
+    """Defence in depth after a zero normal form: at random points of the domain, the
+    directional derivative of the forward (a central difference at 256 bits, h = 2⁻⁶⁰)
+    paired with ḡ must match the rule's cotangents paired with the direction. A
+    disagreement far beyond the difference's error is a bug in symgrad — an InternalError,
+    never a PROVED. Returns whether a point of the domain was found."""
+    rng = random.Random(spec.seed + 7919)
+    arrays, g = sides["arrays"], sides["g"]
+    inputs = [v for a in arrays for v in a.flat]
+    cot = frozenset(g.flat)
+    symbols_ = set(inputs) | set(g.flat)
+    for c in conditions:
+        symbols_ |= c.expr.free_symbols
+    for f in sides["out_se"].flat:
+        symbols_ |= f.free_symbols
+    positive = _positive_symbols(conditions)
+    single = _single_symbol_conditions(conditions, cot)
+    h = Fraction(1, 2 ** 60)
+    old_prec = flint_ctx.prec
+    flint_ctx.prec = 256     # the difference quotient cancels 60 bits: work well above that
+    try:
+        return _alarm_points(spec, sides, conditions, rng, inputs, cot, symbols_, positive,
+                             single, h)
+    finally:
+        flint_ctx.prec = old_prec
+
+
+def _alarm_points(spec, sides, conditions, rng, inputs, cot, symbols_, positive, single,
+                  h) -> bool:
+    arrays, g = sides["arrays"], sides["g"]
+    found = 0
+    for attempt in range(12):
+        if found >= ALARM_POINTS:
+            break
+        scale = scale_of(attempt)
+        point = sample_point(sorted(symbols_, key=str), rng, positive, cot, scale=scale)
+        _into_domain(point, single, rng, positive, scale)
+        direction = {x: Fraction(rng.randint(-8, 8), 8) for x in inputs}
+        ev = Evaluator(point, 256)
+        if not all(condition_holds(c, ev) for c in conditions):
+            continue
+        try:
+            sides_of = []
+            for sign in (1, -1):
+                moved = dict(point)
+                for x in inputs:
+                    moved[x] = point[x] + sign * h * direction[x]
+                em = Evaluator(moved, 256)
+                if not all(condition_holds(c, em) for c in conditions):
+                    raise CannotEvaluate("the difference leaves the domain")
+                total = arb(0)
+                for gk, f in zip(g.flat, sides["out_se"].flat):
+                    total += ev(gk) * em(f)
+                sides_of.append(total)
+            fd = (sides_of[0] - sides_of[1]) / (2 * to_arb(h))
+            rule = arb(0)
+            for a, r in zip(arrays, sides["rhs"]):
+                for index in np.ndindex(a.shape):
+                    d = direction[a[index]]
+                    if d:
+                        rule += ev(r[index]) * to_arb(d)
+        except CannotEvaluate:
+            continue
+        found += 1
+        gap = abs(fd - rule)
+        scale_ = 1 + abs(fd) + abs(rule)
+        if gap > scale_ * to_arb(Fraction(1, 2 ** 40)):
+            raise InternalError(
+                f"soundness alarm in {spec.name}: the normal form is zero, but at a point of "
+                f"the domain the forward's directional derivative is {fd.str(12)} and the "
+                f"rule gives {rule.str(12)} — a bug in symgrad; please report it with this "
+                f"obligation")
+    return found > 0
 
 
 #: relation-stage budget (terms) of the pass with sums kept whole: it is speculative
@@ -392,7 +597,8 @@ def _outcomes(spec, sides, atoms, entries, budget=None):
     kept = [k for k in pending if id(entries[k]) in keep]
     for k in kept:
         form, residual = keep[id(entries[k])]
-        outcomes[k] = _reduced(form, residual, outcomes[k][1], budget or spec.relation_budget)
+        outcomes[k] = _reduced(form, residual, outcomes[k][1], budget or spec.relation_budget,
+                               entries[k])
     rest = [k for k in pending if id(entries[k]) not in keep]
     if rest:
         for k, o in zip(rest, normal_forms(atoms, [entries[k] for k in rest], spec,
@@ -432,18 +638,87 @@ def entry_normal_form(atoms: Atoms, entry, budget: int, reduce: bool = True, kee
         if keep is not None:
             keep[id(entry)] = (form, residual)
         return "unreduced", terms, None
-    return _reduced(form, residual, terms, budget)
+    return _reduced(form, residual, terms, budget, entry)
 
 
-def _reduced(form, residual, terms, budget):
+def _reduced(form, residual, terms, budget, entry=None):
     try:
         reduced = form.reduce(residual, budget)
     except TooLarge:
         reduced = None
     if reduced is not None and reduced.is_zero():
         return "relations", terms, None
+    if entry is not None and _cases_settle(form.atoms, entry, budget):
+        return "relations", terms, None
     text = str(reduced if reduced is not None else residual)
     return "nonzero", terms, (text[:400] + " …") if len(text) > 400 else text
+
+
+def _inner_step(exprs):
+    """A step H(c) that sits inside the argument of another step or function, with no step
+    inside its own argument (clamp = min(max(x, lo), hi) nests max's step in min's), or
+    None."""
+    seen, inner, stack = set(), [], [(e, False) for e in exprs]
+    while stack:
+        node, inside = stack.pop()
+        if (node, inside) in seen:
+            continue
+        seen.add((node, inside))
+        is_step = isinstance(node, se.FunctionSymbol) and node.get_name() == "Heaviside"
+        if is_step and inside and not any(
+                isinstance(a, se.FunctionSymbol) and a.get_name() == "Heaviside"
+                for a in _nodes(node.args[0])):
+            inner.append(node)
+        # inside anything but a polynomial operation: a step's or function's argument,
+        # an exponent, a root or a reciprocal (exp(−|x|) in a stable softplus)
+        opaque = not (isinstance(node, (se.Add, se.Mul)) or (
+            isinstance(node, se.Pow) and isinstance(node.args[1], se.Integer)
+            and int(node.args[1]) >= 0 and node.args[0] != se.E))
+        stack.extend((a, inside or opaque) for a in node.args)
+    return min(inner, key=str) if inner else None
+
+
+def _nodes(e):
+    seen, stack = set(), [e]
+    while stack:
+        n = stack.pop()
+        if n not in seen:
+            seen.add(n)
+            stack.extend(n.args)
+    return seen
+
+
+#: nested steps split into cases at most this deep
+CASE_DEPTH = 4
+
+
+def _cases_settle(atoms, entry, budget, depth=0) -> bool:
+    """Whether the entry's residual vanishes in both cases of an inner step H(c): with
+    H(c) = 1 everywhere (c > 0) and with H(c) = 0 (c < 0). The residual r equals
+    H(c)·r|₁ + (1 − H(c))·r|₀ wherever c ≠ 0 (a side condition the step carries), so both
+    cases zero as normal forms prove r zero. A step of ±c is set to the same case."""
+    if depth >= CASE_DEPTH:
+        return False
+    i, index, lhs, rhs = entry
+    h = _inner_step([lhs, rhs])
+    if h is None:
+        return False
+    c, _ = atoms._sign_normal(h.args[0])
+    atoms.scan(h)   # registers c ≠ 0
+    steps = [n for n in _nodes(lhs) | _nodes(rhs) if isinstance(n, se.FunctionSymbol)
+             and n.get_name() == "Heaviside"]
+    for value in (1, 0):
+        repl = {}
+        for n in steps:
+            u, sign = atoms._sign_normal(n.args[0])
+            if u == c:
+                repl[n] = se.Integer(value if sign > 0 else 1 - value)
+        case = (i, index, lhs.xreplace(repl), rhs.xreplace(repl))
+        kind = entry_normal_form(atoms, case, budget)[0]
+        if kind not in ("zero", "relations") and not _cases_settle(atoms, case, budget,
+                                                                   depth + 1):
+            return False
+    return True
 
 
 def _run(atoms, entries, budget, reduce=True, keep=None):
@@ -501,8 +776,35 @@ def witness_domain(atoms: Atoms, sides, declared) -> list:
     return declared + atoms.side_conditions()
 
 
+def _single_symbol_conditions(conditions, cot) -> dict:
+    """symbol → the conditions that involve it alone (a log(x − 3) domain, say): a point
+    redraws that symbol until they hold, instead of hoping every symbol lands inside."""
+    out: dict = {}
+    for c in conditions:
+        free = c.expr.free_symbols
+        if len(free) == 1:
+            (sym,) = free
+            if sym not in cot:
+                out.setdefault(sym, []).append(c)
+    return out
+
+
+def _into_domain(point, single, rng, positive, scale):
+    for sym, conds in single.items():
+        if sym not in point:
+            continue
+        for tries in range(24):
+            if all(condition_holds(c, Evaluator({sym: point[sym]}, 64)) for c in conds):
+                break
+            # further out, or closer in, as the tries go on
+            point[sym] = sample_value(rng, scale * Fraction(2) ** (tries // 2 * (
+                1 if tries % 2 else -1)), sym in positive)
+
+
 def search_witness(spec, sides, entries, conditions, positive, points=None):
-    """A rational point in the domain where some entry's residual ball excludes 0."""
+    """A rational point in the domain where some entry's residual ball excludes 0, drawn
+    at several magnitudes (see ``witness.SCALES``), confirmed by running the user's code
+    again at that point (:func:`recheck`) before it is returned."""
     cot = frozenset(sides["g"].flat)
     rng = random.Random(spec.seed)
     wanted = set()
@@ -511,14 +813,17 @@ def search_witness(spec, sides, entries, conditions, positive, points=None):
     for c in conditions:
         wanted |= c.expr.free_symbols
     wanted = sorted(wanted, key=str)
+    single = _single_symbol_conditions(conditions, cot)
     for attempt in range(spec.witness_points if points is None else points):
-        point = sample_point(wanted, rng, positive, cot, scale=4 + attempt // 8 * 4)
+        scale = scale_of(attempt)
+        point = sample_point(wanted, rng, positive, cot, scale=scale)
+        _into_domain(point, single, rng, positive, scale)
         for prec in (64, 256):
             ev = Evaluator(point, prec)
             if not all(condition_holds(c, ev) for c in conditions):
                 break
             undecided = False
-            for i, index, lhs, rhs in entries[:64]:
+            for i, index, lhs, rhs in entries:
                 try:
                     expected, got = ev(lhs), ev(rhs)
                 except CannotEvaluate:
@@ -528,14 +833,80 @@ def search_witness(spec, sides, entries, conditions, positive, points=None):
                 if diff.contains(0):
                     undecided = undecided or diff.rad() > 0
                     continue
+                confirmed = recheck(spec, sides, point, i, index, prec)
+                if confirmed is None:
+                    undecided = True
+                    continue
+                expected, got = confirmed
                 name = sides["names"][i]
+                e_text, g_text, digits = distinct_texts(expected, got)
                 return Witness(
                     input=name, entry=tuple(int(k) for k in index),
                     point={str(k): str(v) for k, v in point.items()},
                     tangent=f"unit vector at {entry_name(name, index)} (all other tangent "
                             f"entries 0)",
-                    expected=ball_text(expected), got=ball_text(got),
-                    residual=ball_bounds(diff), precision=prec)
+                    expected=e_text, got=g_text, residual=ball_bounds(expected - got),
+                    precision=prec, note=_close_call(digits))
             if not undecided:
                 break
     return None
+
+
+def _close_call(digits: int) -> str:
+    if digits <= 12:
+        return ""
+    return (f"expected and got agree to about {digits - 1} digits: a float constant in the "
+            f"rule differs from the forward's (every float is read as the exact value of "
+            f"its double, e.g. 3*0.044715 is rounded before it meets x; write such "
+            f"constants the same way on both sides, or exactly with sg.fn.rational)")
+
+
+def recheck(spec, sides, point, i, index, prec):
+    """Expected and got at ``point`` for input entry (i, index), from the user's forward
+    and rule run again on numbers — every input exact at the point, only the entry's own
+    value a symbol t to differentiate in — or None when this does not confirm that they
+    differ. A witness is never reported from the symbolic expressions alone."""
+    try:
+        return _recheck(spec, sides, point, i, index, prec)
+    except Exception:  # noqa: BLE001 - unconfirmed: at worst UNKNOWN, never a wrong REFUTED
+        return None
+
+
+def _recheck(spec, sides, point, i, index, prec):
+    backend = "symengine"
+    arrays, g = sides["arrays"], sides["g"]
+    give = wrap if spec.user_code else (lambda a: a)
+    reads = spec.reads if spec.reads is not None else tuple(range(len(arrays)))
+    values = {k: se.Rational(v.numerator, v.denominator) for k, v in point.items()}
+
+    def at_point(a):
+        out = np.empty(a.shape, dtype=object)
+        for ix in np.ndindex(a.shape):
+            out[ix] = values.get(a[ix], se.Integer(0))
+        return out
+
+    t = se.Dummy("t")
+    xs = [at_point(a) for a in arrays]
+    xs_t = [x.copy() for x in xs]
+    xs_t[i][index] = t
+    out_t = unwrap(np.asarray(spec.forward(*[give(xs_t[r]) for r in reads]), dtype=object),
+                   "the forward rule's result", backend)
+    flat, steps = canonical(as_symengine(out_t).flat, "the forward rule's result")
+    frozen = {h: se.Dummy("H") for h in steps}
+    thawed = {v: k for k, v in frozen.items()}
+    gs = at_point(g)
+    phi = se.Add(*[gk * f.xreplace(frozen) for gk, f in zip(gs.flat, flat)])
+    t_value = point.get(arrays[i][index], Fraction(0))
+    at_t = {t: se.Rational(t_value.numerator, t_value.denominator)}
+    expected_expr = se.diff(phi, t).xreplace(thawed).xreplace(at_t)
+    out_point = np.array([f.xreplace(at_t) for f in flat] + [None], dtype=object)[:-1] \
+        .reshape(out_t.shape)
+    cots = spec.vjp(give(gs), give(out_point), *[give(xs[r]) for r in reads])
+    got_expr = se.Integer(0)
+    for c, r in zip(cots, reads):
+        if c is not None and r == i:
+            c = unwrap(np.asarray(c, dtype=object), "the vjp rule's result", backend)
+            got_expr = got_expr + canonical([se.sympify(c[index])], "the vjp rule's result")[0][0]
+    ev = Evaluator(point, prec)   # symbols of parameters (a symbolic bias) take the point's
+    expected, got = ev(expected_expr), ev(got_expr)
+    return None if (expected - got).contains(0) else (expected, got)

@@ -69,9 +69,9 @@ class Condition:
     relation: str  # "!= 0" or "> 0"
     reason: str
 
-    def text(self) -> str:
+    def text(self, limit: int = 400) -> str:
         op = "≠" if self.relation == "!= 0" else ">"
-        return f"{brief(self.expr)} {op} 0"
+        return f"{brief(self.expr, limit)} {op} 0"
 
 
 def holds_everywhere(cond: Condition, positive: frozenset) -> bool:
@@ -193,6 +193,31 @@ def brief(node, limit: int = 400) -> str:
         node, (se.Add, se.Mul, se.Pow)) else {se.Add: "sum", se.Mul: "product",
                                               se.Pow: "power"}[type(node)]
     return f"⟨{head} of more than {limit} nodes⟩"
+
+
+def _is_step(node) -> bool:
+    return isinstance(node, se.FunctionSymbol) and node.get_name() == "Heaviside"
+
+
+def _step_factors(arg):
+    """H(arg) as H(a)·Π H(b_j) when arg = a·Π H(b_j)^k_j (a step of a value that is itself
+    switched by steps: PyTorch's relu backward ``grad * (result > 0)`` reads H(relu(x)) =
+    H(x·H(x))), else None. With H(0) = 0 — a step is 1 where its argument is > 0, as the
+    comparison ``> 0`` it comes from — this holds at every point: where some H(b_j) = 0 both
+    sides are H(0) = 0. The side conditions become a ≠ 0 and b_j ≠ 0: where b_j < 0 the
+    argument vanishes on a neighbourhood, so H(arg) is locally constant there too."""
+    if _is_step(arg):
+        return arg                                     # H(H(b)) = H(b)
+    if not isinstance(arg, se.Mul):
+        return None
+    steps, rest = [], []
+    for f in arg.args:
+        base = f.args[0] if isinstance(f, se.Pow) and isinstance(f.args[1], se.Integer) \
+            and int(f.args[1]) > 0 else f
+        (steps if _is_step(base) else rest).append(base if _is_step(base) else f)
+    if not steps:
+        return None
+    return se.function_symbol("Heaviside", se.Mul(*rest)) * se.Mul(*steps)
 
 
 def function_name(node) -> str:
@@ -329,6 +354,11 @@ class Atoms:
             s = 1 if name == "cosh" else -1
             return Rewrite((se.exp(u) + s * se.exp(-u)) / 2)
         if name == "Heaviside":
+            if isinstance(args[0], se.Number):    # a step of a constant: 1 if > 0, else 0
+                return Factored(Fraction(1 if to_fraction(args[0]) > 0 else 0))
+            split = _step_factors(args[0])
+            if split is not None:    # H(a·H(b)) = H(a)·H(b), as H(0) = 0 (see below)
+                return Rewrite(split)
             u, s = self._sign_normal(args[0])
             self._condition(u, "!= 0", "step function at its jump")
             canonical = se.function_symbol("Heaviside", u)

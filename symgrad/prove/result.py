@@ -47,6 +47,7 @@ class Witness:
     got: str                   #: enclosure of the rule's cotangent at the entry
     residual: tuple            #: (lower, upper) bounds of expected − got, excluding 0
     precision: int = 64        #: bits of the ball arithmetic
+    note: str = ""             #: e.g. why expected and got look alike
 
 
 @dataclass

@@ -51,7 +51,9 @@ class StructuralIds:
     def _symbol(self, sym) -> int:
         ident = self.symbol_ids.get(sym)
         if ident is None:
-            ident = self.symbol_ids[sym] = self._intern(("s", str(sym)))
+            # keyed by the symbol itself: a user's symbol named like a checker's dummy
+            # (``x[0]``) is another leaf
+            ident = self.symbol_ids[sym] = self._intern(("s", sym))
         return ident
 
     def _intern(self, key) -> int:
@@ -164,10 +166,25 @@ def _renaming(tensors, gen) -> dict:
 
 def _equivariant(values: np.ndarray, ids: StructuralIds, r: int, gen) -> bool:
     """ρ_r(values[k]) has the structural ID of values[π(k)], for every k."""
+    return not _mismatches(values, ids, r, gen, 0)
+
+
+def _mismatches(values: np.ndarray, ids: StructuralIds, r: int, gen, limit: int) -> list:
+    """The entries k where ρ_r(values[k]) is not values[π(k)], and their images π(k) —
+    stopping once more than ``limit`` are found."""
+    out = []
     for index in np.ndindex(values.shape):
-        if ids(values[index])[r + 1] != ids(values[_move(index, values.shape, gen)])[0]:
-            return False
-    return True
+        moved = _move(index, values.shape, gen)
+        if ids(values[index])[r + 1] != ids(values[moved])[0]:
+            out += [index, moved]
+            if len(out) > limit:
+                break
+    return out
+
+
+#: a rule that breaks a symmetry of its forward at no more entries than this has them
+#: checked first (a rule wrong at one entry is refuted there, before any other entry)
+SUSPECTS = 16
 
 
 class Orbits:
@@ -181,10 +198,18 @@ class Orbits:
         ids = StructuralIds(renamings)
         ids.leaves(v for t in tensors for v in t.flat)
         self.generators, self.renamings = [], []
+        #: input entries where the rule breaks a symmetry the forward has: prime suspects
+        self.suspects = []
         for r, (gen, renaming) in enumerate(zip(gens, renamings)):
-            if renaming and all(_equivariant(v, ids, r, gen) for v in [out] + list(cotangents)):
+            if not renaming or not _equivariant(out, ids, r, gen):
+                continue
+            broken = [(i, k) for i, cot in enumerate(cotangents)
+                      for k in _mismatches(cot, ids, r, gen, SUSPECTS)]
+            if not broken:
                 self.generators.append(gen)
                 self.renamings.append(renaming)
+            elif len(broken) <= SUSPECTS:
+                self.suspects += [b for b in broken if b not in self.suspects]
         # the walk saw every leaf of the forward, unless every generator failed early
         self.floats = ids.floats or not gens or len(self.generators) < len(gens)
         self.representative = orbit_representatives(

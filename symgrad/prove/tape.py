@@ -106,7 +106,8 @@ def end_to_end_spec(graph: Graph, backprop=None, block: int | None = None) -> Sp
     return Spec(name=f"{graph.name}: {what}", forward=forward, vjp=rule,
                 inputs=list(graph.inputs), symmetry=any(labels),
                 axis_labels=labels if any(labels) else None,
-                blocks=[int(np.prod(s)) for s in shapes], abstract_sums=every_value)
+                blocks=[int(np.prod(s)) for s in shapes], abstract_sums=every_value,
+                user_code=False)
 
 
 def seed_degree(expr, seeds: frozenset, memo: dict) -> float:

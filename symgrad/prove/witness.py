@@ -21,8 +21,12 @@ class CannotEvaluate(Exception):
     """The expression has a piece ball arithmetic cannot enclose at this point."""
 
 
-def _arb(f: Fraction) -> arb:
+def to_arb(f: Fraction) -> arb:
+    """The exact rational ``f`` as a ball (exact where the working precision allows)."""
     return arb(fmpq(f.numerator, f.denominator))
+
+
+_arb = to_arb
 
 
 _UNARY = {
@@ -114,6 +118,8 @@ class Evaluator:
                 return arb(1)
             if u < 0:
                 return arb(0) if name == "Heaviside" else arb(-1)
+            if name == "Heaviside" and u.is_zero():
+                return arb(0)   # exactly 0 (relu of a negative value): H(0) = 0, as "> 0"
             raise CannotEvaluate(f"{name} at a point where its argument may be 0")
         if name == "DiracDelta":
             if args[0].contains(0):
@@ -144,21 +150,46 @@ def ball_bounds(v: arb) -> tuple[str, str]:
     return (v.lower().str(12, radius=False), v.upper().str(12, radius=False))
 
 
-def ball_text(v: arb) -> str:
-    return v.str(12)
+def ball_text(v: arb, digits: int = 12) -> str:
+    return v.str(digits)
+
+
+def distinct_texts(a: arb, b: arb) -> tuple[str, str, int]:
+    """``a`` and ``b`` printed with the fewest digits (12 at least) at which the two texts
+    differ — a float constant one ulp off prints the same at 12 digits — and the digits
+    used."""
+    for digits in (12, 20, 30, 45, 60):
+        sa, sb = a.str(digits), b.str(digits)
+        if sa != sb:
+            return sa, sb, digits
+    return sa, sb, digits
+
+
+#: the magnitudes points are drawn at, in turn: near the origin first, then far from it
+#: (a rule wrong only for |x| > 2) and close to it (a boundary at 0)
+SCALES = (Fraction(2), Fraction(2), Fraction(8), Fraction(1, 2), Fraction(64), Fraction(2),
+          Fraction(16), Fraction(1, 8), Fraction(512), Fraction(4))
+
+
+def scale_of(attempt: int) -> Fraction:
+    return SCALES[attempt % len(SCALES)]
+
+
+def sample_value(rng: random.Random, scale: Fraction, positive: bool = False) -> Fraction:
+    """A random rational of magnitude up to ``scale`` with an odd-looking denominator (a
+    kink at a simple rational such as 1 or 1/2 is hit only on purpose)."""
+    k = rng.randint(1, 96) if positive else (rng.randint(-96, 96) or 1)
+    return scale * (Fraction(k, 97) + Fraction(rng.randint(0, 6), 97 * 389))
 
 
 def sample_point(symbols, rng: random.Random, positive=frozenset(), cotangents=frozenset(),
-                 scale: int = 4) -> dict:
-    """Random small rationals: k/scale with |k| ≤ 2·scale (positive where assumed), and
-    small nonzero integers for cotangent symbols."""
+                 scale=Fraction(2)) -> dict:
+    """Random rationals of magnitude up to ``scale`` (positive where assumed), and small
+    nonzero integers for cotangent symbols."""
     point = {}
     for s in symbols:
         if s in cotangents:
             point[s] = Fraction(rng.choice([-3, -2, -1, 1, 2, 3]))
-        elif s in positive:
-            point[s] = Fraction(rng.randint(1, 2 * scale), scale)
         else:
-            k = rng.randint(-2 * scale, 2 * scale)
-            point[s] = Fraction(k if k else 1, scale) + Fraction(rng.randint(0, 6), 97)
+            point[s] = sample_value(rng, scale, s in positive)
     return point
