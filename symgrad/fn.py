@@ -19,15 +19,14 @@ import symengine as se
 import sympy as sp
 
 from .errors import RuleError
-from .scalar import Relation, Scalar, SymArray, heaviside, number, record_condition, \
-    user_line
+from .scalar import Relation, Scalar, SymArray, heaviside, number, user_line
 from .tensor import constant
 
 __all__ = [
     "exp", "log", "tanh", "sigmoid", "sqrt", "erf", "step", "softplus", "rational", "pi",
     "sinh", "cosh", "erfc", "silu", "gelu_tanh", "gelu_erf", "relu", "matmul", "abs", "sign",
     "where", "maximum", "minimum", "clamp", "log1p", "expm1", "sin", "cos", "atan", "rsqrt",
-    "leaky_relu",
+    "leaky_relu", "indicator",
 ]
 
 
@@ -106,22 +105,16 @@ def where(cond, a, b):
     """``a`` where ``cond`` holds, else ``b``, entrywise with NumPy broadcasting. ``cond``
     compares symbolic values (``x > 0``, ``x - 1 <= y``, ``~(x > 0)``) and becomes the step
     H(u) of its difference u: ``H(u)·a + (1 − H(u))·b``, differentiable wherever u ≠ 0 (the
-    side condition every check that uses it carries). An equality ``x == y`` (a tie in a
-    max's backward) is taken as false, ``!=`` as true, under the side condition x − y ≠ 0.
-    Plain booleans pick as np.where."""
+    side condition every check that uses it carries); ``>=``, ``==`` (a tie in a max's
+    backward) and ``!=`` are exact at u = 0 too (see :func:`indicator`). Plain booleans
+    pick as np.where."""
     cond, a, b = np.broadcast_arrays(np.asarray(cond, dtype=object),
                                      np.asarray(a, dtype=object), np.asarray(b, dtype=object))
     out = np.empty(cond.shape, dtype=object)
     for index in np.ndindex(cond.shape):
         c, x, y = cond[index], a[index], b[index]
         if isinstance(c, Relation):
-            if c.op in ("==", "!="):
-                # a tie (x == y in a max's backward) holds only where u = 0: the check is
-                # stated for u ≠ 0, where the equality is false
-                record_condition(c.u, "!= 0", f"where() tests {c}")
-                out[index] = x if c.op == "!=" else y
-                continue
-            h = step(Scalar(c.u) if not isinstance(c.u, Scalar) else c.u)
+            h = indicator(c)
             out[index] = h * x + (1 - h) * y
         elif isinstance(c, (bool, np.bool_)):
             out[index] = x if c else y
@@ -129,6 +122,20 @@ def where(cond, a, b):
             raise RuleError(f"where() needs a comparison of symbolic values or a boolean as "
                             f"its condition, got {type(c).__name__} (at {user_line()})")
     return out.view(SymArray) if out.ndim else out[()]
+
+
+def indicator(rel: Relation):
+    """1 where the comparison holds, else 0, as steps with H(0) = 0 (a step is 1 where its
+    argument is > 0): u > 0 is H(u), u ≥ 0 is 1 − H(−u), u = 0 is 1 − H(u) − H(−u) (exactly
+    1 at a tie), u ≠ 0 is H(u) + H(−u)."""
+    u = rel.u if isinstance(rel.u, Scalar) else Scalar(rel.u)
+    if rel.op == ">":
+        return step(u)
+    if rel.op == ">=":
+        return 1 - step(-u)
+    if rel.op == "==":
+        return 1 - step(u) - step(-u)
+    return step(u) + step(-u)
 
 
 def maximum(a, b):

@@ -199,16 +199,6 @@ class Scalar:
     __str__ = __repr__
 
 
-#: conditions user code set while it ran (an equality tested in symgrad.fn.where): the
-#: checker clears this before it calls user code and reads it after, as side conditions
-RECORDED: list = []
-
-
-def record_condition(u, relation: str, reason: str):
-    """Note that the value traced is right only where ``u relation`` holds."""
-    RECORDED.append((u.e if isinstance(u, Scalar) else u, relation, reason))
-
-
 def heaviside(e):
     """The step H(e) of one expression (SymEngine has no Heaviside of its own: an undefined
     function of that name, which the normal form and the reference derivative know)."""

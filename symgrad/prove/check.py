@@ -26,7 +26,7 @@ import sympy as sp
 from flint import arb, ctx as flint_ctx
 
 from ..errors import InputError, InternalError, RuleError, ShapeError
-from ..scalar import RECORDED, Relation, canonical, unwrap, unwrap_value, user_line, wrap
+from ..scalar import Relation, canonical, unwrap, unwrap_value, user_line, wrap
 from ..tensor import as_symengine, entry_name, exact, shape_tuple, symbols
 from .isolate import DEFAULT_MEMORY_MB, fork_map, workers
 from .normal_form import Atoms, Condition, EntryForm, TooLarge, Unsupported, holds_everywhere
@@ -147,7 +147,6 @@ def build_sides(spec: Spec):
     def fresh_args():
         return [give(arrays[r]) for r in reads]
 
-    RECORDED.clear()
 
     out = _user_array(_call(spec.forward, fresh_args(), "forward rule", spec.inputs),
                       "the forward rule's result", backend)
@@ -188,9 +187,7 @@ def build_sides(spec: Spec):
             r.flat[:] = np.array(flat[pos:pos + r.size] + [None], dtype=object)[:-1]
             pos += r.size
     out_se = as_symengine(out)
-    declared = [Condition(se.expand(se.sympify(u)), rel, reason)
-                for u, rel, reason in dict.fromkeys(RECORDED)]
-    RECORDED.clear()
+    declared = []
     if spec.assumptions is not None:
         items = _call(spec.assumptions, fresh_args(), "assumptions", spec.inputs)
         for item in (items if isinstance(items, (list, tuple)) else [items]):
@@ -302,6 +299,10 @@ def _terms(e) -> int:
     return len(e.args) if isinstance(e, se.Add) else (0 if e == 0 else 1)
 
 
+def _known_positive(conditions):
+    return [c.expr for c in conditions if c.relation == "> 0" and c.reason == "declared"]
+
+
 def _positive_symbols(conditions):
     return frozenset(c.expr for c in conditions
                      if c.relation == "> 0" and isinstance(c.expr, se.Symbol))
@@ -317,7 +318,7 @@ def check(spec: Spec) -> Result:
     phases["build"] = time.perf_counter() - t0
     empty_domain(sides["declared"])
     declared = sides["declared"] = [c for c in sides["declared"] if c.expr.free_symbols]
-    atoms = Atoms(positive=_positive_symbols(declared))
+    atoms = Atoms(positive=_positive_symbols(declared), known_positive=_known_positive(declared))
     atoms.memory_bytes = memory_limit()
     arrays_se = [as_symengine(a) for a in sides["arrays"]]
     total = sum(a.size for a in arrays_se)
@@ -360,7 +361,7 @@ def check(spec: Spec) -> Result:
     relations_used = False
     opaque = None
     if spec.abstract_sums:   # a first pass with the forward's values as indeterminates
-        opaque = Atoms(positive=atoms.positive)
+        opaque = Atoms(positive=atoms.positive, known_positive=atoms.known_positive)
         opaque.memory_bytes = atoms.memory_bytes
         values = sides["out_se"] if spec.abstract_sums is True else \
             as_symengine(spec.abstract_sums(*sides["arrays"]))
@@ -648,7 +649,8 @@ def _reduced(form, residual, terms, budget, entry=None):
         reduced = None
     if reduced is not None and reduced.is_zero():
         return "relations", terms, None
-    if entry is not None and _cases_settle(form.atoms, entry, budget):
+    if entry is not None and (_cases_settle(form.atoms, entry, budget)
+                              or _rewrites_settle(form.atoms, entry, budget)):
         return "relations", terms, None
     text = str(reduced if reduced is not None else residual)
     return "nonzero", terms, (text[:400] + " …") if len(text) > 400 else text
@@ -719,6 +721,36 @@ def _cases_settle(atoms, entry, budget, depth=0) -> bool:
                                                                    depth + 1):
             return False
     return True
+
+
+def _exp_forms(exprs) -> dict:
+    """Rewrites that are identities on the domain, for identities between atoms the normal
+    form keeps independent: tanh u = 1 − 2/(e^{2u} + 1) (so 1/cosh² u = 1 − tanh² u and
+    4σ(2u)σ(−2u) meet it), and log(Π f_i^k_i) = Σ k_i log f_i (each f_i > 0 then becomes
+    a side condition: log(x/(1 − x)) = log x − log(1 − x))."""
+    repl = {}
+    for n in set().union(*(_nodes(e) for e in exprs)):
+        name = n.get_name() if isinstance(n, se.FunctionSymbol) else type(n).__name__
+        if name == "tanh":
+            repl[n] = 1 - 2 / (se.exp(2 * n.args[0]) + 1)
+        elif name == "log" and isinstance(n.args[0], se.Mul):
+            parts = []
+            for f in n.args[0].args:
+                b, k = (f.args[0], f.args[1]) if isinstance(f, se.Pow) and \
+                    isinstance(f.args[1], se.Integer) else (f, se.Integer(1))
+                parts.append(k * se.log(b))
+            repl[n] = se.Add(*parts)
+    return repl
+
+
+def _rewrites_settle(atoms, entry, budget) -> bool:
+    """Whether the entry's residual vanishes after the rewrites of :func:`_exp_forms`."""
+    i, index, lhs, rhs = entry
+    repl = _exp_forms([lhs, rhs])
+    if not repl:
+        return False
+    case = (i, index, lhs.xreplace(repl), rhs.xreplace(repl))
+    return entry_normal_form(atoms, case, budget)[0] in ("zero", "relations")
 
 
 def _run(atoms, entries, budget, reduce=True, keep=None):

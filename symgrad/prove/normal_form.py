@@ -208,6 +208,16 @@ def _step_factors(arg):
     argument vanishes on a neighbourhood, so H(arg) is locally constant there too."""
     if _is_step(arg):
         return arg                                     # H(H(b)) = H(b)
+    if isinstance(arg, se.Add):    # a step common to every term: a·H(b) expanded
+        common = None
+        for t in arg.args:
+            fs = {f for f in (t.args if isinstance(t, se.Mul) else (t,)) if _is_step(f)}
+            common = fs if common is None else common & fs
+            if not common:
+                return None
+        factor = se.Mul(*common)
+        rest = se.expand(se.Add(*[t / factor for t in arg.args]))
+        return se.function_symbol("Heaviside", rest) * factor
     if not isinstance(arg, se.Mul):
         return None
     steps, rest = [], []
@@ -241,8 +251,10 @@ class Atoms:
     """The atom table of one obligation: canonical keys, their root indices, side
     conditions. Shared by every entry of the obligation so atoms are named consistently."""
 
-    def __init__(self, positive=()):
+    def __init__(self, positive=(), known_positive=()):
         self.positive = frozenset(positive)
+        #: expanded expressions declared > 0 (hi − lo for a clamp): a step of one is 1
+        self.known_positive = frozenset(se.expand(e) for e in known_positive)
         self.memory_bytes = None    #: products that would not fit raise TooLarge
         self.opaque: dict = {}      #: sum node -> its ("pow", A) key (see :meth:`abstract`)
         self.info: dict[tuple, AtomInfo] = {}
@@ -354,12 +366,21 @@ class Atoms:
             s = 1 if name == "cosh" else -1
             return Rewrite((se.exp(u) + s * se.exp(-u)) / 2)
         if name == "Heaviside":
-            if isinstance(args[0], se.Number):    # a step of a constant: 1 if > 0, else 0
-                return Factored(Fraction(1 if to_fraction(args[0]) > 0 else 0))
+            small = _smaller_than(args[0], SMALL_BASE)
+            constant = args[0] if isinstance(args[0], se.Number) else \
+                self.canon(args[0]) if small else None
+            if isinstance(constant, se.Number):   # a step of a constant: 1 if > 0, else 0
+                return Factored(Fraction(1 if to_fraction(constant) > 0 else 0))
             split = _step_factors(args[0])
+            if split is None and small:
+                split = _step_factors(self.canon(args[0]))
             if split is not None:    # H(a·H(b)) = H(a)·H(b), as H(0) = 0 (see below)
                 return Rewrite(split)
             u, s = self._sign_normal(args[0])
+            if self.known_positive and (u in self.known_positive
+                                        or self.canon(-u) in self.known_positive):
+                sign = 1 if u in self.known_positive else -1
+                return Factored(Fraction(1 if sign * s > 0 else 0))
             self._condition(u, "!= 0", "step function at its jump")
             canonical = se.function_symbol("Heaviside", u)
             if s < 0:

@@ -176,10 +176,12 @@ def scale_of(attempt: int) -> Fraction:
 
 
 def sample_value(rng: random.Random, scale: Fraction, positive: bool = False) -> Fraction:
-    """A random rational of magnitude up to ``scale`` with an odd-looking denominator (a
-    kink at a simple rational such as 1 or 1/2 is hit only on purpose)."""
-    k = rng.randint(1, 96) if positive else (rng.randint(-96, 96) or 1)
-    return scale * (Fraction(k, 97) + Fraction(rng.randint(0, 6), 97 * 389))
+    """A random dyadic rational of magnitude up to ``scale`` (a multiple of scale/4096: its
+    ball is exact, so a value that is exactly 0 — relu of a negative number inside a step —
+    evaluates to exactly 0; a kink at a simple value such as 1/2 is hit with probability
+    1/8192 per symbol, and the side conditions reject such a point)."""
+    k = rng.randint(1, 4096) if positive else (rng.randint(-4096, 4096) or 1)
+    return scale * Fraction(k, 4096)
 
 
 def sample_point(symbols, rng: random.Random, positive=frozenset(), cotangents=frozenset(),
