@@ -9,16 +9,14 @@ import numpy as np
 
 from .errors import InputError, RuleError, ShapeError
 from .ops import get_op
-from .prove.check import DEFAULT_MAX_ENTRIES, Spec, check, validate_shapes
-from .prove.isolate import run_isolated
+from .prove.check import Spec, check, validate_shapes
+from .prove.isolate import max_entries, run_isolated
 from .prove.result import Result
 from .tensor import BACKENDS, shape_str, symbol
 
 
 def _max_entries(value):
-    if value is not None:
-        return int(value)
-    return int(os.environ.get("SYMGRAD_MAX_ENTRIES", DEFAULT_MAX_ENTRIES))
+    return max_entries(value)   # validated: a bad SYMGRAD_MAX_ENTRIES is an InputError
 
 
 def _normalise_shapes(shapes):

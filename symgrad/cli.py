@@ -5,21 +5,26 @@ Exit codes: 0 proved, 1 refuted, 4 unknown, 2 usage or input error, 3 internal e
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import warnings
+from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from . import __version__
 from .api import parse_param, verify_node
 from .errors import InputError, InternalError
 from .ops import OPS
+from .prove.isolate import check_environment, timeout_seconds
 from .prove.result import Verdict
 
-EXIT_USAGE, EXIT_INTERNAL = 2, 3
+EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 2, 3, 130
 #: characters of a side condition shown in the table output (--json has them whole)
-MAX_SHOWN = 100
+#: side conditions a terminal listing shows (JSON and reports show every one)
+MAX_CONDITIONS = 24
 
 
 def parse_shape(text: str) -> tuple:
@@ -60,10 +65,12 @@ def _print_table(results, out):
 def _print_details(r, out):
     if r.side_conditions:
         out.write(f"side conditions ({r.name}):\n")
-        for c in r.side_conditions:
+        for c in r.side_conditions[:MAX_CONDITIONS]:    # each one whole
             mark = "  [discharged]" if c.discharged else ""
-            text = c.text if len(c.text) <= MAX_SHOWN else c.text[:MAX_SHOWN] + " …"
-            out.write(f"  {text}{mark}\n")
+            out.write(f"  {c.text}{mark}\n")
+        more = len(r.side_conditions) - MAX_CONDITIONS
+        if more > 0:
+            out.write(f"  … and {more} more (--json lists every one)\n")
     if r.witness is not None:
         w = r.witness
         idx = ",".join(map(str, w.entry))
@@ -75,6 +82,8 @@ def _print_details(r, out):
         text = ", ".join(f"{k}={v}" for k, v in shown[:12])
         more = f", … ({len(shown) - 12} more)" if len(shown) > 12 else ""
         out.write(f"  at {text}{more}\n  tangent: {w.tangent}\n")
+        if w.note:
+            out.write(f"  note: {w.note}\n")
     if r.verdict is Verdict.UNKNOWN and r.reason:
         out.write(f"unknown: {r.reason}\n")
     if r.residual and r.verdict is not Verdict.PROVED:
@@ -98,10 +107,52 @@ def report(results, as_json: bool):
     return verdict.exit_code
 
 
+class Seconds(click.ParamType):
+    """A time limit: a finite number of seconds > 0."""
+
+    name = "seconds"
+
+    def convert(self, value, param, ctx):
+        try:
+            return timeout_seconds(float(value) if isinstance(value, str) else value,
+                                   "the value")
+        except (InputError, ValueError) as exc:
+            self.fail(str(exc) if isinstance(exc, InputError) else
+                      f"{value!r} is not a number of seconds", param, ctx)
+
+
+def writable(ctx, param, value):
+    """Check an output path before any work: a file's directory must exist and be
+    writable; a directory (file_okay=False) is created with its parents, so its nearest
+    existing ancestor must be a writable directory. A default is left to its user."""
+    if value is None or ctx.get_parameter_source(param.name) is ParameterSource.DEFAULT:
+        return value
+    path = Path(value)
+    wanted = path if not param.type.file_okay else path.parent
+    near = next(p for p in [wanted, *wanted.parents] if p.exists())
+    if param.type.file_okay and near != wanted:
+        raise click.BadParameter(f"the directory {str(wanted)!r} does not exist", ctx, param)
+    if not near.is_dir():
+        raise click.BadParameter(f"{str(near)!r} is a file, so {value!r} cannot be created",
+                                 ctx, param)
+    if not os.access(near, os.W_OK | os.X_OK):
+        raise click.BadParameter(f"the directory {str(near)!r} is not writable", ctx, param)
+    return value
+
+
 def report_option(f):
-    return click.option("--report", "report_dir", type=click.Path(file_okay=False),
-                        default=None, help="Also write an HTML proof report to this "
-                        "directory (open its index.html).")(f)
+    return click.option("--report", "report_dir", type=click.Path(file_okay=False,
+                                                                  writable=True),
+                        default=None, callback=writable, help="Also write an HTML proof "
+                        "report to this directory (open its index.html).")(f)
+
+
+def given(*names) -> dict:
+    """{parameter name: the option as typed (--d-ff)} of the options among ``names`` that
+    were given on the command line."""
+    ctx = click.get_current_context()
+    return {p.name: max(p.opts, key=len) for p in ctx.command.params if p.name in names
+            and ctx.get_parameter_source(p.name) not in (ParameterSource.DEFAULT, None)}
 
 
 def write_verify_report(report_dir, runs):
@@ -129,6 +180,9 @@ class _Group(click.Group):
         except InputError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(EXIT_USAGE)
+        except KeyboardInterrupt:  # Ctrl-C: every check process is stopped by now
+            click.echo("interrupted", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
         except BrokenPipeError:  # the reader (| head) went away: nothing left to say
             sys.stderr.close()
             ctx.exit(0)
@@ -148,8 +202,10 @@ def main():
 
     Verdicts: PROVED (zero normal form, under the printed side conditions), REFUTED (a
     certified counterexample inside the domain), UNKNOWN (neither; the reason is printed).
-    Exit codes: 0 proved, 1 refuted, 4 unknown, 2 usage/input error, 3 internal error.
+    Exit codes: 0 proved, 1 refuted, 4 unknown, 2 usage/input error, 3 internal error,
+    130 interrupted (Ctrl-C).
     """
+    check_environment()   # SYMGRAD_TIMEOUT, SYMGRAD_MEMORY_MB, …: before any work
 
 
 @main.command("list")
@@ -185,9 +241,9 @@ def verify():
 @click.option("--reads", default=None, metavar="I,J",
               help="Which input each argument reads, e.g. --reads 0,0 checks mul(x, x) "
                    "(give one --shape per distinct input).")
-@click.option("--timeout", type=float, default=None,
+@click.option("--timeout", type=Seconds(), default=None,
               help="Seconds before the verdict becomes UNKNOWN (default 600).")
-@click.option("--max-entries", type=int, default=None,
+@click.option("--max-entries", type=click.IntRange(min=1), default=None,
               help="Refuse tensors with more entries than this (default 65536).")
 @click.option("--backend", type=click.Choice(["symengine", "sympy"]), default="symengine",
               help="Differentiate with SymEngine (fast, default) or SymPy (reference).")
@@ -252,6 +308,24 @@ GRAPHS = {
 }
 
 
+#: what a graph can be told beyond its name; which of them apply is in GRAPHS
+GRAPH_OPTIONS = ("n", "d_model", "heads", "head_dim", "d_ff", "layout", "form",
+                 "fixed_weights")
+
+
+def graph_option_error(key: str, graph: str, shown: str | None = None) -> str | None:
+    """None when the option (or obligation key) ``key`` applies to ``graph``, else the
+    sentence saying which graphs it applies to."""
+    def applies(g):
+        return key not in GRAPH_OPTIONS or key in GRAPHS[g][1] + GRAPHS[g][2]
+    if applies(graph):
+        return None
+    where = [g for g in GRAPHS if applies(g)]
+    names = ", ".join(where[:-1]) + " and " + where[-1] if len(where) > 1 else where[0]
+    return (f"{shown or key} applies to the {names} graph{'s' if len(where) > 1 else ''}, "
+            f"not to {graph}")
+
+
 def build_graph(name, dims, layout, form, fixed_weights=False):
     from . import models
     builder, args, extra = GRAPHS[name]
@@ -298,33 +372,40 @@ def graph_command(name):
                   "as fixed constants instead of inputs.")
     @click.option("--no-end-to-end", is_flag=True,
                   help="Skip the end-to-end obligation (node obligations + corollary only).")
-    @click.option("--timeout", type=float, default=None,
+    @click.option("--timeout", type=Seconds(), default=None,
                   help="Seconds per obligation before it becomes UNKNOWN (default 600).")
     @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead.")
     @report_option
     def command(n, d_model, heads, head_dim, d_ff, layout, form, fixed_weights, no_end_to_end,
                 timeout, as_json, report_dir):
         from .prove.tape import verify as verify_graph
-        if fixed_weights and name not in ("decoder", "all"):
-            raise click.UsageError(f"--fixed-weights applies to the decoder graph, not to "
-                                   f"{name}")
+        for key, shown in given(*GRAPH_OPTIONS).items():
+            message = name != "all" and graph_option_error(key, name, shown)
+            if message:
+                raise click.UsageError(message)
         dims = dict(n=n, d_model=d_model, heads=heads, head_dim=head_dim, d_ff=d_ff)
         names = sorted(GRAPHS) if name == "all" else [name]
         progress = _progress_printer()
-        results, outcomes = [], []
-        for graph_name in names:
-            graph = build_graph(graph_name, dims, layout, form, fixed_weights)
-            shown = (lambda t, gn=graph_name: progress(f"{gn}: {t}")) if progress else None
-            r = verify_graph(graph, end_to_end=not no_end_to_end, timeout=timeout,
-                             progress=shown)
-            results.extend(r.obligations)
-            outcomes.append((graph_name, r))
+        results, outcomes, interrupted = [], [], None
+        try:
+            for graph_name in names:
+                graph = build_graph(graph_name, dims, layout, form, fixed_weights)
+                shown = (lambda t, gn=graph_name: progress(f"{gn}: {t}")) if progress else None
+                r = verify_graph(graph, end_to_end=not no_end_to_end, timeout=timeout,
+                                 progress=shown)
+                results.extend(r.obligations)
+                outcomes.append((graph_name, r))
+        except KeyboardInterrupt as exc:  # the graphs finished so far go into the report
+            interrupted = exc
         if progress:
             sys.stderr.write("\r\033[K")
-        write_verify_report(report_dir, [
-            ("graph", dict(dims, graph=gn, layout=layout, form=form,
-                           fixed_weights=fixed_weights), r.obligations, "proved")
-            for gn, r in outcomes])
+        if outcomes or not interrupted:
+            write_verify_report(report_dir, [
+                ("graph", dict(dims, graph=gn, layout=layout, form=form,
+                               fixed_weights=fixed_weights), r.obligations, "proved")
+                for gn, r in outcomes])
+        if interrupted:
+            raise interrupted
         sys.exit(report(results, as_json))
 
     command.__doc__ = (f"Prove the {name} graph ({builder}): its node obligations, the DAG "
@@ -339,18 +420,18 @@ for _graph in list(GRAPHS) + ["all"]:
 
 @main.command("check")
 @click.argument("paths", nargs=-1, type=click.Path())
-@click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
-              help="Write an HTML report of every obligation to this directory.")
-@click.option("--junit", type=click.Path(dir_okay=False), default=None,
-              help="Write JUnit XML (pytest's xunit2 layout) to this file.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
-              help="Write every outcome as JSON to this file.")
+@report_option
+@click.option("--junit", type=click.Path(dir_okay=False, writable=True), default=None,
+              callback=writable, help="Write JUnit XML (pytest's xunit2 layout) to this file.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True),
+              default=None, callback=writable, help="Write every outcome as JSON to this file.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
               help="Worker processes (default: the number of cores).")
 @click.option("--no-cache", is_flag=True,
               help="Neither read nor write the proof cache (.symgrad-cache/).")
-@click.option("--cache-dir", type=click.Path(file_okay=False), default=".symgrad-cache",
-              show_default=True, help="Where the proof cache lives.")
+@click.option("--cache-dir", type=click.Path(file_okay=False, writable=True),
+              default=".symgrad-cache", callback=writable, show_default=True,
+              help="Where the proof cache lives.")
 def check_cmd(paths, report_dir, junit, json_path, jobs, no_cache, cache_dir):
     """Run the obligation files under PATHS (default: obligations/) and compare every
     verdict with its expectation — the CI gate.
@@ -362,33 +443,43 @@ def check_cmd(paths, report_dir, junit, json_path, jobs, no_cache, cache_dir):
     \b
     Exit codes: 0 every expectation met; 1 a regression (refuted where proved was
     expected, or proved where refuted was); 4 only UNKNOWNs fell short; 2 bad input (the
-    valid obligations still run and their results are written); 3 an internal error.
+    valid obligations still run and their results are written); 3 an internal error;
+    130 interrupted (Ctrl-C; the obligations finished so far are written).
     """
     from . import suite
+    if no_cache and given("cache_dir"):
+        raise click.UsageError("--cache-dir does not apply with --no-cache")
     t0 = time.perf_counter()
     obligations, errors = suite.collect(paths)
     for e in errors:
         click.echo(f"error: {e}", err=True)
     progress = _progress_printer()
+    code = None
     with warnings.catch_warnings(record=True) as caught:   # cache trouble: say it, go on
         warnings.simplefilter("always")
         cache = None if no_cache else suite.Cache(cache_dir)
-        outcomes = suite.run_all(obligations, jobs, cache, progress)
+        try:
+            outcomes = suite.run_all(obligations, jobs, cache, progress)
+        except suite.Interrupted as exc:   # write what finished, then exit 130
+            outcomes, code = exc.outcomes, suite.EXIT_INTERRUPTED
     if progress:
         sys.stderr.write("\r\033[K")
     for w in caught:
         click.echo(f"warning: {w.message}", err=True)
+    if code is not None:
+        click.echo(f"interrupted: {len(outcomes)} of {len(obligations)} obligations "
+                   f"finished", err=True)
     seconds = time.perf_counter() - t0
     _print_outcomes(outcomes, errors, seconds)
     if json_path:
-        suite.write_json(json_path, outcomes, errors)
+        suite.write_json(json_path, outcomes, errors, code)
     if junit:
-        suite.write_junit(junit, outcomes, seconds)
+        suite.write_junit(junit, outcomes, seconds, errors)
     if report_dir:
         from .report import write_report
         index = write_report(report_dir, outcomes)
         click.echo(f"report: {index}")
-    sys.exit(suite.exit_code(outcomes, errors))
+    sys.exit(suite.exit_code(outcomes, errors) if code is None else code)
 
 
 def _print_outcomes(outcomes, errors, seconds):
@@ -420,21 +511,25 @@ def _print_outcomes(outcomes, errors, seconds):
 
 @verify.command("mutant")
 @click.argument("name", required=False)
-@click.option("--timeout", type=float, default=None, help="Seconds (default 600).")
+@click.option("--timeout", type=Seconds(), default=None, help="Seconds (default 600).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead.")
 @report_option
 def verify_mutant_cmd(name, timeout, as_json, report_dir):
     """Check a named wrong rule (a mutant) against its op's forward; it should be REFUTED
     (exit 1). Without NAME, list the mutants and the bug each one has."""
     from .mutants import MUTANTS, verify_mutant
+    from .suite import unknown
     if name is None:
+        extra = list(given("timeout", "as_json", "report_dir").values())
+        if extra:
+            raise click.UsageError(f"{extra[0]} applies when checking a mutant (give its "
+                                   f"NAME), not to the list of mutants")
         width = max(map(len, MUTANTS))
         for m in MUTANTS.values():
             click.echo(f"{m.name.ljust(width)}  {m.op}: {m.bug}")
         return
     if name not in MUTANTS:
-        raise InputError(f"unknown mutant {name!r}; valid mutants are: "
-                         f"{', '.join(sorted(MUTANTS))}")
+        raise InputError(unknown(name, MUTANTS, "mutant"))
     result = verify_mutant(name, timeout=timeout)
     write_verify_report(report_dir, [("mutant", {"mutant": name}, [result], "refuted")])
     sys.exit(report([result], as_json))

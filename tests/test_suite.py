@@ -75,8 +75,9 @@ def test_only_unknowns_short_exit_4(tmp_path):
 
 @pytest.mark.parametrize("text,needle", [
     ('[[node]\nop = "x"\n', "a.toml:1: malformed TOML"),
-    ('[[node]]\nop = "nosuch"\nshapes = ["2"]\n', "a.toml:1: unknown op 'nosuch'; valid ops are"),
-    ('\n[[graph]]\ngraph = "mha"\nheds = 2\n', "a.toml:2: unknown key 'heds'"),
+    ('[[node]]\nop = "nosuch"\nshapes = ["2"]\n', "a.toml:2: unknown op 'nosuch'; valid ops are"),
+    ('\n[[graph]]\ngraph = "mha"\nheds = 2\n',
+     "a.toml:4: unknown key 'heds' in a [[graph]] entry (did you mean 'heads'?)"),
     ('[[graph]]\ngraph = "gpt"\n', "unknown graph 'gpt'; valid graphs are: decoder"),
     ('[[node]]\nop = "softmax"\nshapes = ["2x0"]\n', "every dimension must be a positive"),
     ('[[node]]\nop = "softmax"\nshapes = ["2x3"]\nexpect = "maybe"\n',
@@ -112,27 +113,75 @@ def test_cache_hit_then_missed_after_a_rule_changes(tmp_path, monkeypatch):
     assert not third[0].cached and third[0].verdict == "proved"
 
 
-def test_a_corrupt_cache_is_ignored_with_a_warning(tmp_path):
-    (tmp_path / "cache").mkdir()
-    (tmp_path / "cache" / "proofs.sqlite").write_bytes(b"not a database" * 100)
+def test_the_cache_compares_a_verdict_with_the_current_expect(tmp_path):
+    entry = '[[node]]\nop = "softmax"\nshapes = ["2x3"]\nexpect = "{}"\n'
+    assert gate(tmp_path, {"a.toml": entry.format("proved")})[0] == 0
+    for _ in range(2):   # from the cache, against the edited expectation
+        code, out = gate(tmp_path, {"a.toml": entry.format("refuted")})
+        assert code == 1 and "1 from the cache" in out and "expected refuted, got proved" in out
+    db = sqlite3.connect(tmp_path / "cache" / "proofs.sqlite")
+    payload = db.execute("select payload from proofs").fetchone()[0]
+    assert "expect" not in json.loads(payload) and "met" not in json.loads(payload)
+
+
+def _tamper(payload: dict, digest: str):
+    flipped = json.dumps(dict(payload, verdict="refuted"), sort_keys=True)
+    return [(flipped, digest),                                  # content edited, hash kept
+            (json.dumps(payload, sort_keys=True), "0" * 64),    # hash damaged
+            ("{broken", suite._sha256("{broken")),               # hash of a broken payload
+            (json.dumps({"verdict": "proved"}), suite._sha256(json.dumps({"verdict":
+                                                                           "proved"})))]
+
+
+@pytest.mark.parametrize("case", range(4))
+def test_a_cache_row_that_does_not_match_its_hash_is_checked_again(tmp_path, case):
+    code, _ = gate(tmp_path, {"a.toml": GOOD})
+    path = tmp_path / "cache" / "proofs.sqlite"
+    db = sqlite3.connect(path)
+    key, payload, digest = db.execute("select key, payload, sha256 from proofs where payload "
+                                      "like '%softmax(2x3)%'").fetchone()
+    db.execute("update proofs set payload = ?, sha256 = ? where key = ?",
+               (*_tamper(json.loads(payload), digest)[case], key))
+    db.commit()
     code, out = gate(tmp_path, {"a.toml": GOOD})
-    assert code == 0 and "3 met" in out
-    assert "warning: ignoring the proof cache" in out and "file is not a database" in out
+    assert code == 0 and "2 from the cache" in out and out.count("warning:") == 1
+    assert "warning: ignoring a damaged proof-cache entry" in out and "softmax(2x3)" in out
+    row = db.execute("select payload, sha256 from proofs where key = ?", (key,)).fetchone()
+    assert suite._sha256(row[0]) == row[1] and json.loads(row[0])["verdict"] == "proved"
+    code, out = gate(tmp_path, {"a.toml": GOOD})   # overwritten: trusted again
+    assert code == 0 and "3 from the cache" in out and "warning" not in out
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_damaged_cache_database_is_rebuilt_once(tmp_path, damage):
+    path = tmp_path / "cache" / "proofs.sqlite"
+    path.parent.mkdir()
+    if damage == "garbage":
+        path.write_bytes(b"not a database" * 100)
+    else:   # a real cache, with pages enough that half of the file loses some
+        db = sqlite3.connect(path)
+        db.execute("create table filler (x text)")
+        db.executemany("insert into filler values (?)", [("x" * 500,)] * 200)
+        db.commit()
+        db.close()
+        gate(tmp_path, {"a.toml": GOOD})
+        with open(path, "r+b") as f:
+            f.truncate(path.stat().st_size // 2)
+    code, out = gate(tmp_path, {"a.toml": GOOD})
+    assert code == 0 and "3 met" in out and out.count("warning:") == 1
+    assert "was damaged (" in out and "moved it to proofs.sqlite.damaged and started a new one" \
+        in out
+    assert (tmp_path / "cache" / "proofs.sqlite.damaged").exists()
+    code, out = gate(tmp_path, {"a.toml": GOOD})
+    assert code == 0 and "3 from the cache" in out and "warning" not in out
+
+
+def test_an_unusable_cache_is_ignored_with_a_warning(tmp_path):
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "proofs.sqlite").mkdir()   # not a file: cannot be moved aside
     with pytest.warns(UserWarning, match="ignoring the proof cache"):
         c = suite.Cache(tmp_path / "cache")
-    assert c.db is None
-
-
-def test_a_tampered_cache_entry_is_not_trusted(tmp_path):
-    obs, _ = suite.collect([_write(tmp_path, GOOD)])
-    cache = suite.Cache(tmp_path / "cache")
-    suite.run_all(obs[:1], 1, cache)
-    db = sqlite3.connect(cache.path)
-    db.execute("update proofs set outcome = '{broken'")
-    db.commit()
-    with pytest.warns(UserWarning, match="damaged"):
-        again = suite.run_all(obs[:1], 1, cache)
-    assert not again[0].cached and again[0].verdict == "proved"
+    assert c.db is None and c.get(suite.collect([_write(tmp_path, GOOD)])[0][0]) is None
 
 
 def test_shipped_obligations_load_and_cover_every_op_graph_and_mutant():

@@ -28,15 +28,16 @@ from flint import arb, ctx as flint_ctx
 from ..errors import InputError, InternalError, RuleError, ShapeError
 from ..scalar import Relation, canonical, unwrap, unwrap_value, user_line, wrap
 from ..tensor import as_symengine, entry_name, exact, shape_tuple, symbols
-from .isolate import DEFAULT_MEMORY_MB, fork_map, workers
-from .normal_form import Atoms, Condition, EntryForm, TooLarge, Unsupported, holds_everywhere
+from .isolate import DEFAULT_MEMORY_MB, LIMITS, fork_map, workers
+from .normal_form import Atoms, Condition, EntryForm, TooLarge, Unsupported, _smaller_than, \
+    holds_everywhere
 from .result import Result, SideCondition, Verdict, Witness
 from .symmetry import InferredOrbits, Orbits
 from .witness import CannotEvaluate, Evaluator, ball_bounds, condition_holds, \
     distinct_texts, sample_point, sample_value, scale_of, to_arb
 
 #: entries per tensor above which a check is refused (``SYMGRAD_MAX_ENTRIES`` overrides)
-DEFAULT_MAX_ENTRIES = 65536
+DEFAULT_MAX_ENTRIES = LIMITS["SYMGRAD_MAX_ENTRIES"][1]
 
 
 @dataclass
@@ -139,7 +140,11 @@ def build_sides(spec: Spec):
     gname = "g"
     while gname in names:
         gname += "_"
-    arrays = [symbols(n, s, backend, unique=True) for n, s in spec.inputs]
+    # user code gets dummies (a constant it names g[0] is another symbol); symgrad's own
+    # tape evaluation has no constants of its own and keeps plain symbols, whose
+    # name-ordered canonical forms the end-to-end normal form was tuned on
+    unique = spec.user_code
+    arrays = [symbols(n, s, backend, unique=unique) for n, s in spec.inputs]
     reads = spec.reads if spec.reads is not None else tuple(range(len(arrays)))
     arg_names = [names[r] for r in reads]
     give = wrap if spec.user_code else (lambda a: a)
@@ -155,7 +160,7 @@ def build_sides(spec: Spec):
     if backend == "sympy" and out.size:
         out = np.vectorize(_exact_sympy, otypes=[object])(out)
     validate_shapes([("output", out.shape)], spec.max_entries * 16)
-    g = symbols(gname, out.shape, backend, unique=True)
+    g = symbols(gname, out.shape, backend, unique=unique)
     steps = set()
     if backend == "symengine":
         flat, steps = canonical(as_symengine(out).flat, "the forward rule's result")
@@ -649,8 +654,9 @@ def _reduced(form, residual, terms, budget, entry=None):
         reduced = None
     if reduced is not None and reduced.is_zero():
         return "relations", terms, None
-    if entry is not None and (_cases_settle(form.atoms, entry, budget)
-                              or _rewrites_settle(form.atoms, entry, budget)):
+    if entry is not None and _fallback_size(entry) and (
+            _cases_settle(form.atoms, entry, budget)
+            or _rewrites_settle(form.atoms, entry, budget)):
         return "relations", terms, None
     text = str(reduced if reduced is not None else residual)
     return "nonzero", terms, (text[:400] + " …") if len(text) > 400 else text
@@ -721,6 +727,15 @@ def _cases_settle(atoms, entry, budget, depth=0) -> bool:
                                                                    depth + 1):
             return False
     return True
+
+
+#: entries larger than this (nodes of either side) skip the case splits and rewrites: they
+#: are for the nested steps and atom identities of single rules, not for composed graphs
+FALLBACK_NODES = 5000
+
+
+def _fallback_size(entry) -> bool:
+    return _smaller_than(entry[2], FALLBACK_NODES) and _smaller_than(entry[3], FALLBACK_NODES)
 
 
 def _exp_forms(exprs) -> dict:

@@ -4,34 +4,119 @@ FLINT and SymEngine calls cannot be interrupted from Python, so a limit needs a 
 child runs the check and sends back the result; past the time limit it is killed and the
 verdict is UNKNOWN("timeout"). The memory limit (RLIMIT_AS) turns a runaway expansion into
 UNKNOWN("out of memory") instead of swapping. Errors in the user's input come back as the
-same exception class with the same one-sentence message.
+same exception class with the same one-sentence message. The child leads its own process
+group and ignores Ctrl-C: the parent handles it, killing the group (the child and whatever
+it forked). The limits come from arguments or the ``SYMGRAD_*`` variables, read when used
+and checked: a malformed value is an InputError naming it, never a crash at import.
 """
 from __future__ import annotations
 
 import gc
+import math
 import multiprocessing as mp
+import numbers
 import os
 import pickle
 import resource
+import signal
 import time
 import traceback
 
 from ..errors import InputError, InternalError
 from .result import Result, Verdict
 
-#: seconds per obligation unless told otherwise (``SYMGRAD_TIMEOUT`` overrides)
-DEFAULT_TIMEOUT = float(os.environ.get("SYMGRAD_TIMEOUT", 600))
-#: address-space limit of a checking process in MiB (``SYMGRAD_MEMORY_MB`` overrides)
-DEFAULT_MEMORY_MB = int(os.environ.get("SYMGRAD_MEMORY_MB", 8192))
+#: the limits' environment variables: name -> (what a value must be, built-in default)
+LIMITS = {
+    "SYMGRAD_TIMEOUT": ("a positive number of seconds", 600.0),
+    "SYMGRAD_MEMORY_MB": ("a positive whole number of MiB", 8192),
+    "SYMGRAD_WORKERS": ("a positive whole number of processes", None),   # None: the cores
+    "SYMGRAD_MAX_ENTRIES": ("a positive whole number of entries", 65536),
+}
 
 
-def workers() -> int:
-    """Processes one obligation may use for its entries (``SYMGRAD_WORKERS`` overrides;
-    default: the machine's cores)."""
+def _limit(variable: str, value, name: str, integer: bool):
+    """``value`` (None: the environment variable, else its built-in default) checked to be
+    a finite number > 0 — a whole one if ``integer``; one sentence naming ``name`` (or the
+    variable) and the bad value otherwise."""
+    what, default = LIMITS[variable]
+    if value is None:
+        raw = os.environ.get(variable, "").strip()
+        if not raw:
+            return default if default is not None else max(os.cpu_count() or 1, 1)
+        try:
+            value = int(raw) if integer else float(raw)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) or value <= 0:
+            raise InputError(f"{variable}={raw!r} is not {what}; unset it or set it to "
+                             f"one like {default or 2:g}")
+        return value
+    kinds = numbers.Integral if integer else numbers.Real
+    if (isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value)
+            or value <= 0):
+        raise InputError(f"{name} must be {what}, got {value!r}")
+    return int(value) if integer else float(value)
+
+
+def timeout_seconds(value=None, name: str = "timeout") -> float:
+    """Seconds per check: ``value``, else ``SYMGRAD_TIMEOUT``, else 600 — finite and > 0."""
+    return _limit("SYMGRAD_TIMEOUT", value, name, integer=False)
+
+
+def memory_limit_mb(value=None, name: str = "memory_mb") -> int:
+    """Address-space limit of a checking process in MiB: ``value``, else
+    ``SYMGRAD_MEMORY_MB``, else 8192 — a whole number > 0."""
+    return _limit("SYMGRAD_MEMORY_MB", value, name, integer=True)
+
+
+def worker_count(value=None, name: str = "workers") -> int:
+    """Processes one obligation may use for its entries: ``value``, else
+    ``SYMGRAD_WORKERS``, else the machine's cores."""
+    return _limit("SYMGRAD_WORKERS", value, name, integer=True)
+
+
+def max_entries(value=None, name: str = "max_entries") -> int:
+    """Entries per tensor above which a check is refused: ``value``, else
+    ``SYMGRAD_MAX_ENTRIES``, else 65536."""
+    return _limit("SYMGRAD_MAX_ENTRIES", value, name, integer=True)
+
+
+def check_environment():
+    """Raise InputError (one sentence) for the first malformed SYMGRAD_* limit variable."""
+    for variable in LIMITS:
+        _limit(variable, None, variable, integer=variable != "SYMGRAD_TIMEOUT")
+
+
+def _or_default(read, variable):
     try:
-        return max(int(os.environ.get("SYMGRAD_WORKERS", os.cpu_count() or 1)), 1)
-    except ValueError:
-        return 1
+        return read()
+    except InputError:  # reported where the limit is used (run_isolated, the CLI)
+        return LIMITS[variable][1]
+
+
+#: seconds per obligation unless told otherwise (``SYMGRAD_TIMEOUT`` overrides)
+DEFAULT_TIMEOUT = _or_default(timeout_seconds, "SYMGRAD_TIMEOUT")
+#: address-space limit of a checking process in MiB (``SYMGRAD_MEMORY_MB`` overrides)
+DEFAULT_MEMORY_MB = _or_default(memory_limit_mb, "SYMGRAD_MEMORY_MB")
+#: processes one obligation may use for its entries (``SYMGRAD_WORKERS`` overrides)
+workers = worker_count
+
+#: process groups of the checking processes this process started and has not reaped
+_RUNNING: set = set()
+
+
+def stop_checks():
+    """Kill every checking process this process started, with the processes it forked
+    (each checking process leads its own process group)."""
+    for pgid in list(_RUNNING):
+        _kill_group(pgid)
+
+
+def _kill_group(pgid):
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError:  # already gone
+        pass
 
 
 def fork_map(fn, parts: list) -> list:
@@ -80,6 +165,12 @@ def fork_map(fn, parts: list) -> list:
 
 
 def _child(target, conn, memory_mb):
+    # Its own process group (the parent kills the group: the processes it forks go too);
+    # a Ctrl-C is the parent's to handle, so it is ignored here (it was blocked until now).
+    os.setpgid(0, 0)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     # The checking process is short-lived and allocates millions of small tuples (IDs,
     # keys) that form no cycles: the cyclic collector would only rescan them.
     gc.disable()
@@ -103,16 +194,27 @@ def _child(target, conn, memory_mb):
 
 def run_isolated(target, name: str, timeout: float | None = None,
                  memory_mb: int | None = None) -> Result:
-    """``target()`` (returning a Result) in a child process under the limits."""
-    timeout = DEFAULT_TIMEOUT if timeout is None else timeout
-    memory_mb = DEFAULT_MEMORY_MB if memory_mb is None else memory_mb
+    """``target()`` (returning a Result) in a child process under the limits. A Ctrl-C
+    here kills the child (and what it forked) and propagates as KeyboardInterrupt."""
+    timeout = timeout_seconds(timeout)
+    memory_mb = memory_limit_mb(memory_mb)
     if "fork" not in mp.get_all_start_methods():  # no fork: run here, no hard limit
         return target()
     ctx = mp.get_context("fork")
     recv, send = ctx.Pipe(duplex=False)
     t0 = time.perf_counter()
     proc = ctx.Process(target=_child, args=(target, send, memory_mb), daemon=True)
-    proc.start()
+    # No signal between the fork and the bookkeeping: the child starts with them blocked.
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        proc.start()
+        try:
+            os.setpgid(proc.pid, proc.pid)
+        except OSError:  # the child did it first, or is gone already
+            pass
+        _RUNNING.add(proc.pid)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     send.close()
     msg = None
     try:
@@ -124,9 +226,11 @@ def run_isolated(target, name: str, timeout: float | None = None,
         else:
             msg = ("timeout", None)
     finally:
+        _kill_group(proc.pid)
         if proc.is_alive():
             proc.kill()
         proc.join()
+        _RUNNING.discard(proc.pid)
         recv.close()
     seconds = time.perf_counter() - t0
     if msg is None:
