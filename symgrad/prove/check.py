@@ -30,7 +30,7 @@ from ..scalar import Relation, canonical, unwrap, unwrap_value, user_line, wrap
 from ..tensor import as_symengine, entry_name, exact, shape_tuple, symbols
 from .isolate import DEFAULT_MEMORY_MB, LIMITS, fork_map, workers
 from .normal_form import Atoms, Condition, EntryForm, TooLarge, Unsupported, _smaller_than, \
-    holds_everywhere
+    holds_everywhere, to_fraction
 from .result import Result, SideCondition, Verdict, Witness
 from .symmetry import InferredOrbits, Orbits
 from .witness import CannotEvaluate, Evaluator, ball_bounds, condition_holds, \
@@ -700,6 +700,23 @@ def _nodes(e):
 CASE_DEPTH = 4
 
 
+def _step_in_case(arg, c, value):
+    """H(arg) in the case c > 0 (value 1) or c < 0 (value 0), when the case decides it:
+    arg = c + k or arg = −c + k with a constant k of the right sign (in the case d > 0 of
+    a smooth L1 loss, d + β > 0 for β > 0); else None."""
+    for sign in (1, -1):
+        k = se.expand(arg - sign * c)
+        if not isinstance(k, se.Number):
+            continue
+        k = to_fraction(k)
+        positive = sign * (1 if value else -1)   # the sign of sign·c in this case
+        if positive > 0 and k >= 0:
+            return 1          # arg = (a positive value) + k ≥ … > 0
+        if positive < 0 and k <= 0:
+            return 0          # arg = (a negative value) + k < 0
+    return None
+
+
 def _cases_settle(atoms, entry, budget, depth=0) -> bool:
     """Whether the entry's residual vanishes in both cases of an inner step H(c): with
     H(c) = 1 everywhere (c > 0) and with H(c) = 0 (c < 0). The residual r equals
@@ -718,9 +735,9 @@ def _cases_settle(atoms, entry, budget, depth=0) -> bool:
     for value in (1, 0):
         repl = {}
         for n in steps:
-            u, sign = atoms._sign_normal(n.args[0])
-            if u == c:
-                repl[n] = se.Integer(value if sign > 0 else 1 - value)
+            known = _step_in_case(atoms.canon(n.args[0]), c, value)
+            if known is not None:
+                repl[n] = se.Integer(known)
         case = (i, index, lhs.xreplace(repl), rhs.xreplace(repl))
         kind = entry_normal_form(atoms, case, budget)[0]
         if kind not in ("zero", "relations") and not _cases_settle(atoms, case, budget,

@@ -72,13 +72,13 @@ def test_rule_agrees_with_finite_differences(rule):
 
 
 #: Known gaps, stated and tested: these still come out UNKNOWN — never PROVED when wrong,
-#: never REFUTED when right. A step whose argument holds a step *and* needs the sign of a
-#: difference only the declared assumptions give (clamp between tensor bounds, PyTorch's
-#: EPSILON guard), or |d| < β inside a where() that is nested in another where()
-#: (smooth L1 / Huber, ELU written in place on the result). The test fails when one starts
-#: to pass, so the list shrinks as symgrad learns.
-KNOWN_UNKNOWN = {"torch_elu_inplace", "torch_smooth_l1_loss", "torch_huber_loss",
-                 "torch_binary_cross_entropy_clamped", "jax_clamp", "jax_clamp~wrong"}
+#: never REFUTED when right. A step whose sign only the declared assumptions decide inside
+#: a case split (clamp between tensor bounds lo < hi, PyTorch's EPSILON guard in the
+#: clamped BCE), and ELU's backward written on its result (a step of α(eˣ − 1), whose sign
+#: is the sign of x only through exp). The test fails when one starts to pass, so the list
+#: shrinks as symgrad learns.
+KNOWN_UNKNOWN = {"torch_elu_inplace", "torch_binary_cross_entropy_clamped", "jax_clamp",
+                 "jax_clamp~wrong"}
 
 
 @pytest.mark.parametrize("rule", RULES, ids=[r.name for r in RULES])
