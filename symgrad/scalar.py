@@ -386,6 +386,8 @@ def _step_form(node):
 
 
 _NONSMOOTH = {"Abs", "sign", "Max", "Min", "Piecewise"}
+_PLAIN_LEAVES = {se.Symbol, se.Dummy, se.Integer, se.Rational}
+_PLAIN_INNER = {se.Add, se.Mul, se.Pow}
 
 
 def canonical(exprs, what: str):
@@ -400,9 +402,15 @@ def canonical(exprs, what: str):
         seen, repl, stack = set(), {}, list(exprs)
         while stack:
             node = stack.pop()
+            kind = type(node)
+            if kind in _PLAIN_LEAVES:      # the bulk of a DAG: no lookup, no bookkeeping
+                continue
             if node in seen:
                 continue
             seen.add(node)
+            if kind in _PLAIN_INNER:
+                stack.extend(node.args)
+                continue
             if isinstance(node, se.Number):
                 if isinstance(node, _NOT_FINITE):
                     raise RuleError(f"{what} holds the value {node} (a division by zero, or "

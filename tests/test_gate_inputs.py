@@ -345,9 +345,12 @@ def _left_over(marker: str) -> list:
 def _interrupt(tmp_path, args, ready, group: bool):
     """Start ``symgrad ARGS``, wait until ``ready()``, send SIGINT (to the process, or to
     its process group as a terminal's Ctrl-C does); return (exit code, stderr)."""
+    # as from a terminal: SIGINT at its default even when this test runs in a background
+    # job (a shell starts those with SIGINT ignored, and children inherit that)
     proc = subprocess.Popen([sys.executable, "-m", "symgrad.cli", *map(str, args)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=tmp_path, start_new_session=True)
+                            cwd=tmp_path, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 60
     while not ready() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
