@@ -97,8 +97,8 @@ def abs(x):  # noqa: A001 - the name users look for
 
 
 def sign(x):
-    """sign(x) = 2H(x) − 1 (−1, 1; its derivative is 0 wherever x ≠ 0)."""
-    return 2 * step(x) - 1
+    """sign(x) = H(x) − H(−x): −1, 0 or 1 (its derivative is 0 wherever x ≠ 0)."""
+    return step(x) - step(-x)
 
 
 def where(cond, a, b):

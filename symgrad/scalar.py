@@ -28,7 +28,6 @@ symgrad.errors.RuleError: Python control flow on a symbolic comparison (x > 0) c
 """
 from __future__ import annotations
 
-import math
 import os
 import sys
 from fractions import Fraction
@@ -86,9 +85,9 @@ def number(v, backend: str = "symengine"):
     if isinstance(v, (int, np.integer)):
         return se.Integer(int(v)) if backend == "symengine" else sp.Integer(int(v))
     if isinstance(v, (float, np.floating)):
-        if not math.isfinite(float(v)):
-            _fail(f"the constant {float(v)} is not a finite number")
-        v = Fraction(float(v))
+        if not np.isfinite(v):
+            _fail(f"the constant {v} is not a finite number")
+        v = Fraction(*v.as_integer_ratio())   # exact for float16 … long double
     if isinstance(v, Fraction):
         make = se.Rational if backend == "symengine" else sp.Rational
         return make(v.numerator, v.denominator)
@@ -200,9 +199,17 @@ class Scalar:
 
 
 def heaviside(e):
-    """The step H(e) of one expression (SymEngine has no Heaviside of its own: an undefined
-    function of that name, which the normal form and the reference derivative know)."""
-    return sp.Heaviside(e) if isinstance(e, sp.Basic) else se.function_symbol("Heaviside", e)
+    """The step H(e) of one expression: 1 where e > 0, else 0 (H(0) = 0). SymEngine has no
+    Heaviside of its own: an undefined function of that name, which the normal form and the
+    reference derivative know; SymPy's is given H(0) = 0 explicitly."""
+    if isinstance(e, sp.Basic):
+        return sp.Heaviside(e, 0)
+    return se.function_symbol("Heaviside", e)
+
+
+def _function_name(node) -> str:
+    getter = getattr(node, "get_name", None)
+    return getter() if callable(getter) else type(node).__name__
 
 
 def _brief(e) -> str:
@@ -361,7 +368,7 @@ def _step_form(node):
     if name == "Abs":
         return args[0] * (2 * heaviside(args[0]) - 1)
     if name == "sign":
-        return 2 * heaviside(args[0]) - 1
+        return heaviside(args[0]) - heaviside(-args[0])      # 0 at 0, as sign(0) = 0
     if name in ("Max", "Min"):
         out = args[0]
         for b in args[1:]:
@@ -375,8 +382,10 @@ def _step_form(node):
                             f"(condition True): {_brief(node)}")
         out = pairs[-1][0]
         for value, cond in reversed(pairs[:-1]):
-            if isinstance(cond, (se.StrictLessThan, se.LessThan)):
+            if isinstance(cond, se.StrictLessThan):
                 h = heaviside(cond.args[1] - cond.args[0])      # a < b: H(b − a)
+            elif isinstance(cond, se.LessThan):
+                h = 1 - heaviside(cond.args[0] - cond.args[1])  # a ≤ b: 1 − H(a − b)
             else:
                 raise RuleError(f"a Piecewise condition must be an inequality (<, <=, >, "
                                 f">=), got {cond}")
@@ -420,6 +429,10 @@ def canonical(exprs, what: str):
                 elif not isinstance(node, (se.Integer, se.Rational)):
                     raise RuleError(f"{what} holds the complex number {node}; symgrad "
                                     f"checks real functions")
+                continue
+            if _function_name(node) == "Heaviside" and len(node.args) == 2:
+                u, at_zero = node.args    # SymPy's Heaviside(u, H0): H(u) + H0·[u = 0]
+                repl[node] = heaviside(u) + at_zero * (1 - heaviside(u) - heaviside(-u))
                 continue
             if isinstance(node, se.FunctionSymbol) and node.get_name() == "Heaviside":
                 steps.add(node)

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import symengine as se
+import sympy as sp
 
 import symgrad as sg
 from symgrad import fn
@@ -139,6 +140,27 @@ CASES = [
         lambda e: se.Piecewise((e.e ** 2, e.e < 1), (2 * e.e - 1, True)), otypes=[object])(x),
      lambda g, y, x: (fn.where(x < 1, 2 * x * g, 2 * g),),
      lambda g, y, x: (fn.where(x < 1, 2 * x * g, g),), [(2,)], {}),
+    # values that are exactly 0 on a whole region (found by a red-team pass): sign(0) = 0,
+    # a non-strict Piecewise at a tie, SymPy's H(0) = 1/2, x == max(x, z)
+    ("sign of a relu", lambda x, y: y * np.vectorize(
+        lambda e: se.sign(e.e), otypes=[object])(fn.relu(x)),
+     lambda g, o, x, y: (0 * g, g * fn.step(x)), lambda g, o, x, y: (0 * g, g * fn.sign(x)),
+     [(1,), (1,)], {}),
+    ("Piecewise with <=", lambda x, y: np.vectorize(
+        lambda r, b: se.Piecewise((b.e, r.e <= 0), (2 * b.e, True)), otypes=[object])(
+            fn.relu(x), y),
+     lambda g, o, x, y: (0 * g, g * (1 + fn.step(x))), lambda g, o, x, y: (0 * g, 2 * g),
+     [(1,), (1,)], {}),
+    ("SymPy Heaviside, H(0) = 1/2", lambda x, y: y * np.vectorize(
+        lambda e: sp.Heaviside(e.e._sympy_()), otypes=[object])(fn.relu(x)),
+     lambda g, o, x, y: (0 * g, g * (fn.step(x) + (1 - fn.step(x)) / 2)),
+     lambda g, o, x, y: (0 * g, g * fn.step(x)), [(1,), (1,)], {}),
+    ("x == max(x, z) indicator", lambda x, z, y: y * fn.where(x == fn.maximum(x, z), 1, 0),
+     lambda g, o, x, z, y: (0 * x, 0 * z, g * fn.step(x - z)),
+     lambda g, o, x, z, y: (0 * x, 0 * z, 0 * y), [(1,), (1,), (1,)], {}),
+    ("steep sin(2^44 x)", lambda x: fn.sin(2 ** 44 * x),
+     lambda g, y, x: (g * 2 ** 44 * fn.cos(2 ** 44 * x),),
+     lambda g, y, x: (g * 2 ** 43 * fn.cos(2 ** 44 * x),), [(1,)], {}),
     # wrong only far from the origin, or inside a domain away from it
     ("wrong only for x > 4", lambda x: x ** 3, lambda g, y, x: (3 * x ** 2 * g,),
      lambda g, y, x: (g * (3 * x ** 2 + fn.where(x > 4, 1, 0)),), [(2,)], {}),
@@ -251,7 +273,7 @@ def test_the_soundness_alarm_catches_a_zero_normal_form_that_is_wrong(monkeypatc
     """A broken normal form (every residual "zero") must not give a PROVED: the numeric
     cross-check after it raises an InternalError."""
     monkeypatch.setattr(checker, "entry_normal_form",
-                        lambda atoms, entry, budget, reduce=True, keep=None: ("zero", 0, None))
+                        lambda atoms, entry, budget, *rest: ("zero", 0, None))
     spec = checker.Spec(name="wrong", forward=lambda x: x ** 3,
                         vjp=lambda g, y, x: (2 * g * x,), inputs=[("x", (2,))])
     with pytest.raises(sg.InternalError, match="soundness alarm"):
@@ -273,3 +295,37 @@ def test_a_layer_norm_rule_wrong_in_one_entry_is_refuted_there_first():
     r = sg.verify_node("layer_norm", [(4, 8), (8,), (8,)], vjp=wrong)
     assert r.verdict is R and r.witness.entry == (1, 2) or r.witness.entry in {(0, 2), (1, 1)}
     assert "breaks an index symmetry" in r.method
+
+
+def test_an_empty_domain_gives_no_proved():
+    """tanh x = 2σ(2x) − 1 everywhere, so the tie ``==`` holds everywhere and its step
+    conditions leave no point: an identity there proves nothing."""
+    forward = lambda x, y: y * fn.where(fn.tanh(x) == 2 * fn.sigmoid(2 * x) - 1, 1, 0)  # noqa
+    r = sg.check_vjp(forward, lambda g, o, x, y: (0 * g, 0 * g), [(1,), (1,)])
+    assert r.verdict is not P
+
+
+@pytest.mark.skipif(np.finfo(np.longdouble).eps == np.finfo(float).eps,
+                    reason="long double is a double on this platform")
+def test_long_double_constants_are_exact():
+    c = np.longdouble(1) / 3
+    c2 = c * (1 + np.finfo(np.longdouble).eps)
+    assert float(c) == float(c2)
+    assert sg.check_vjp(lambda x: x * c, lambda g, y, x: (g * c2,), [(1,)]).verdict is R
+    assert sg.check_vjp(lambda x: x * c, lambda g, y, x: (g * c,), [(1,)]).verdict is P
+
+
+def test_conditions_of_a_rewrite_in_worker_processes_reach_the_verdict(monkeypatch):
+    """With many entries the relation stage runs in forked workers; a split log's side
+    conditions (each factor > 0) must still be part of the verdict."""
+    monkeypatch.setenv("SYMGRAD_WORKERS", "2")
+    a, b, c = se.symbols("a b c")
+    fa, fb, fc = a + 1000, b + 1000, c + 1000
+    S = se.exp(se.log(fa * fb) / 2) * se.exp(se.log(fa * fc) / 2)
+    T = fa * se.exp(se.log(fb * fc) / 2)       # = S only where a + 1000 > 0
+    n = 40
+    forward = lambda y: np.array([y[i] * S for i in range(n)], dtype=object)  # noqa: E731
+    rule = lambda g, o, y: (np.array([g[i] * T for i in range(n)], dtype=object),)  # noqa
+    r = sg.check_vjp(forward, rule, [(n,)], symmetry=False)
+    texts = [c.text for c in r.side_conditions]
+    assert r.verdict is not P or "1000 + a > 0" in texts, texts

@@ -230,6 +230,39 @@ def _step_factors(arg):
     return se.function_symbol("Heaviside", se.Mul(*rest)) * se.Mul(*steps)
 
 
+def nodes_under(e) -> set:
+    """Every node of the DAG under ``e`` (``e`` included)."""
+    seen, stack = set(), [e]
+    while stack:
+        n = stack.pop()
+        if n not in seen:
+            seen.add(n)
+            stack.extend(n.args)
+    return seen
+
+
+def step_in_case(arg, c, value):
+    """H(arg) in the case c > 0 (value 1) or c < 0 (value 0), when the case decides it:
+    arg = c + k or arg = −c + k with a constant k of the right sign (in the case d > 0 of
+    a smooth L1 loss, d + β > 0 for β > 0); else None."""
+    for sign in (1, -1):
+        k = se.expand(arg - sign * c)
+        if not isinstance(k, se.Number):
+            continue
+        k = to_fraction(k)
+        positive = sign * (1 if value else -1)   # the sign of sign·c in this case
+        if positive > 0 and k >= 0:
+            return 1          # arg = (a positive value) + k ≥ … > 0
+        if positive < 0 and k <= 0:
+            return 0          # arg = (a negative value) + k < 0
+    return None
+
+
+def steps_under(e) -> list:
+    """The steps H(·) in the DAG under ``e``."""
+    return [n for n in nodes_under(e) if _is_step(n)]
+
+
 def function_name(node) -> str:
     if isinstance(node, (se.FunctionSymbol,)):
         return node.get_name()
@@ -373,7 +406,7 @@ class Atoms:
                 return Factored(Fraction(1 if to_fraction(constant) > 0 else 0))
             split = _step_factors(args[0])
             if split is None and small:
-                split = _step_factors(self.canon(args[0]))
+                split = _step_factors(self.canon(args[0])) or self._split_inner(args[0])
             if split is not None:    # H(a·H(b)) = H(a)·H(b), as H(0) = 0 (see below)
                 return Rewrite(split)
             u, s = self._sign_normal(args[0])
@@ -403,6 +436,29 @@ class Atoms:
                 return Rewrite(canonical)
             return self._fn_atom(node)
         return self._generic(node)
+
+    def _split_inner(self, arg):
+        """H(arg) for an argument that holds steps, by the cases of its innermost one H(c):
+        H(c)·H(arg|c>0) + (1 − H(c))·H(arg|c<0), an identity wherever c ≠ 0 (a side
+        condition H(c) carries). Without it, x − max(x, z) = (x − z)(1 − H(x − z)) — zero on
+        a whole half-space — would meet the sign rule H(−u) = 1 − H(u), which needs u ≠ 0,
+        and its condition would cut that half-space away."""
+        steps = steps_under(arg)
+        inner = [h for h in steps if all(n is h or not _is_step(n)
+                                         for n in nodes_under(h.args[0]))]
+        if not inner:
+            return None
+        c, _ = self._sign_normal(min(inner, key=str).args[0])
+        cases = []
+        for value in (1, 0):
+            repl = {}
+            for n in steps:
+                known = step_in_case(self.canon(n.args[0]), c, value)
+                if known is not None:
+                    repl[n] = se.Integer(known)
+            cases.append(se.function_symbol("Heaviside", arg.xreplace(repl)))
+        h = se.function_symbol("Heaviside", c)
+        return h * cases[0] + (1 - h) * cases[1]
 
     def _fn_atom(self, node) -> Factored:
         key = ("fn", node)
