@@ -241,19 +241,25 @@ def nodes_under(e) -> set:
     return seen
 
 
-def step_in_case(arg, c, value):
+def step_in_case(arg, c, value, known_positive=frozenset()):
     """H(arg) in the case c > 0 (value 1) or c < 0 (value 0), when the case decides it:
-    arg = c + k or arg = −c + k with a constant k of the right sign (in the case d > 0 of
-    a smooth L1 loss, d + β > 0 for β > 0); else None."""
+    arg = ±c + k with k of the right sign — a constant, or an expression declared > 0 (in
+    the case d > 0 of a smooth L1 loss, d + β > 0 for β > 0; with hi − lo > 0 declared,
+    x − hi > 0 gives x − lo > 0); else None."""
     for sign in (1, -1):
         k = se.expand(arg - sign * c)
-        if not isinstance(k, se.Number):
+        if isinstance(k, se.Number):
+            k_sign = (to_fraction(k) > 0) - (to_fraction(k) < 0)
+        elif k in known_positive:
+            k_sign = 1
+        elif se.expand(-k) in known_positive:
+            k_sign = -1
+        else:
             continue
-        k = to_fraction(k)
         positive = sign * (1 if value else -1)   # the sign of sign·c in this case
-        if positive > 0 and k >= 0:
+        if positive > 0 and k_sign >= 0:
             return 1          # arg = (a positive value) + k ≥ … > 0
-        if positive < 0 and k <= 0:
+        if positive < 0 and k_sign <= 0:
             return 0          # arg = (a negative value) + k < 0
     return None
 
@@ -453,7 +459,7 @@ class Atoms:
         for value in (1, 0):
             repl = {}
             for n in steps:
-                known = step_in_case(self.canon(n.args[0]), c, value)
+                known = step_in_case(self.canon(n.args[0]), c, value, self.known_positive)
                 if known is not None:
                     repl[n] = se.Integer(known)
             cases.append(se.function_symbol("Heaviside", arg.xreplace(repl)))

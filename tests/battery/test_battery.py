@@ -71,14 +71,13 @@ def test_rule_agrees_with_finite_differences(rule):
     assert worst < mp.mpf("1e-20"), f"{rule.name}: rule and finite difference differ by {worst}"
 
 
-#: Known gaps, stated and tested: these still come out UNKNOWN — never PROVED when wrong,
-#: never REFUTED when right. A step whose sign only the declared assumptions decide inside
-#: a case split (clamp between tensor bounds lo < hi, PyTorch's EPSILON guard in the
-#: clamped BCE), and ELU's backward written on its result (a step of α(eˣ − 1), whose sign
-#: is the sign of x only through exp). The test fails when one starts to pass, so the list
-#: shrinks as symgrad learns.
-KNOWN_UNKNOWN = {"torch_elu_inplace", "torch_binary_cross_entropy_clamped", "jax_clamp",
-                 "jax_clamp~wrong"}
+#: Known gaps, stated and tested: these still come out UNKNOWN — never REFUTED. Both need
+#: the sign of a transcendental expression: ELU's backward written on its result tests
+#: α(eˣ − 1) ≤ 0, which holds iff x ≤ 0 only through the monotonicity of exp; PyTorch's
+#: clamped BCE guards log(x) with max(·, −100), which the declared (1 − x)·x > EPSILON
+#: decides only through log's. The test fails when one starts to pass, so the list shrinks
+#: as symgrad learns.
+KNOWN_UNKNOWN = {"torch_elu_inplace", "torch_binary_cross_entropy_clamped"}
 
 
 @pytest.mark.parametrize("rule", RULES, ids=[r.name for r in RULES])
