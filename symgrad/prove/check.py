@@ -524,8 +524,9 @@ def soundness_alarm(spec, sides, conditions, seed: int = 7919) -> bool:
     symbols_ = set(inputs) | set(g.flat)
     for c in conditions:
         symbols_ |= c.expr.free_symbols
-    for f in sides["out_se"].flat:
-        symbols_ |= f.free_symbols
+    reads = [(gk, f, f.free_symbols) for gk, f in zip(g.flat, sides["out_se"].flat)]
+    for _, _, free in reads:
+        symbols_ |= free
     positive = _positive_symbols(conditions)
     single = _single_symbol_conditions(conditions, cot)
     h = Fraction(1, 2 ** 50)
@@ -533,16 +534,15 @@ def soundness_alarm(spec, sides, conditions, seed: int = 7919) -> bool:
     flint_ctx.prec = ALARM_PRECISION   # the difference quotients cancel 50 and 60 bits
     try:
         return _alarm_points(spec, sides, conditions, rng, inputs, cot, symbols_, positive,
-                             single, h)
+                             single, h, reads)
     finally:
         flint_ctx.prec = old_prec
 
 
 def _alarm_points(spec, sides, conditions, rng, inputs, cot, symbols_, positive, single,
-                  h) -> bool:
+                  h, reads) -> bool:
     arrays = [as_symengine(a) for a in sides["arrays"]]
     g = as_symengine(sides["g"])
-    outputs = list(zip(g.flat, sides["out_se"].flat))
     found = 0
     for attempt in range(ALARM_ATTEMPTS):
         if found >= ALARM_POINTS:
@@ -557,7 +557,7 @@ def _alarm_points(spec, sides, conditions, rng, inputs, cot, symbols_, positive,
         ev = Evaluator(point, ALARM_PRECISION)
         if not all(condition_holds(c, ev) for c in conditions):
             continue
-        reading = [(gk, f) for gk, f in outputs if f.free_symbols & support]
+        reading = [(gk, f) for gk, f, free in reads if not free.isdisjoint(support)]
 
         def difference(step):
             sides_of = []

@@ -41,13 +41,8 @@ class Evaluator:
 
     def __init__(self, point: dict, prec: int = 64):
         self.prec = prec
-        old = flint_ctx.prec
-        flint_ctx.prec = prec  # the point's balls are made at the working precision too
-        try:
-            self.point = {k: _arb(v) for k, v in point.items()}
-        finally:
-            flint_ctx.prec = old
-        self.memo: dict = {}
+        self.point = point    # rationals, made balls when first read (at the working
+        self.memo: dict = {}  # precision, which __call__ sets)
 
     def __call__(self, node) -> arb:
         old = flint_ctx.prec
@@ -68,7 +63,7 @@ class Evaluator:
     def _compute(self, node) -> arb:
         if isinstance(node, se.Symbol):
             try:
-                return self.point[node]
+                return _arb(self.point[node])
             except KeyError:
                 raise CannotEvaluate(f"no value for {node}") from None
         if isinstance(node, se.Number):
