@@ -6,12 +6,15 @@ import os
 from fractions import Fraction
 
 import numpy as np
+import symengine as se
+import sympy as sp
 
 from .errors import InputError, RuleError, ShapeError
 from .ops import get_op
 from .prove.check import Spec, check, validate_shapes
 from .prove.isolate import max_entries, run_isolated
 from .prove.result import Result
+from .scalar import Scalar, wrap
 from .tensor import BACKENDS, shape_str, symbol
 
 
@@ -182,15 +185,28 @@ def verify_node(op_name, shapes, *, params=None, reads=None, timeout=None, memor
     values = op_params(op, arg_shapes, params, backend)
     op.out_shape(*arg_shapes, **values)
     rule = vjp or op.vjp
-    forward = lambda *a: op.forward(*a, **values)  # noqa: E731
-    backward = lambda g, out, *a: rule(g, out, *a, **values)  # noqa: E731
+    # the rules see symbolic parameters as Scalars too, so c*g*0.1 and g*c*0.1 read the
+    # float the same way (a bare SymEngine c would round c*0.1 first)
+    given = {k: _as_param(v) for k, v in values.items()}
+    forward = lambda *a: op.forward(*a, **given)  # noqa: E731
+    backward = lambda g, out, *a: rule(g, out, *a, **given)  # noqa: E731
     assume = None
     if op.assumptions is not None:
-        assume = lambda *a: op.assumptions(*a, **values)  # noqa: E731
+        assume = lambda *a: op.assumptions(*a, **given)  # noqa: E731
     return check_vjp(forward, backward, shapes, names=names, reads=reads,
                      assumptions=assume, name=obligation_name(op.name, shapes, reads),
                      timeout=timeout, memory_mb=memory_mb, backend=backend,
                      max_entries=max_entries, params=values, symmetry=symmetry)
+
+
+def _as_param(v):
+    """A parameter as user code receives it: symbolic values as Scalars, symbolic arrays
+    as SymArrays; numbers, shapes, booleans and boolean masks unchanged."""
+    if isinstance(v, (se.Basic, sp.Basic)) and not isinstance(v, (se.Number, sp.Number)):
+        return Scalar(v)
+    if isinstance(v, np.ndarray) and v.dtype == object:
+        return wrap(v)
+    return v
 
 
 def parse_param(text: str, backend="symengine"):

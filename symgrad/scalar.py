@@ -298,8 +298,8 @@ class SymArray(np.ndarray):
     __array_priority__ = 1001
 
     def _compare(self, other, ufunc):
-        return ufunc(np.asarray(self), np.asarray(other, dtype=object),
-                     dtype=object).view(SymArray)
+        out = ufunc(np.asarray(self), np.asarray(other, dtype=object), dtype=object)
+        return out.view(SymArray) if isinstance(out, np.ndarray) else out   # 0-d: a Relation
 
     def __gt__(self, o): return self._compare(o, np.greater)
     def __ge__(self, o): return self._compare(o, np.greater_equal)

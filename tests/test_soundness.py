@@ -161,6 +161,18 @@ CASES = [
     ("steep sin(2^44 x)", lambda x: fn.sin(2 ** 44 * x),
      lambda g, y, x: (g * 2 ** 44 * fn.cos(2 ** 44 * x),),
      lambda g, y, x: (g * 2 ** 43 * fn.cos(2 ** 44 * x),), [(1,)], {}),
+    # a second red-team pass: a tie argument too large for the quick split, a step of
+    # SymPy's default Heaviside, a comparison of a 0-d sum, narrow interval domains
+    ("large x == max(x, z) argument", lambda x, z, y, w: y * fn.where(
+        x * (1 + (w * w).sum()) == fn.maximum(x, z) * (1 + (w * w).sum()), 1, 0),
+     lambda g, o, x, z, y, w: (0 * x, 0 * z, g * fn.step(x - z), 0 * w),
+     lambda g, o, x, z, y, w: (0 * x, 0 * z, 0 * y, 0 * w), [(1,), (1,), (1,), (40,)], {}),
+    ("where on a sum", lambda x: x * fn.where(x.sum() > 0, 1, 0),
+     lambda g, y, x: (g * fn.where(x.sum() > 0, 1, 0),),
+     lambda g, y, x: (g,), [(2,)], {}),
+    ("x**3 on 3 < x < 3.25", lambda x: x ** 3, lambda g, y, x: (3 * x ** 2 * g,),
+     lambda g, y, x: (2 * x ** 2 * g,), [(2, 3)],
+     {"assumptions": lambda x: [e - 3 > 0 for e in x.flat] + [3.25 - e > 0 for e in x.flat]}),
     # wrong only far from the origin, or inside a domain away from it
     ("wrong only for x > 4", lambda x: x ** 3, lambda g, y, x: (3 * x ** 2 * g,),
      lambda g, y, x: (g * (3 * x ** 2 + fn.where(x > 4, 1, 0)),), [(2,)], {}),
@@ -329,3 +341,41 @@ def test_conditions_of_a_rewrite_in_worker_processes_reach_the_verdict(monkeypat
     r = sg.check_vjp(forward, rule, [(n,)], symmetry=False)
     texts = [c.text for c in r.side_conditions]
     assert r.verdict is not P or "1000 + a > 0" in texts, texts
+
+
+def test_an_assumption_on_one_entry_is_not_carried_to_the_others_by_symmetry():
+    r = sg.check_vjp(lambda x: fn.relu(x + 1000), lambda g, y, x: (g,), [(2,)],
+                     assumptions=lambda x: [x[0] + 1000 > 0])
+    assert r.verdict is not P, r.method
+
+
+@pytest.mark.parametrize("name, forward", [
+    ("sqrt(x²) − x", lambda x: x * fn.where((x * x) ** 0.5 - x != 0, 1, 0)),
+    ("SymPy backend, H(0) = 1/2", None),
+])
+def test_a_step_argument_zero_on_a_region_gives_no_proved(name, forward):
+    """Such an argument's condition u ≠ 0 would cut the region out of the domain: never a
+    PROVED for a rule that is wrong there."""
+    if forward is None:
+        r = sg.check_vjp(lambda x, y: y * sp.Heaviside(fn.relu(x)[0]),
+                         lambda g, o, x, y: (0 * g, g * fn.step(x)), [(1,), (1,)],
+                         backend="sympy")
+    else:
+        r = sg.check_vjp(forward, lambda g, y, x: (g,), [(1,)])
+    assert r.verdict is not P, (name, r.method, r.reason)
+
+
+def test_parameters_read_floats_in_either_order():
+    c = se.Symbol("c")
+    r1 = sg.verify_node("scale", [(2,)], params={"c": c},
+                        vjp=lambda g, y, x, *, c: (c * g * 0.1 * 10,))
+    r2 = sg.verify_node("scale", [(2,)], params={"c": c},
+                        vjp=lambda g, y, x, *, c: (g * c * 0.1 * 10,))
+    assert r1.verdict is r2.verdict is R     # 10·(the double 0.1) is not 1
+
+
+def test_a_user_symbol_named_like_an_input_keeps_its_own_witness_value():
+    c = se.Symbol("x[0]")
+    w = sg.check_vjp(lambda x: x * c + x ** 2, lambda g, y, x: (g * 0,), [(1,)])
+    assert w.verdict is R
+    assert "x[0]" in w.witness.point and len(w.witness.point) == 3, w.witness.point

@@ -30,7 +30,7 @@ from ..scalar import Relation, canonical, unwrap, unwrap_value, user_line, wrap
 from ..tensor import as_symengine, entry_name, exact, shape_tuple, symbols
 from .isolate import DEFAULT_MEMORY_MB, LIMITS, fork_map, workers
 from .normal_form import Atoms, Condition, EntryForm, TooLarge, Unsupported, _smaller_than, \
-    holds_everywhere, nodes_under as _nodes, step_in_case as _step_in_case
+    holds_everywhere, nodes_under as _nodes, step_in_case as _step_in_case, to_fraction
 from .result import Result, SideCondition, Verdict, Witness
 from .symmetry import InferredOrbits, Orbits
 from .witness import CannotEvaluate, Evaluator, ball_bounds, condition_holds, \
@@ -113,9 +113,18 @@ def _call(fun, args, what, inputs):
 
 
 def _exact_sympy(e):
+    """A SymPy expression with its floats exact and every Heaviside(u, H0) as symgrad's
+    step: H(u) with H(0) = 0, plus H0 where u = 0 (SymPy's default H0 is 1/2)."""
     e = sp.sympify(e)
     floats = e.atoms(sp.Float)
-    return e.xreplace({f: sp.Rational(f) for f in floats}) if floats else e
+    e = e.xreplace({f: sp.Rational(f) for f in floats}) if floats else e
+    steps = {h: h for h in e.atoms(sp.Heaviside)}
+    for h in list(steps):
+        u, h0 = h.args[0], (h.args[1] if len(h.args) > 1 else sp.S.Half)
+        if h0 != 0:
+            H = lambda a: sp.Heaviside(a, 0)  # noqa: E731
+            steps[h] = H(u) + h0 * (1 - H(u) - H(-u))
+    return e.xreplace(steps) if any(k is not v for k, v in steps.items()) else e
 
 
 def _user_array(value, what, backend):
@@ -184,6 +193,8 @@ def build_sides(spec: Spec):
                             f"{shape_tuple(arrays[r].shape)}")
         rhs[r] = rhs[r] + c
 
+    if backend == "sympy":
+        rhs = [np.vectorize(_exact_sympy, otypes=[object])(r) if r.size else r for r in rhs]
     rhs = [as_symengine(r) for r in rhs]
     if backend == "symengine":
         flat, _ = canonical([e for r in rhs for e in r.flat], "the vjp rule's result")
@@ -333,11 +344,13 @@ def check(spec: Spec) -> Result:
     orbits = None
     if spec.symmetry and spec.axis_labels is not None:
         orbits = InferredOrbits(arrays_se, as_symengine(sides["g"]), sides["out_se"],
-                                sides["rhs"], spec.axis_labels, spec.blocks)
+                                sides["rhs"], spec.axis_labels, spec.blocks,
+                                [(c.expr, c.relation) for c in declared])
         wanted = orbits.representatives()
     elif spec.symmetry:
         orbits = Orbits(arrays_se, as_symengine(sides["g"]), sides["out_se"], sides["rhs"],
-                        [as_symengine(p) for p in spec.param_arrays])
+                        [as_symengine(p) for p in spec.param_arrays],
+                        [(c.expr, c.relation) for c in declared])
         wanted = orbits.representatives()
     else:
         wanted = [(i, index) for i, a in enumerate(arrays_se) for index in np.ndindex(a.shape)]
@@ -416,14 +429,22 @@ def check(spec: Spec) -> Result:
         if len(wanted) < total:
             result.method += f" ({len(wanted)} of {total} entries; the rest by symmetry)"
         t_alarm = time.perf_counter()
-        checked = soundness_alarm(spec, sides, conditions) or soundness_alarm(
-            spec, sides, witness_domain(Atoms(positive=positive), sides, declared), seed=104729)
+        try:
+            checked = soundness_alarm(spec, sides, conditions) or soundness_alarm(
+                spec, sides, witness_domain(Atoms(positive=positive), sides, declared),
+                seed=104729)
+        except VanishesOnOpenSet as exc:
+            checked = False
+            result.reason = (f"the normal form is zero under the side condition "
+                             f"{exc.condition.text()}, but that step argument is 0 on a whole "
+                             f"region (around {_point_text(exc.point, exc.condition)}), which "
+                             f"the condition would silently cut out of the domain")
         # (raises on a disagreement; the second call knows every entry's conditions, for
         # points in a domain such as x > 3 that the orbit representatives' do not cover)
         phases["alarm"] = time.perf_counter() - t_alarm
         if checked:
             result.verdict = Verdict.PROVED
-        else:   # an identity on an empty set proves nothing: PROVED needs a point of D
+        elif not result.reason:   # an identity on an empty set proves nothing
             result.reason = ("the normal form is zero, but no point satisfying every side "
                              "condition was found, so the domain may be empty; check the "
                              "conditions below")
@@ -450,6 +471,11 @@ def check(spec: Spec) -> Result:
     phases["verdict"] = result.seconds - sum(phases.values())
     result.phases = {k: round(v, 4) for k, v in phases.items()}
     return result
+
+
+def _point_text(point, condition) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(point.items(), key=lambda kv: str(kv[0]))
+                     if k in condition.expr.free_symbols)
 
 
 def _listed(conditions, positive, symmetric) -> list:
@@ -503,8 +529,53 @@ def _screen(spec, sides, suspects, declared):
 #: points of the numeric cross-check after a PROVED, input entries its direction moves
 #: (chosen at random each time), and the bits it works at (h = 2⁻⁶⁰ cancels 60 of them)
 ALARM_POINTS, ALARM_SUPPORT, ALARM_PRECISION = 2, 8, 160
-#: points drawn, at most, to find those in the domain
-ALARM_ATTEMPTS = 32
+#: points drawn, at most, to find those in the domain; at least this many are drawn for
+#: the test of step conditions that vanish on a region (each half of a half-space split is
+#: then missed with probability 2⁻¹²)
+ALARM_ATTEMPTS, OPEN_ZERO_POINTS = 32, 12
+
+
+class VanishesOnOpenSet(Exception):
+    """A step's argument is 0 on a whole region: its condition u ≠ 0 would cut the region
+    out of the domain (the step rule H(−u) = 1 − H(u) does not hold there)."""
+
+    def __init__(self, condition, point):
+        self.condition, self.point = condition, point
+        super().__init__(condition.text())
+
+
+_STEP_REASONS = ("step function at its jump", "is not differentiable at 0")
+
+
+def _open_zero(conditions, point, ev, rng):
+    """Raise VanishesOnOpenSet when a step's condition u ≠ 0 is exactly 0 at ``point`` and
+    still exactly 0 after a random small move of every symbol in it — a kink is a
+    hypersurface that such a move leaves; a region where u vanishes is not."""
+    for c in conditions:
+        if c.relation != "!= 0" or not any(r in c.reason for r in _STEP_REASONS):
+            continue
+        try:
+            if not _zero_like(ev(c.expr)):
+                continue
+        except CannotEvaluate:
+            continue
+        moved = dict(point)
+        for sym in c.expr.free_symbols:
+            if sym in moved:
+                moved[sym] = moved[sym] + Fraction(rng.choice([-1, 1]) * rng.randint(1, 1024),
+                                                   2 ** 24)
+        try:
+            still = _zero_like(Evaluator(moved, ev.prec)(c.expr))
+        except CannotEvaluate:
+            continue
+        if still:
+            raise VanishesOnOpenSet(c, point)
+
+
+def _zero_like(v) -> bool:
+    """Exactly 0, or a ball around 0 far narrower than any kink a random point could be
+    near (a root evaluated by exp/log is never exact)."""
+    return v.is_zero() or (v.contains(0) and v.rad() < to_arb(Fraction(1, 2 ** 100)))
 
 
 def soundness_alarm(spec, sides, conditions, seed: int = 7919) -> bool:
@@ -545,10 +616,15 @@ def _alarm_points(spec, sides, conditions, rng, inputs, cot, symbols_, positive,
     g = as_symengine(sides["g"])
     found = 0
     for attempt in range(ALARM_ATTEMPTS):
-        if found >= ALARM_POINTS:
+        if found >= ALARM_POINTS and attempt >= OPEN_ZERO_POINTS:
             break
         scale = scale_of(attempt)
         point = sample_point(sorted(symbols_, key=str), rng, positive, cot, scale=scale)
+        # before the point is moved into the domain: a region a condition cuts away is
+        # where the move would take it from
+        _open_zero(conditions, point, Evaluator(point, ALARM_PRECISION), rng)
+        if found >= ALARM_POINTS:
+            continue
         _into_domain(point, single, rng, positive, scale, conditions, cot)
         # a direction on a few input entries: only the outputs that read them are
         # differenced, and only their cotangent entries evaluated
@@ -874,6 +950,32 @@ def _single_symbol_conditions(conditions, cot) -> dict:
 REPAIR_CONDITIONS = 64
 
 
+def _between_anchors(sym, conds, rng):
+    """Dyadic values strictly between (and just outside) the roots of the conditions that
+    are linear in ``sym``: a narrow interval domain is hit on purpose, not by luck."""
+    roots = set()
+    for c in conds:
+        terms = se.expand(c.expr).as_coefficients_dict()
+        if set(terms) <= {sym, se.Integer(1)} and sym in terms:
+            roots.add(-to_fraction(terms.get(se.Integer(1), 0)) / to_fraction(terms[sym]))
+    roots = sorted(roots)
+    if not roots:
+        return []
+    ends = [(roots[0] - 1, roots[0])] + list(zip(roots, roots[1:])) + [(roots[-1],
+                                                                         roots[-1] + 1)]
+    out = []
+    for lo, hi in ends:
+        t = Fraction(rng.randint(1, 255), 256)
+        mid = lo + (hi - lo) * t
+        for bits in range(8, 80, 8):      # the coarsest dyadic strictly inside (lo, hi)
+            d = Fraction(round(mid * 2 ** bits), 2 ** bits)
+            if lo < d < hi:
+                out.append(d)
+                break
+    rng.shuffle(out)
+    return out
+
+
 def _into_domain(point, single, rng, positive, scale, conditions=(), cot=frozenset()):
     """Move ``point`` into the domain where that is cheap: symbols with conditions of
     their own are redrawn until those hold; then, for a few rounds, one symbol of each
@@ -881,9 +983,13 @@ def _into_domain(point, single, rng, positive, scale, conditions=(), cot=frozens
     for sym, conds in single.items():
         if sym not in point:
             continue
-        for tries in range(24):
+        inside = list(_between_anchors(sym, conds, rng))
+        for tries in range(24 + len(inside)):
             if all(condition_holds(c, Evaluator({sym: point[sym]}, 64)) for c in conds):
                 break
+            if inside:   # between the roots of linear conditions (3 < x < 3.25)
+                point[sym] = inside.pop()
+                continue
             # further out, or closer in, as the tries go on
             point[sym] = sample_value(rng, scale * Fraction(2) ** (tries // 2 * (
                 1 if tries % 2 else -1)), sym in positive)
@@ -944,7 +1050,7 @@ def search_witness(spec, sides, entries, conditions, positive, points=None):
                 e_text, g_text, digits = distinct_texts(expected, got)
                 return Witness(
                     input=name, entry=tuple(int(k) for k in index),
-                    point={str(k): str(v) for k, v in point.items()},
+                    point=_point_names(point),
                     tangent=f"unit vector at {entry_name(name, index)} (all other tangent "
                             f"entries 0)",
                     expected=e_text, got=g_text, residual=ball_bounds(expected - got),
@@ -952,6 +1058,19 @@ def search_witness(spec, sides, entries, conditions, positive, points=None):
             if not undecided:
                 break
     return None
+
+
+def _point_names(point) -> dict:
+    """The witness point by symbol name; a user's symbol named like one of the checker's
+    (a parameter called ``x[0]``) gets a mark, so neither value hides the other."""
+    out = {}
+    for k, v in sorted(point.items(),
+                       key=lambda kv: (str(kv[0]), not isinstance(kv[0], se.Dummy))):
+        name = str(k)
+        while name in out:
+            name += " (a symbol of the rule's own)"
+        out[name] = str(v)
+    return out
 
 
 def _close_call(digits: int) -> str:

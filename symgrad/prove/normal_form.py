@@ -412,10 +412,14 @@ class Atoms:
                 return Factored(Fraction(1 if to_fraction(constant) > 0 else 0))
             split = _step_factors(args[0])
             if split is None and small:
-                split = _step_factors(self.canon(args[0])) or self._split_inner(args[0])
+                split = _step_factors(self.canon(args[0]))
+            if split is None:
+                split = self._split_inner(args[0])
             if split is not None:    # H(a·H(b)) = H(a)·H(b), as H(0) = 0 (see below)
                 return Rewrite(split)
             u, s = self._sign_normal(args[0])
+            if isinstance(u, se.Number):          # a large argument that expands to one
+                return Factored(Fraction(1 if s * to_fraction(u) > 0 else 0))
             if self.known_positive and (u in self.known_positive
                                         or self.canon(-u) in self.known_positive):
                 sign = 1 if u in self.known_positive else -1

@@ -187,10 +187,19 @@ def _mismatches(values: np.ndarray, ids: StructuralIds, r: int, gen, limit: int)
 SUSPECTS = 16
 
 
+def _invariant(conditions, ids: StructuralIds, r: int) -> bool:
+    """The renaming ρ_r maps the declared conditions onto themselves (as a multiset of
+    (relation, structural ID)): an assumption on x[0] alone is no assumption on x[1], so a
+    symmetry that would carry it there is not used."""
+    before = sorted((rel, ids(e)[0]) for e, rel in conditions)
+    after = sorted((rel, ids(e)[r + 1]) for e, rel in conditions)
+    return before == after
+
+
 class Orbits:
     """Orbits of the input entries under the verified symmetries of an obligation."""
 
-    def __init__(self, inputs, g, out, cotangents, params=()):
+    def __init__(self, inputs, g, out, cotangents, params=(), conditions=()):
         tensors = list(inputs) + [g] + [p for p in params if _is_symbol_array(p)]
         sizes = {n for t in tensors for n in t.shape}
         gens = [g for g in _generators(sizes)]
@@ -201,7 +210,8 @@ class Orbits:
         #: input entries where the rule breaks a symmetry the forward has: prime suspects
         self.suspects = []
         for r, (gen, renaming) in enumerate(zip(gens, renamings)):
-            if not renaming or not _equivariant(out, ids, r, gen):
+            if not renaming or not _equivariant(out, ids, r, gen) or \
+                    not _invariant(conditions, ids, r):
                 continue
             broken = [(i, k) for i, cot in enumerate(cotangents)
                       for k in _mismatches(cot, ids, r, gen, SUSPECTS)]
@@ -234,7 +244,7 @@ class InferredOrbits:
     π, so φ = ⟨ḡ, f⟩ is invariant (docs/method.md §5). The rule's equivariance is then
     checked as in :class:`Orbits`. A shift that fails either test is not used."""
 
-    def __init__(self, inputs, g, out, cotangents, labels, blocks):
+    def __init__(self, inputs, g, out, cotangents, labels, blocks, conditions=()):
         self.generators, self.floats = [], False
         lengths: dict = {}
         for arr, labs in zip(inputs, labels):
@@ -275,8 +285,9 @@ class InferredOrbits:
         checker.leaves(g_flat)
         kept = []
         for r, (lab, move, _) in enumerate(passing):
-            if all(checker(cot[e])[r + 1] == checker(cot[move[i][e]])[0]
-                   for i, cot in enumerate(cotangents) for e in np.ndindex(cot.shape)):
+            if _invariant(conditions, checker, r) and all(
+                    checker(cot[e])[r + 1] == checker(cot[move[i][e]])[0]
+                    for i, cot in enumerate(cotangents) for e in np.ndindex(cot.shape)):
                 self.generators.append(lab)
                 kept.append(move)
         self.representative = orbit_representatives(

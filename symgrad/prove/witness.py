@@ -91,6 +91,9 @@ class Evaluator:
             base = self._eval(b)
             if not base > 0:
                 raise CannotEvaluate(f"{b} is not certainly positive")
+            if isinstance(e, se.Rational) and to_fraction(e).denominator == 2:
+                k = to_fraction(e).numerator     # exact where the root is: sqrt(x²) = |x|
+                return base.sqrt() ** k if k > 0 else 1 / base.sqrt() ** (-k)
             return (self._eval(e) * base.log()).exp()
         if node == se.pi:
             return arb.pi()
