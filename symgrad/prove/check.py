@@ -613,7 +613,6 @@ def soundness_alarm(spec, sides, conditions, seed: int = 7919) -> bool:
 def _alarm_points(spec, sides, conditions, rng, inputs, cot, symbols_, positive, single,
                   h, reads) -> bool:
     arrays = [as_symengine(a) for a in sides["arrays"]]
-    g = as_symengine(sides["g"])
     found = 0
     for attempt in range(ALARM_ATTEMPTS):
         if found >= ALARM_POINTS and attempt >= OPEN_ZERO_POINTS:
