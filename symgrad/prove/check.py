@@ -30,7 +30,7 @@ from ..scalar import Relation, canonical, unwrap, unwrap_value, user_line, wrap
 from ..tensor import as_symengine, entry_name, exact, shape_tuple, symbols
 from .isolate import DEFAULT_MEMORY_MB, LIMITS, fork_map, workers
 from .normal_form import Atoms, Condition, EntryForm, TooLarge, Unsupported, _smaller_than, \
-    holds_everywhere, nodes_under as _nodes, step_in_case as _step_in_case, to_fraction
+    holds_everywhere, nodes_under as _nodes, steps_under, to_fraction
 from .result import Result, SideCondition, Verdict, Witness
 from .symmetry import InferredOrbits, Orbits
 from .witness import CannotEvaluate, Evaluator, ball_bounds, condition_holds, \
@@ -803,8 +803,7 @@ def _cases_settle(atoms, entry, budget, depth=0) -> bool:
     if depth >= CASE_DEPTH:
         return False
     i, index, lhs, rhs = entry
-    steps = [n for n in _nodes(lhs) | _nodes(rhs) if isinstance(n, se.FunctionSymbol)
-             and n.get_name() == "Heaviside"]
+    steps = steps_under(lhs) + steps_under(rhs)
     h = _inner_step([lhs, rhs])
     if h is None:   # side by side, steps may still decide each other (x > hi > lo)
         distinct = {atoms._sign_normal(n.args[0])[0]: n for n in steps}
@@ -814,11 +813,7 @@ def _cases_settle(atoms, entry, budget, depth=0) -> bool:
     c, _ = atoms._sign_normal(h.args[0])
     atoms.scan(h)   # registers c ≠ 0
     for value in (1, 0):
-        repl = {}
-        for n in steps:
-            known = _step_in_case(atoms.canon(n.args[0]), c, value, atoms.known_positive)
-            if known is not None:
-                repl[n] = se.Integer(known)
+        repl = atoms.in_case(steps, c, value)
         case = (i, index, lhs.xreplace(repl), rhs.xreplace(repl))
         kind = entry_normal_form(atoms, case, budget)[0]
         if kind not in ("zero", "relations") and not _cases_settle(atoms, case, budget,

@@ -447,6 +447,16 @@ class Atoms:
             return self._fn_atom(node)
         return self._generic(node)
 
+    def in_case(self, steps, c, value) -> dict:
+        """The steps among ``steps`` that the case c > 0 (value 1) or c < 0 (value 0)
+        decides, each → its value (see :func:`step_in_case`)."""
+        out = {}
+        for n in steps:
+            known = step_in_case(self.canon(n.args[0]), c, value, self.known_positive)
+            if known is not None:
+                out[n] = se.Integer(known)
+        return out
+
     def _split_inner(self, arg):
         """H(arg) for an argument that holds steps, by the cases of its innermost one H(c):
         H(c)·H(arg|c>0) + (1 − H(c))·H(arg|c<0), an identity wherever c ≠ 0 (a side
@@ -459,14 +469,8 @@ class Atoms:
         if not inner:
             return None
         c, _ = self._sign_normal(min(inner, key=str).args[0])
-        cases = []
-        for value in (1, 0):
-            repl = {}
-            for n in steps:
-                known = step_in_case(self.canon(n.args[0]), c, value, self.known_positive)
-                if known is not None:
-                    repl[n] = se.Integer(known)
-            cases.append(se.function_symbol("Heaviside", arg.xreplace(repl)))
+        cases = [se.function_symbol("Heaviside", arg.xreplace(self.in_case(steps, c, value)))
+                 for value in (1, 0)]
         h = se.function_symbol("Heaviside", c)
         return h * cases[0] + (1 - h) * cases[1]
 
