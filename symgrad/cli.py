@@ -17,29 +17,16 @@ from click.core import ParameterSource
 from . import __version__
 from .api import parse_param, verify_node
 from .errors import InputError, InternalError
+from .models.catalog import GRAPHS, GRAPH_OPTIONS, build_graph, graph_option_error
 from .ops import OPS
 from .prove.isolate import check_environment, timeout_seconds
 from .prove.result import Verdict
+from .tensor import parse_shape
 
 EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 2, 3, 130
 #: characters of a side condition shown in the table output (--json has them whole)
 #: side conditions a terminal listing shows (JSON and reports show every one)
 MAX_CONDITIONS = 24
-
-
-def parse_shape(text: str) -> tuple:
-    """``2x3`` → (2, 3); one clear error for anything else."""
-    parts = text.lower().split("x")
-    try:
-        dims = tuple(int(p) for p in parts)
-    except ValueError:
-        raise InputError(f"cannot read the shape {text!r}; write it like 2x3 (positive "
-                         f"integers joined by x)") from None
-    bad = [d for d in dims if d <= 0]
-    if bad:
-        raise InputError(f"the shape {text!r} has the dimension {bad[0]}; every dimension "
-                         f"must be a positive integer")
-    return dims
 
 
 def overall(results) -> Verdict:
@@ -290,58 +277,6 @@ def verify_node_cmd(op_name, shapes, params, reads, timeout, max_entries, backen
             "params": {i.split("=", 1)[0].strip(): i.split("=", 1)[1] for i in params}}
     write_verify_report(report_dir, [("node", spec, [result], "proved")])
     sys.exit(report([result], as_json))
-
-
-GRAPHS = {
-    "mha": ("mha", ("n", "d_model", "heads", "head_dim"), ("layout",)),
-    "residual": ("mha_residual", ("n", "d_model", "heads", "head_dim"), ("layout",)),
-    "layernorm": ("layer_norm", ("n", "d_model"), ("form",)),
-    "postnorm": ("mha_postnorm", ("n", "d_model", "heads", "head_dim"), ("layout",)),
-    "ffn": ("ffn", ("n", "d_model", "d_ff"), ()),
-    "encoder": ("encoder_block", ("n", "d_model", "heads", "head_dim", "d_ff"), ("layout",)),
-    "masked": ("masked_core", ("n", "heads", "head_dim"), ("causal",)),
-    "masked-mha": ("masked_mha", ("n", "d_model", "heads", "head_dim"), ("layout",)),
-    "decoder": ("gpt_decoder_block", ("n", "d_model", "heads", "head_dim", "d_ff"),
-                ("layout", "fixed_weights")),
-    "prenorm": ("prenorm_encoder_block", ("n", "d_model", "heads", "head_dim", "d_ff"),
-                ("layout",)),
-}
-
-
-#: what a graph can be told beyond its name; which of them apply is in GRAPHS
-GRAPH_OPTIONS = ("n", "d_model", "heads", "head_dim", "d_ff", "layout", "form",
-                 "fixed_weights")
-
-
-def graph_option_error(key: str, graph: str, shown: str | None = None) -> str | None:
-    """None when the option (or obligation key) ``key`` applies to ``graph``, else the
-    sentence saying which graphs it applies to."""
-    def applies(g):
-        return key not in GRAPH_OPTIONS or key in GRAPHS[g][1] + GRAPHS[g][2]
-    if applies(graph):
-        return None
-    where = [g for g in GRAPHS if applies(g)]
-    names = ", ".join(where[:-1]) + " and " + where[-1] if len(where) > 1 else where[0]
-    return (f"{shown or key} applies to the {names} graph{'s' if len(where) > 1 else ''}, "
-            f"not to {graph}")
-
-
-def build_graph(name, dims, layout, form, fixed_weights=False):
-    from . import models
-    builder, args, extra = GRAPHS[name]
-    kwargs = {}
-    if fixed_weights and "fixed_weights" in extra:
-        kwargs["fixed_weights"] = True
-    if "layout" in extra:
-        kwargs["layout"] = layout
-    if "form" in extra:
-        kwargs["form"] = form
-    if "causal" in extra:
-        kwargs["causal"] = True
-    positional = [dims[a] for a in args]
-    if builder == "layer_norm":   # LayerNorm of an n × d_model input
-        return models.layer_norm(*positional, **kwargs)
-    return getattr(models, builder)(*positional, **kwargs)
 
 
 def _progress_printer():

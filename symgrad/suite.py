@@ -63,7 +63,7 @@ class Obligation:
         if "name" in s:
             return s["name"]
         if self.kind == "graph":
-            from .cli import GRAPHS
+            from .models.catalog import GRAPHS
             used = GRAPHS[s["graph"]][1]
             dims = ", ".join(f"{d}={s[d]}" for d in DIMS if d in used)
             defaults = {"layout": "pytorch", "form": "whole", "fixed_weights": False,
@@ -177,7 +177,8 @@ SUBJECT = {"graph": "graph", "node": "op", "mutant": "mutant"}
 
 def _validate(kind: str, entry) -> Obligation:
     """The obligation of one ``[[kind]]`` entry; raises _EntryError naming the key."""
-    from .cli import GRAPHS, graph_option_error, parse_shape
+    from .models.catalog import GRAPHS, graph_option_error
+    from .tensor import parse_shape
     from .mutants import ENGINE_MUTANTS, MUTANTS
     from .ops import OPS
     from .prove.isolate import timeout_seconds
@@ -393,7 +394,7 @@ def run_one(ob: Obligation) -> Outcome:
     s = ob.spec
     try:
         if ob.kind == "graph":
-            from .cli import build_graph
+            from .models.catalog import build_graph
             from .prove.tape import verify
             graph = build_graph(s["graph"], {d: s[d] for d in DIMS}, s.get("layout", "pytorch"),
                                 s.get("form", "whole"), s.get("fixed_weights", False))

@@ -18,6 +18,8 @@ import numpy as np
 import symengine as se
 import sympy as sp
 
+from .errors import InputError
+
 BACKENDS = ("symengine", "sympy")
 
 
@@ -128,3 +130,18 @@ def shape_tuple(shape) -> str:
 def shape_str(shape) -> str:
     """``(2, 3)`` → ``2x3`` (and ``()`` → ``scalar``)."""
     return "x".join(map(str, shape)) if len(shape) else "scalar"
+
+
+def parse_shape(text: str) -> tuple:
+    """``2x3`` → (2, 3); one clear error for anything else."""
+    parts = text.lower().split("x")
+    try:
+        dims = tuple(int(p) for p in parts)
+    except ValueError:
+        raise InputError(f"cannot read the shape {text!r}; write it like 2x3 (positive "
+                         f"integers joined by x)") from None
+    bad = [d for d in dims if d <= 0]
+    if bad:
+        raise InputError(f"the shape {text!r} has the dimension {bad[0]}; every dimension "
+                         f"must be a positive integer")
+    return dims

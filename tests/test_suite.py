@@ -185,7 +185,7 @@ def test_an_unusable_cache_is_ignored_with_a_warning(tmp_path):
 
 
 def test_shipped_obligations_load_and_cover_every_op_graph_and_mutant():
-    from symgrad.cli import GRAPHS
+    from symgrad.models.catalog import GRAPHS
     from symgrad.mutants import ENGINE_MUTANTS, MUTANTS
     from symgrad.ops import OPS
     root = Path(__file__).resolve().parent.parent / "obligations"

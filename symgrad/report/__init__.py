@@ -162,7 +162,7 @@ def _source(fun) -> str:
 
 
 def _graph_view(o) -> dict | None:
-    from ..cli import build_graph
+    from ..models.catalog import build_graph
     s = o.spec
     dims = {d: s[d] for d in ("n", "d_model", "heads", "head_dim", "d_ff")}
     graph = build_graph(s["graph"], dims, s.get("layout", "pytorch"), s.get("form", "whole"),
