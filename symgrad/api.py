@@ -12,14 +12,10 @@ import sympy as sp
 from .errors import InputError, RuleError, ShapeError
 from .ops import get_op
 from .prove.check import Spec, check, validate_shapes
-from .prove.isolate import max_entries, run_isolated
+from .prove.isolate import max_entries as max_entries_limit, run_isolated
 from .prove.result import Result
 from .scalar import Scalar, wrap
 from .tensor import BACKENDS, shape_str, symbol
-
-
-def _max_entries(value):
-    return max_entries(value)   # validated: a bad SYMGRAD_MAX_ENTRIES is an InputError
 
 
 def _normalise_shapes(shapes):
@@ -82,7 +78,7 @@ def check_vjp(forward, vjp, shapes, *, names=None, reads=None, assumptions=None,
                 reads=reads, assumptions=assumptions, backend=backend,
                 params={k: v for k, v in params.items() if not isinstance(v, np.ndarray)},
                 param_arrays=[v for v in params.values() if isinstance(v, np.ndarray)],
-                max_entries=_max_entries(max_entries), symmetry=symmetry)
+                max_entries=max_entries_limit(max_entries), symmetry=symmetry)
     return run_isolated(lambda: check(spec), name, timeout, memory_mb)
 
 
@@ -180,7 +176,7 @@ def verify_node(op_name, shapes, *, params=None, reads=None, timeout=None, memor
                          f"({op.signature}), got {len(shapes)}")
     names = list(op.args) if reads is None else [op.args[reads.index(i)]
                                                     for i in range(n_args)]
-    validate_shapes(list(zip(names, shapes)), _max_entries(max_entries))
+    validate_shapes(list(zip(names, shapes)), max_entries_limit(max_entries))
     arg_shapes = shapes if reads is None else [shapes[r] for r in reads]
     values = op_params(op, arg_shapes, params, backend)
     op.out_shape(*arg_shapes, **values)

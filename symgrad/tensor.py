@@ -63,51 +63,9 @@ def constant(value, backend: str = "symengine"):
     return se.sympify(value) if backend == "symengine" else sp.sympify(value)
 
 
-def _exact_float(f) -> se.Basic:
-    if isinstance(f, se.RealDouble):
-        fr = Fraction(float(f))
-    else:  # an arbitrary-precision float: go through SymPy's exact conversion
-        fr = Fraction(str(sp.Rational(f._sympy_())))
-    return se.Rational(fr.numerator, fr.denominator)
-
-
-def _floats(e) -> set:
-    """The float atoms of ``e``, visiting each shared subtree once (SymEngine's
-    ``atoms`` walks the tree, which for shared subexpressions is far larger)."""
-    seen, found, stack = set(), set(), [e]
-    while stack:
-        node = stack.pop()
-        if node in seen:
-            continue
-        seen.add(node)
-        if isinstance(node, se.RealNumber):
-            found.add(node)
-        else:
-            stack.extend(node.args)
-    return found
-
-
-def exact(expr) -> se.Basic:
-    """``expr`` as a SymEngine expression with every float replaced by its exact value.
-
-    A Python float ``0.1`` becomes the rational ``3602879701896397/36028797018963968``, the
-    same way wherever it appears, so forward and VJP see the same number.
-
-    >>> str(exact(0.5 * se.Symbol("x")))
-    '(1/2)*x'
-    """
-    if isinstance(expr, (float, Fraction)):
-        return constant(expr)
-    e = se.sympify(expr)
-    floats = _floats(e)
-    if floats:
-        e = e.xreplace({f: _exact_float(f) for f in floats})
-    return e
-
-
 def as_symengine(arr) -> np.ndarray:
-    """An object array of SymEngine expressions (SymPy entries and Python numbers converted;
-    floats left as they are — see :func:`exact`)."""
+    """An object array of SymEngine expressions (SymPy entries and Python numbers
+    converted; bare floats exactly)."""
     a = np.asarray(arr, dtype=object)
     if a.size and all(isinstance(v, se.Basic) for v in a.flat):
         return a

@@ -27,10 +27,10 @@ from flint import arb, ctx as flint_ctx
 
 from ..errors import InputError, InternalError, RuleError, ShapeError
 from ..scalar import Relation, canonical, unwrap, unwrap_value, user_line, wrap
-from ..tensor import as_symengine, entry_name, exact, shape_tuple, symbols
+from ..tensor import as_symengine, entry_name, shape_tuple, symbols
 from .isolate import DEFAULT_MEMORY_MB, LIMITS, fork_map, workers
 from .normal_form import Atoms, Condition, EntryForm, TooLarge, Unsupported, _smaller_than, \
-    holds_everywhere, nodes_under as _nodes, steps_under, to_fraction
+    _is_step, holds_everywhere, innermost, nodes_under as _nodes, steps_under, to_fraction
 from .result import Result, SideCondition, Verdict, Witness
 from .symmetry import InferredOrbits, Orbits
 from .witness import CannotEvaluate, Evaluator, ball_bounds, condition_holds, \
@@ -118,13 +118,13 @@ def _exact_sympy(e):
     e = sp.sympify(e)
     floats = e.atoms(sp.Float)
     e = e.xreplace({f: sp.Rational(f) for f in floats}) if floats else e
-    steps = {h: h for h in e.atoms(sp.Heaviside)}
-    for h in list(steps):
+    repl = {}
+    for h in e.atoms(sp.Heaviside):
         u, h0 = h.args[0], (h.args[1] if len(h.args) > 1 else sp.S.Half)
         if h0 != 0:
             H = lambda a: sp.Heaviside(a, 0)  # noqa: E731
-            steps[h] = H(u) + h0 * (1 - H(u) - H(-u))
-    return e.xreplace(steps) if any(k is not v for k, v in steps.items()) else e
+            repl[h] = H(u) + h0 * (1 - H(u) - H(-u))
+    return e.xreplace(repl) if repl else e
 
 
 def _user_array(value, what, backend):
@@ -134,6 +134,19 @@ def _user_array(value, what, backend):
     if arr is None:
         return None
     return unwrap(arr, what, backend)
+
+
+def _canonical_arrays(arrays, what):
+    """:func:`symgrad.scalar.canonical` over several arrays at once (one walk over their
+    shared DAG): the arrays rebuilt, and the steps they hold."""
+    flat, steps = canonical([e for a in arrays for e in a.flat], what)
+    out, pos = [], 0
+    for a in arrays:
+        part = np.empty(a.shape, dtype=object)
+        part.flat[:] = flat[pos:pos + a.size] if a.size else []
+        out.append(part)
+        pos += a.size
+    return out, steps
 
 
 def build_sides(spec: Spec):
@@ -161,7 +174,6 @@ def build_sides(spec: Spec):
     def fresh_args():
         return [give(arrays[r]) for r in reads]
 
-
     out = _user_array(_call(spec.forward, fresh_args(), "forward rule", spec.inputs),
                       "the forward rule's result", backend)
     if out is None:
@@ -172,8 +184,7 @@ def build_sides(spec: Spec):
     g = symbols(gname, out.shape, backend, unique=unique)
     steps = set()
     if backend == "symengine":
-        flat, steps = canonical(as_symengine(out).flat, "the forward rule's result")
-        out = np.array(flat + [None], dtype=object)[:-1].reshape(out.shape)
+        (out,), steps = _canonical_arrays([as_symengine(out)], "the forward rule's result")
 
     cots = _call(spec.vjp, [give(g), give(out)] + fresh_args(), "vjp rule", spec.inputs)
     if isinstance(cots, np.ndarray) or not isinstance(cots, (tuple, list)):
@@ -197,11 +208,7 @@ def build_sides(spec: Spec):
         rhs = [np.vectorize(_exact_sympy, otypes=[object])(r) if r.size else r for r in rhs]
     rhs = [as_symengine(r) for r in rhs]
     if backend == "symengine":
-        flat, _ = canonical([e for r in rhs for e in r.flat], "the vjp rule's result")
-        pos = 0
-        for r in rhs:
-            r.flat[:] = np.array(flat[pos:pos + r.size] + [None], dtype=object)[:-1]
-            pos += r.size
+        rhs, _ = _canonical_arrays(rhs, "the vjp rule's result")
     out_se = as_symengine(out)
     declared = []
     if spec.assumptions is not None:
@@ -212,51 +219,39 @@ def build_sides(spec: Spec):
                 declared=declared, gname=gname, backend=backend, steps=steps)
 
 
-def reference(sides, wanted, floats=True):
+def reference(sides, wanted):
     """(Jᵀḡ)_e = Σ_k ḡ_k ∂f_k/∂x_e for the input entries ``wanted`` [(input, index)],
     differentiating the forward (SymEngine, or SymPy's ``diff`` on the reference path).
-    ``floats=False`` says the forward is known to hold no float (skips the search)."""
+    The forward holds no float: build_sides made each exact before this."""
     backend, out, g = sides["backend"], sides["out"], sides["g"]
     targets = {sides["arrays"][i][index]: (i, index) for i, index in wanted}
     contributions: dict = {key: [] for key in targets.values()}
     diff = se.diff if backend == "symengine" else sp.diff
-    make_exact = exact if backend == "symengine" else _exact_sympy
-    if not floats:
-        make_exact = _same
-    exact_out = {}
     for k in np.ndindex(out.shape):
         f = out[k]
         for s in f.free_symbols:
             key = targets.get(s)
             if key is not None:
-                if k not in exact_out:  # floats become exact before they are differentiated
-                    exact_out[k] = make_exact(f)
-                contributions[key].append(g[k] * exact_out[k])
+                contributions[key].append(g[k] * f)
     # One diff per input entry of φ_e = Σ_k ḡ_k f_k (over the f_k that depend on x_e):
     # the derivatives of subexpressions shared between output entries are computed once
     # and shared, where one diff per output entry would build equal but distinct copies
     # (and comparing those, which SymEngine does tree-wise, is exponential in depth).
     add = se.Add if backend == "symengine" else sp.Add
-    # A step H(u) is locally constant wherever u ≠ 0 — the side condition it carries — so
-    # it is differentiated as a constant: replaced by a fresh symbol, put back after.
-    frozen = {h: se.Dummy("H") for h in sides.get("steps", ())}
+    steps = sides.get("steps", ())
+    return {key: step_frozen_diff(add(*contributions[key]), s, steps, diff)
+            if contributions[key] else se.Integer(0) for s, key in targets.items()}
+
+
+def step_frozen_diff(phi, s, steps, diff=se.diff):
+    """∂φ/∂s with every step H(u) of ``steps`` held constant: it is locally constant
+    wherever u ≠ 0 — the side condition it carries — so it is replaced by a fresh symbol
+    while φ is differentiated, and put back after."""
+    if not steps:
+        return se.sympify(diff(phi, s))
+    frozen = {h: se.Dummy("H") for h in steps}
     thawed = {v: k for k, v in frozen.items()}
-    out_ref = {}
-    for s, key in targets.items():
-        terms = contributions[key]
-        if not terms:
-            out_ref[key] = se.Integer(0)
-            continue
-        phi = add(*terms)
-        if frozen:
-            out_ref[key] = se.sympify(diff(phi.xreplace(frozen), s)).xreplace(thawed)
-        else:
-            out_ref[key] = se.sympify(diff(phi, s))
-    return out_ref
-
-
-def _same(e):
-    return e
+    return se.sympify(diff(phi.xreplace(frozen), s)).xreplace(thawed)
 
 
 def _condition(item) -> Condition:
@@ -355,7 +350,7 @@ def check(spec: Spec) -> Result:
     else:
         wanted = [(i, index) for i, a in enumerate(arrays_se) for index in np.ndindex(a.shape)]
     phases["symmetry"] = time.perf_counter() - t0 - sum(phases.values())
-    suspects = getattr(orbits, "suspects", None)
+    suspects = orbits.suspects if orbits is not None else None
     if suspects:   # the rule breaks a symmetry of its forward at a few entries: look there
         found = _screen(spec, sides, suspects, declared)
         if found is not None:
@@ -369,7 +364,7 @@ def check(spec: Spec) -> Result:
             phases["verdict"] = result.seconds - sum(phases.values())
             result.phases = {k: round(v, 4) for k, v in phases.items()}
             return result
-    lhs = reference(sides, wanted, floats=orbits is None or orbits.floats)
+    lhs = reference(sides, wanted)
     result.checked = len(wanted)
     phases["derivative"] = time.perf_counter() - t0 - sum(phases.values())
 
@@ -776,10 +771,8 @@ def _inner_step(exprs):
         if (node, inside) in seen:
             continue
         seen.add((node, inside))
-        is_step = isinstance(node, se.FunctionSymbol) and node.get_name() == "Heaviside"
-        if is_step and inside and not any(
-                isinstance(a, se.FunctionSymbol) and a.get_name() == "Heaviside"
-                for a in _nodes(node.args[0])):
+        is_step = _is_step(node)
+        if is_step and inside and innermost(node):
             inner.append(node)
         # inside anything but a polynomial operation: a step's or function's argument,
         # an exponent, a root or a reciprocal (exp(−|x|) in a stable softplus)
@@ -1108,13 +1101,11 @@ def _recheck(spec, sides, point, i, index, prec):
     out_t = unwrap(np.asarray(spec.forward(*[give(xs_t[r]) for r in reads]), dtype=object),
                    "the forward rule's result", backend)
     flat, steps = canonical(as_symengine(out_t).flat, "the forward rule's result")
-    frozen = {h: se.Dummy("H") for h in steps}
-    thawed = {v: k for k, v in frozen.items()}
     gs = at_point(g)
-    phi = se.Add(*[gk * f.xreplace(frozen) for gk, f in zip(gs.flat, flat)])
+    phi = se.Add(*[gk * f for gk, f in zip(gs.flat, flat)])
     t_value = point.get(arrays[i][index], Fraction(0))
     at_t = {t: se.Rational(t_value.numerator, t_value.denominator)}
-    expected_expr = se.diff(phi, t).xreplace(thawed).xreplace(at_t)
+    expected_expr = step_frozen_diff(phi, t, steps).xreplace(at_t)
     out_point = np.array([f.xreplace(at_t) for f in flat] + [None], dtype=object)[:-1] \
         .reshape(out_t.shape)
     cots = spec.vjp(give(gs), give(out_point), *[give(xs[r]) for r in reads])

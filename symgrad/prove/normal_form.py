@@ -264,6 +264,11 @@ def step_in_case(arg, c, value, known_positive=frozenset()):
     return None
 
 
+def innermost(h) -> bool:
+    """Whether the step ``h`` has no step inside its own argument."""
+    return not any(_is_step(n) for n in nodes_under(h.args[0]))
+
+
 def steps_under(e) -> list:
     """The steps H(·) in the DAG under ``e``."""
     return [n for n in nodes_under(e) if _is_step(n)]
@@ -464,8 +469,7 @@ class Atoms:
         a whole half-space — would meet the sign rule H(−u) = 1 − H(u), which needs u ≠ 0,
         and its condition would cut that half-space away."""
         steps = steps_under(arg)
-        inner = [h for h in steps if all(n is h or not _is_step(n)
-                                         for n in nodes_under(h.args[0]))]
+        inner = [h for h in steps if innermost(h)]
         if not inner:
             return None
         c, _ = self._sign_normal(min(inner, key=str).args[0])

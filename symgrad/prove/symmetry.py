@@ -46,7 +46,6 @@ class StructuralIds:
         self.memo: dict = {}
         self.symbol_ids: dict = {}
         self.width = len(renamings) + 1
-        self.floats = False  #: a float leaf was seen
 
     def _symbol(self, sym) -> int:
         ident = self.symbol_ids.get(sym)
@@ -102,7 +101,6 @@ class StructuralIds:
                 self._symbol(r.get(node, node)) for r in self.renamings)
         elif not args:
             if isinstance(node, se.RealNumber):  # by exact value: str() rounds floats
-                self.floats = True
                 key = ("f", to_fraction(node))
             else:
                 key = ("a", type(node).__name__, str(node))
@@ -220,8 +218,6 @@ class Orbits:
                 self.renamings.append(renaming)
             elif len(broken) <= SUSPECTS:
                 self.suspects += [b for b in broken if b not in self.suspects]
-        # the walk saw every leaf of the forward, unless every generator failed early
-        self.floats = ids.floats or not gens or len(self.generators) < len(gens)
         self.representative = orbit_representatives(
             inputs, [lambda i, e, gen=gen: _move(e, inputs[i].shape, gen)
                      for gen in self.generators])
@@ -245,7 +241,7 @@ class InferredOrbits:
     checked as in :class:`Orbits`. A shift that fails either test is not used."""
 
     def __init__(self, inputs, g, out, cotangents, labels, blocks, conditions=()):
-        self.generators, self.floats = [], False
+        self.generators, self.suspects = [], []
         lengths: dict = {}
         for arr, labs in zip(inputs, labels):
             for axis, lab in enumerate(labs or ()):
@@ -279,7 +275,6 @@ class InferredOrbits:
                 full = dict(ren)
                 full.update({g_flat[k]: g_flat[p] for k, p in enumerate(perm) if p != k})
                 passing.append((lab, move, full))
-        self.floats = ids.floats or not candidates
         checker = StructuralIds([full for _, _, full in passing])
         checker.leaves(v for arr in inputs for v in arr.flat)
         checker.leaves(g_flat)

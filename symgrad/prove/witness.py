@@ -26,8 +26,6 @@ def to_arb(f: Fraction) -> arb:
     return arb(fmpq(f.numerator, f.denominator))
 
 
-_arb = to_arb
-
 
 _UNARY = {
     "exp": arb.exp, "log": arb.log, "tanh": arb.tanh, "erf": arb.erf, "erfc": arb.erfc,
@@ -63,11 +61,11 @@ class Evaluator:
     def _compute(self, node) -> arb:
         if isinstance(node, se.Symbol):
             try:
-                return _arb(self.point[node])
+                return to_arb(self.point[node])
             except KeyError:
                 raise CannotEvaluate(f"no value for {node}") from None
         if isinstance(node, se.Number):
-            return _arb(to_fraction(node))
+            return to_arb(to_fraction(node))
         if isinstance(node, se.Add):
             total = arb(0)
             for a in node.args:
