@@ -5,18 +5,16 @@
 <Verdict.PROVED: 'proved'>
 """
 from . import fn, models
-from .api import check_vjp, verify_node
-from .graph import Graph
-from .prove.tape import GraphResult, verify
+from .api import check_vjp, verify, verify_node
 from .errors import InputError, InternalError, RuleError, ShapeError
+from .graph import Graph
 from .ops import OPS, get_op
-from .prove.result import Result, SideCondition, Verdict, Witness
+from .prove.result import GraphResult, Result, SideCondition, Verdict, Witness
 from .tensor import symbols
-
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
-    "check_vjp", "verify_node", "verify", "Graph", "GraphResult", "models", "symbols", "fn", "Verdict", "Result", "Witness",
-    "SideCondition", "OPS", "get_op", "InputError", "RuleError", "ShapeError",
-    "InternalError", "__version__",
+    "check_vjp", "verify_node", "verify", "Graph", "GraphResult", "models", "symbols", "fn",
+    "Verdict", "Result", "Witness", "SideCondition", "OPS", "get_op", "InputError",
+    "RuleError", "ShapeError", "InternalError", "__version__",
 ]

@@ -1,4 +1,4 @@
-"""The public entry points: check a user's rule, or a library op."""
+"""The public entry points: check a user's rule, a library op, or a whole graph."""
 from __future__ import annotations
 
 import inspect
@@ -10,10 +10,12 @@ import symengine as se
 import sympy as sp
 
 from .errors import InputError, RuleError, ShapeError
+from .graph import Graph
 from .ops import get_op
 from .prove.check import Spec, check, validate_shapes
 from .prove.isolate import max_entries as max_entries_limit, run_isolated
-from .prove.result import Result
+from .prove.result import GraphResult, Result, Verdict
+from .prove.tape import DAG_THEOREM, end_to_end as end_to_end_check, node_obligations
 from .scalar import Scalar, wrap
 from .tensor import BACKENDS, shape_str, symbol
 
@@ -223,3 +225,41 @@ def parse_param(text: str, backend="symengine"):
         return symbol(t, backend)
     raise InputError(f"cannot read the parameter value {text!r}; use a number (1/3, 1e-5), "
                      f"a shape (3x2) or a symbol name")
+
+
+def verify(graph: Graph, *, end_to_end: bool = True, timeout=None, memory_mb=None,
+           progress=None, backprop=None) -> GraphResult:
+    """Node obligations, the DAG corollary and (unless ``end_to_end=False``) the
+    end-to-end obligation of ``graph``.
+
+    >>> import symgrad as sg
+    >>> r = sg.verify(sg.models.mha(n=2, d_model=2, heads=1, head_dim=2))
+    >>> r.verdict, [o.verdict.value for o in r.obligations][-2:]
+    (<Verdict.PROVED: 'proved'>, ['proved', 'proved'])
+    """
+    results, info = [], dict(graph.info)
+    todo = node_obligations(graph)
+    for k, (node, shapes, reads) in enumerate(todo):
+        if progress:
+            progress(f"node {k + 1}/{len(todo)}: {node.op}")
+        r = verify_node(node.op, shapes, params=node.params, reads=reads, timeout=timeout,
+                        memory_mb=memory_mb)
+        r.name = f"node {r.name}"
+        results.append(r)
+    nodes_ok = all(r.verdict is Verdict.PROVED for r in results)
+    corollary = Result(
+        name=f"{graph.name}: DAG corollary",
+        verdict=Verdict.PROVED if nodes_ok else Verdict.UNKNOWN,
+        method=f"DAG theorem ({DAG_THEOREM}) over {len(results)} node obligations",
+        reason="" if nodes_ok else "it rests on node obligations that are not all proved",
+        entries=len(graph.nodes))
+    results.append(corollary)
+    if end_to_end:
+        whole, blocks = end_to_end_check(graph, backprop, timeout, memory_mb, progress)
+        if blocks is not None:
+            info["seed blocks"] = blocks
+        results.append(whole)
+    verdicts = {r.verdict for r in results}
+    verdict = Verdict.REFUTED if Verdict.REFUTED in verdicts else \
+        Verdict.UNKNOWN if Verdict.UNKNOWN in verdicts else Verdict.PROVED
+    return GraphResult(graph.name, verdict, results, info)

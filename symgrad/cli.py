@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from . import __version__
+from .version import __version__
 from .api import parse_param, verify_node
 from .errors import InputError, InternalError
 from .models.catalog import GRAPHS, GRAPH_OPTIONS, build_graph, graph_option_error
@@ -148,7 +148,7 @@ def write_verify_report(report_dir, runs):
     if not report_dir:
         return
     from .report import write_report
-    from .suite import Obligation, Outcome
+    from .gate import Obligation, Outcome
     outcomes = []
     for kind, spec, results, expect in runs:
         ob = Obligation(kind, spec, "symgrad verify", 0, expect)
@@ -313,7 +313,7 @@ def graph_command(name):
     @report_option
     def command(n, d_model, heads, head_dim, d_ff, layout, form, fixed_weights, no_end_to_end,
                 timeout, as_json, report_dir):
-        from .prove.tape import verify as verify_graph
+        from .api import verify as verify_graph
         for key, shown in given(*GRAPH_OPTIONS).items():
             message = name != "all" and graph_option_error(key, name, shown)
             if message:
@@ -381,22 +381,22 @@ def check_cmd(paths, report_dir, junit, json_path, jobs, no_cache, cache_dir):
     valid obligations still run and their results are written); 3 an internal error;
     130 interrupted (Ctrl-C; the obligations finished so far are written).
     """
-    from . import suite
+    from . import gate
     if no_cache and given("cache_dir"):
         raise click.UsageError("--cache-dir does not apply with --no-cache")
     t0 = time.perf_counter()
-    obligations, errors = suite.collect(paths)
+    obligations, errors = gate.collect(paths)
     for e in errors:
         click.echo(f"error: {e}", err=True)
     progress = _progress_printer()
     code = None
     with warnings.catch_warnings(record=True) as caught:   # cache trouble: say it, go on
         warnings.simplefilter("always")
-        cache = None if no_cache else suite.Cache(cache_dir)
+        cache = None if no_cache else gate.Cache(cache_dir)
         try:
-            outcomes = suite.run_all(obligations, jobs, cache, progress)
-        except suite.Interrupted as exc:   # write what finished, then exit 130
-            outcomes, code = exc.outcomes, suite.EXIT_INTERRUPTED
+            outcomes = gate.run_all(obligations, jobs, cache, progress)
+        except gate.Interrupted as exc:   # write what finished, then exit 130
+            outcomes, code = exc.outcomes, gate.EXIT_INTERRUPTED
     if progress:
         sys.stderr.write("\r\033[K")
     for w in caught:
@@ -407,18 +407,18 @@ def check_cmd(paths, report_dir, junit, json_path, jobs, no_cache, cache_dir):
     seconds = time.perf_counter() - t0
     _print_outcomes(outcomes, errors, seconds)
     if json_path:
-        suite.write_json(json_path, outcomes, errors, code)
+        gate.write_json(json_path, outcomes, errors, code)
     if junit:
-        suite.write_junit(junit, outcomes, seconds, errors)
+        gate.write_junit(junit, outcomes, seconds, errors)
     if report_dir:
         from .report import write_report
         index = write_report(report_dir, outcomes)
         click.echo(f"report: {index}")
-    sys.exit(suite.exit_code(outcomes, errors) if code is None else code)
+    sys.exit(gate.exit_code(outcomes, errors) if code is None else code)
 
 
 def _print_outcomes(outcomes, errors, seconds):
-    from .suite import failure_text
+    from .gate import failure_text
     rows = [(o.title, o.expect, o.verdict, "yes" if o.met else "NO", f"{o.seconds:.2f}",
              "cache" if o.cached else "") for o in outcomes]
     if not outcomes:
@@ -453,7 +453,7 @@ def verify_mutant_cmd(name, timeout, as_json, report_dir):
     """Check a named wrong rule (a mutant) against its op's forward; it should be REFUTED
     (exit 1). Without NAME, list the mutants and the bug each one has."""
     from .mutants import MUTANTS, verify_mutant
-    from .suite import unknown
+    from .gate import unknown
     if name is None:
         extra = list(given("timeout", "as_json", "report_dir").values())
         if extra:

@@ -27,7 +27,7 @@ class ObligationNotMet(Exception):
 
 class ObligationFile(pytest.File):
     def collect(self):
-        from .suite import load_file
+        from .gate import load_file
         try:
             shown = str(self.path.relative_to(self.config.rootpath))
         except ValueError:
@@ -45,7 +45,7 @@ class ObligationItem(pytest.Item):
         self.obligation = obligation
 
     def runtest(self):
-        from .suite import run_one
+        from .gate import run_one
         outcome = run_one(self.obligation)
         self.user_properties.extend([("expect", outcome.expect), ("verdict", outcome.verdict)])
         if not outcome.met:
@@ -53,7 +53,7 @@ class ObligationItem(pytest.Item):
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, ObligationNotMet):
-            from .suite import failure_text
+            from .gate import failure_text
             o = excinfo.value.outcome
             return failure_text(o) if o.verdict not in ("error", "internal") else o.reason
         return super().repr_failure(excinfo, style)

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 import symgrad as sg
-from symgrad import suite
+from symgrad import gate
 from symgrad.cli import main
 from symgrad.prove import isolate
 
@@ -30,8 +30,8 @@ def no_work(monkeypatch):
     def refuse(*a, **k):
         raise AssertionError("work started before the input was checked")
     import symgrad.api
-    import symgrad.prove.tape
-    for module, name in ((suite, "run_all"), (suite, "collect"), (symgrad.api, "run_isolated"),
+    import symgrad.prove.tape  # noqa: F401
+    for module, name in ((gate, "run_all"), (gate, "collect"), (symgrad.api, "run_isolated"),
                          (symgrad.prove.tape, "run_isolated")):
         monkeypatch.setattr(module, name, refuse)
 
@@ -242,7 +242,7 @@ GRAPH = '[[graph]]\ngraph = "mha"\n'
 def test_schema_errors_name_the_file_and_the_line_of_the_key(tmp_path, text, line, needle):
     path = tmp_path / "o.toml"
     path.write_text(text)
-    obs, errors = suite.load_file(path, "o.toml")
+    obs, errors = gate.load_file(path, "o.toml")
     assert len(errors) == 1
     where = f"o.toml:{line}: " if line else "o.toml: "
     assert errors[0].startswith(where) and needle in errors[0], errors[0]
@@ -256,7 +256,7 @@ def test_a_valid_entry_with_every_key_still_loads(tmp_path):
                     '[[graph]]\ngraph = "decoder"\nfixed_weights = true\nd_ff = 2\n'
                     'layout = "torchlean"\nend_to_end = false\nbackprop = '
                     '"backprop_miswires_reads"\nexpect = "refuted"\n')
-    obs, errors = suite.load_file(path, "o.toml")
+    obs, errors = gate.load_file(path, "o.toml")
     assert not errors and [o.title for o in obs] == [
         "graph decoder (n=2, d_model=2, heads=1, head_dim=2, d_ff=2) layout=torchlean "
         "fixed_weights=true end_to_end=false backprop=backprop_miswires_reads", "x"]
@@ -265,7 +265,7 @@ def test_a_valid_entry_with_every_key_still_loads(tmp_path):
 
 # ----- files that cannot be read, and where there is nothing to check ---------------------
 
-def gate(tmp_path, *args):
+def run_gate(tmp_path, *args):
     result = CliRunner().invoke(main, ["check", *map(str, args), "-j", "1", "--cache-dir",
                                        str(tmp_path / "cache")])
     assert "Traceback" not in result.output
@@ -284,7 +284,7 @@ def test_unreadable_or_empty_obligations_exit_2(tmp_path, make, needle):
     d = tmp_path / "obligations"
     d.mkdir()
     make(d)
-    code, out = gate(tmp_path, d)
+    code, out = run_gate(tmp_path, d)
     assert code == 2 and needle in out, out
     assert "no obligations ran; 1 input error(s)" in out
 
@@ -292,12 +292,12 @@ def test_unreadable_or_empty_obligations_exit_2(tmp_path, make, needle):
 def test_an_unreadable_file_is_one_sentence(tmp_path, monkeypatch):
     path = tmp_path / "x.toml"
     path.write_text(FAST)
-    assert suite.load_file(tmp_path, "d")[1] == ["d: is a directory, not an obligation file"]
+    assert gate.load_file(tmp_path, "d")[1] == ["d: is a directory, not an obligation file"]
 
     def denied(self):
         raise PermissionError(13, "Permission denied", str(self))
     monkeypatch.setattr(Path, "read_bytes", denied)   # as root, chmod would not stop it
-    assert suite.load_file(path, "x.toml")[1] == [
+    assert gate.load_file(path, "x.toml")[1] == [
         "x.toml: cannot read the file: permission denied"]
 
 
@@ -308,7 +308,7 @@ def test_junit_and_json_record_every_input_error(tmp_path):
     d.mkdir()
     (d / "a.toml").write_text(FAST + '\n[[node]]\nop = "sofmax"\nshapes = ["2"]\n')
     (d / "b.toml").write_text("")
-    code, out = gate(tmp_path, d, "--junit", tmp_path / "j.xml", "--json", tmp_path / "o.json")
+    code, out = run_gate(tmp_path, d, "--junit", tmp_path / "j.xml", "--json", tmp_path / "o.json")
     assert code == 2
     el = ET.parse(tmp_path / "j.xml").getroot().find("testsuite")
     assert (el.get("tests"), el.get("errors"), el.get("failures")) == ("3", "2", "0")

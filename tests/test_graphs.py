@@ -7,7 +7,7 @@ import pytest
 
 import symgrad as sg
 from symgrad.mutants import ENGINE_MUTANTS
-from symgrad.prove.tape import verify
+from symgrad.api import verify
 
 M = sg.models
 RNG = np.random.default_rng(7)

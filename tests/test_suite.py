@@ -11,7 +11,7 @@ from xml.etree import ElementTree as ET
 import pytest
 from click.testing import CliRunner
 
-from symgrad import suite
+from symgrad import gate
 from symgrad.cli import main
 
 GOOD = '''
@@ -29,7 +29,7 @@ expect = "refuted"
 '''
 
 
-def gate(tmp_path, files: dict, *extra):
+def run_gate(tmp_path, files: dict, *extra):
     d = tmp_path / "obligations"
     d.mkdir(exist_ok=True)
     for name, text in files.items():
@@ -40,7 +40,7 @@ def gate(tmp_path, files: dict, *extra):
 
 
 def test_all_expectations_met_exit_0_and_outputs_parse(tmp_path):
-    code, out = gate(tmp_path, {"a.toml": GOOD}, "--json", str(tmp_path / "o.json"),
+    code, out = run_gate(tmp_path, {"a.toml": GOOD}, "--json", str(tmp_path / "o.json"),
                      "--junit", str(tmp_path / "o.xml"))
     assert code == 0, out
     assert "3 obligations: 3 met, 0 not met, 0 unknown" in out
@@ -58,7 +58,7 @@ def test_all_expectations_met_exit_0_and_outputs_parse(tmp_path):
 
 
 def test_a_mutant_expected_proved_is_a_regression_with_its_witness(tmp_path):
-    code, out = gate(tmp_path, {"a.toml": '[[mutant]]\nmutant = "softmax_sign"\n'},
+    code, out = run_gate(tmp_path, {"a.toml": '[[mutant]]\nmutant = "softmax_sign"\n'},
                      "--junit", str(tmp_path / "o.xml"))
     assert code == 1
     assert "expected proved, got refuted" in out and "witness: x[" in out
@@ -67,7 +67,7 @@ def test_a_mutant_expected_proved_is_a_regression_with_its_witness(tmp_path):
 
 
 def test_only_unknowns_short_exit_4(tmp_path):
-    code, out = gate(tmp_path, {"a.toml": '[[node]]\nop = "layer_norm"\nshapes = ["16x64", '
+    code, out = run_gate(tmp_path, {"a.toml": '[[node]]\nop = "layer_norm"\nshapes = ["16x64", '
                                           '"64", "64"]\ntimeout = 0.05\n'})
     assert code == 4, out
     assert "timeout" in out
@@ -85,7 +85,7 @@ def test_only_unknowns_short_exit_4(tmp_path):
     ('[[nodes]]\nop = "softmax"\n', "unknown table [[nodes]]"),
 ])
 def test_bad_input_exit_2_and_the_valid_file_still_runs(tmp_path, text, needle):
-    code, out = gate(tmp_path, {"a.toml": text, "b.toml": GOOD}, "--json",
+    code, out = run_gate(tmp_path, {"a.toml": text, "b.toml": GOOD}, "--json",
                      str(tmp_path / "o.json"))
     assert code == 2
     assert needle in out and "Traceback" not in out
@@ -95,29 +95,29 @@ def test_bad_input_exit_2_and_the_valid_file_still_runs(tmp_path, text, needle):
 
 def test_cache_hit_then_missed_after_a_rule_changes(tmp_path, monkeypatch):
     pkg = tmp_path / "pkg"
-    shutil.copytree(suite.PACKAGE, pkg, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(suite, "PACKAGE", pkg)
-    monkeypatch.setattr(suite, "_SOURCE_CACHE", {})
-    obs, errors = suite.collect([_write(tmp_path, GOOD)])
+    shutil.copytree(gate.cache.PACKAGE, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(gate.cache, "PACKAGE", pkg)
+    monkeypatch.setattr(gate.cache, "_SOURCE_CACHE", {})
+    obs, errors = gate.collect([_write(tmp_path, GOOD)])
     assert not errors
-    cache = suite.Cache(tmp_path / "cache")
-    first = suite.run_all(obs, 1, cache)
+    cache = gate.Cache(tmp_path / "cache")
+    first = gate.run_all(obs, 1, cache)
     assert not any(o.cached for o in first)
-    second = suite.run_all(obs, 1, cache)
+    second = gate.run_all(obs, 1, cache)
     assert all(o.cached for o in second)
     assert [o.verdict for o in second] == [o.verdict for o in first]
     with open(pkg / "ops" / "softmax.py", "a") as f:
         f.write("\n# an edit to the softmax family's rules\n")
-    suite._SOURCE_CACHE.clear()
-    third = suite.run_all(obs, 1, cache)
+    gate.cache._SOURCE_CACHE.clear()
+    third = gate.run_all(obs, 1, cache)
     assert not third[0].cached and third[0].verdict == "proved"
 
 
 def test_the_cache_compares_a_verdict_with_the_current_expect(tmp_path):
     entry = '[[node]]\nop = "softmax"\nshapes = ["2x3"]\nexpect = "{}"\n'
-    assert gate(tmp_path, {"a.toml": entry.format("proved")})[0] == 0
+    assert run_gate(tmp_path, {"a.toml": entry.format("proved")})[0] == 0
     for _ in range(2):   # from the cache, against the edited expectation
-        code, out = gate(tmp_path, {"a.toml": entry.format("refuted")})
+        code, out = run_gate(tmp_path, {"a.toml": entry.format("refuted")})
         assert code == 1 and "1 from the cache" in out and "expected refuted, got proved" in out
     db = sqlite3.connect(tmp_path / "cache" / "proofs.sqlite")
     payload = db.execute("select payload from proofs").fetchone()[0]
@@ -128,14 +128,14 @@ def _tamper(payload: dict, digest: str):
     flipped = json.dumps(dict(payload, verdict="refuted"), sort_keys=True)
     return [(flipped, digest),                                  # content edited, hash kept
             (json.dumps(payload, sort_keys=True), "0" * 64),    # hash damaged
-            ("{broken", suite._sha256("{broken")),               # hash of a broken payload
-            (json.dumps({"verdict": "proved"}), suite._sha256(json.dumps({"verdict":
+            ("{broken", gate.cache._sha256("{broken")),               # hash of a broken payload
+            (json.dumps({"verdict": "proved"}), gate.cache._sha256(json.dumps({"verdict":
                                                                            "proved"})))]
 
 
 @pytest.mark.parametrize("case", range(4))
 def test_a_cache_row_that_does_not_match_its_hash_is_checked_again(tmp_path, case):
-    code, _ = gate(tmp_path, {"a.toml": GOOD})
+    code, _ = run_gate(tmp_path, {"a.toml": GOOD})
     path = tmp_path / "cache" / "proofs.sqlite"
     db = sqlite3.connect(path)
     key, payload, digest = db.execute("select key, payload, sha256 from proofs where payload "
@@ -143,12 +143,12 @@ def test_a_cache_row_that_does_not_match_its_hash_is_checked_again(tmp_path, cas
     db.execute("update proofs set payload = ?, sha256 = ? where key = ?",
                (*_tamper(json.loads(payload), digest)[case], key))
     db.commit()
-    code, out = gate(tmp_path, {"a.toml": GOOD})
+    code, out = run_gate(tmp_path, {"a.toml": GOOD})
     assert code == 0 and "2 from the cache" in out and out.count("warning:") == 1
     assert "warning: ignoring a damaged proof-cache entry" in out and "softmax(2x3)" in out
     row = db.execute("select payload, sha256 from proofs where key = ?", (key,)).fetchone()
-    assert suite._sha256(row[0]) == row[1] and json.loads(row[0])["verdict"] == "proved"
-    code, out = gate(tmp_path, {"a.toml": GOOD})   # overwritten: trusted again
+    assert gate.cache._sha256(row[0]) == row[1] and json.loads(row[0])["verdict"] == "proved"
+    code, out = run_gate(tmp_path, {"a.toml": GOOD})   # overwritten: trusted again
     assert code == 0 and "3 from the cache" in out and "warning" not in out
 
 
@@ -164,15 +164,15 @@ def test_a_damaged_cache_database_is_rebuilt_once(tmp_path, damage):
         db.executemany("insert into filler values (?)", [("x" * 500,)] * 200)
         db.commit()
         db.close()
-        gate(tmp_path, {"a.toml": GOOD})
+        run_gate(tmp_path, {"a.toml": GOOD})
         with open(path, "r+b") as f:
             f.truncate(path.stat().st_size // 2)
-    code, out = gate(tmp_path, {"a.toml": GOOD})
+    code, out = run_gate(tmp_path, {"a.toml": GOOD})
     assert code == 0 and "3 met" in out and out.count("warning:") == 1
     assert "was damaged (" in out and "moved it to proofs.sqlite.damaged and started a new one" \
         in out
     assert (tmp_path / "cache" / "proofs.sqlite.damaged").exists()
-    code, out = gate(tmp_path, {"a.toml": GOOD})
+    code, out = run_gate(tmp_path, {"a.toml": GOOD})
     assert code == 0 and "3 from the cache" in out and "warning" not in out
 
 
@@ -180,8 +180,8 @@ def test_an_unusable_cache_is_ignored_with_a_warning(tmp_path):
     (tmp_path / "cache").mkdir()
     (tmp_path / "cache" / "proofs.sqlite").mkdir()   # not a file: cannot be moved aside
     with pytest.warns(UserWarning, match="ignoring the proof cache"):
-        c = suite.Cache(tmp_path / "cache")
-    assert c.db is None and c.get(suite.collect([_write(tmp_path, GOOD)])[0][0]) is None
+        c = gate.Cache(tmp_path / "cache")
+    assert c.db is None and c.get(gate.collect([_write(tmp_path, GOOD)])[0][0]) is None
 
 
 def test_shipped_obligations_load_and_cover_every_op_graph_and_mutant():
@@ -189,7 +189,7 @@ def test_shipped_obligations_load_and_cover_every_op_graph_and_mutant():
     from symgrad.mutants import ENGINE_MUTANTS, MUTANTS
     from symgrad.ops import OPS
     root = Path(__file__).resolve().parent.parent / "obligations"
-    obs, errors = suite.collect([root])
+    obs, errors = gate.collect([root])
     assert not errors
     assert {o.spec["op"] for o in obs if o.kind == "node"} == set(OPS)
     assert {o.spec["graph"] for o in obs if o.kind == "graph"} == set(GRAPHS)
@@ -232,8 +232,8 @@ def test_an_internal_error_on_one_obligation_keeps_the_others_and_exits_3(tmp_pa
         return real(op, *a, **k)
 
     monkeypatch.setattr(symgrad.api, "verify_node", broken)
-    obs, _ = suite.collect([_write(tmp_path, GOOD)])
-    outcomes = suite.run_all(obs, 1, None)
+    obs, _ = gate.collect([_write(tmp_path, GOOD)])
+    outcomes = gate.run_all(obs, 1, None)
     assert [o.verdict for o in outcomes] == ["proved", "internal", "refuted"]
     assert outcomes[1].reason == "internal error: RuntimeError: a bug"
-    assert suite.exit_code(outcomes) == 3
+    assert gate.exit_code(outcomes) == 3

@@ -91,3 +91,17 @@ class Result:
             d["witness"]["entry"] = list(self.witness.entry)
             d["witness"]["residual"] = list(self.witness.residual)
         return d
+
+
+@dataclass
+class GraphResult:
+    """Everything symgrad established about one graph."""
+
+    graph: str
+    verdict: Verdict
+    obligations: list = field(default_factory=list)   #: Results: nodes, corollary, e2e
+    info: dict = field(default_factory=dict)
+
+    @property
+    def proved(self) -> bool:
+        return self.verdict is Verdict.PROVED

@@ -1,7 +1,7 @@
 """Graph obligations: the node obligations, the DAG corollary, and the end-to-end check.
 
-1. Every distinct (op, shapes, parameters) in the tape is a node obligation, checked as
-   :func:`symgrad.verify_node` checks a library op — at the exact shapes and parameters it
+1. Every distinct (op, shapes, parameters) in the tape is a node obligation
+   (:func:`node_obligations`), checked as :func:`symgrad.verify_node` checks a library op — at the exact shapes and parameters it
    has in the graph, a node reading one value twice included.
 2. The DAG corollary (docs/dag-theorem.md): if every node obligation holds, backprop with any
    whole-tape seed equals (D eval)ᵀ seed. Recorded as PROVED exactly when all of 1 are.
@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 import symengine as se
 
-from ..api import verify_node
 from ..graph import Graph
 from ..tensor import symbols
 from .check import Spec, check
@@ -26,20 +24,6 @@ from .isolate import run_isolated
 from .result import Result, Verdict
 
 DAG_THEOREM = "docs/dag-theorem.md"
-
-
-@dataclass
-class GraphResult:
-    """Everything symgrad established about one graph."""
-
-    graph: str
-    verdict: Verdict
-    obligations: list = field(default_factory=list)   #: Results: nodes, corollary, e2e
-    info: dict = field(default_factory=dict)
-
-    @property
-    def proved(self) -> bool:
-        return self.verdict is Verdict.PROVED
 
 
 def _param_key(v):
@@ -200,43 +184,13 @@ def by_seed_block(graph: Graph, whole: Result, backprop, timeout, memory_mb, pro
     return r, info
 
 
-def verify(graph: Graph, *, end_to_end: bool = True, timeout=None, memory_mb=None,
-           progress=None, backprop=None) -> GraphResult:
-    """Node obligations, the DAG corollary and (unless ``end_to_end=False``) the
-    end-to-end obligation of ``graph``.
-
-    >>> import symgrad as sg
-    >>> r = sg.verify(sg.models.mha(n=2, d_model=2, heads=1, head_dim=2))
-    >>> r.verdict, [o.verdict.value for o in r.obligations][-2:]
-    (<Verdict.PROVED: 'proved'>, ['proved', 'proved'])
-    """
-    results, info = [], dict(graph.info)
-    todo = node_obligations(graph)
-    for k, (node, shapes, reads) in enumerate(todo):
-        if progress:
-            progress(f"node {k + 1}/{len(todo)}: {node.op}")
-        r = verify_node(node.op, shapes, params=node.params, reads=reads, timeout=timeout,
-                        memory_mb=memory_mb)
-        r.name = f"node {r.name}"
-        results.append(r)
-    nodes_ok = all(r.verdict is Verdict.PROVED for r in results)
-    corollary = Result(
-        name=f"{graph.name}: DAG corollary",
-        verdict=Verdict.PROVED if nodes_ok else Verdict.UNKNOWN,
-        method=f"DAG theorem ({DAG_THEOREM}) over {len(results)} node obligations",
-        reason="" if nodes_ok else "it rests on node obligations that are not all proved",
-        entries=len(graph.nodes))
-    results.append(corollary)
-    if end_to_end:
-        if progress:
-            progress("end to end")
-        spec = end_to_end_spec(graph, backprop)
-        whole = run_isolated(lambda: check(spec), spec.name, timeout, memory_mb)
-        if whole.verdict is Verdict.UNKNOWN and whole.reason.startswith("too large"):
-            whole, blocks = by_seed_block(graph, whole, backprop, timeout, memory_mb, progress)
-            info["seed blocks"] = blocks
-        results.append(whole)
-    verdicts = {r.verdict for r in results}
-    verdict = Verdict.REFUTED if Verdict.REFUTED in verdicts else \
-        Verdict.UNKNOWN if Verdict.UNKNOWN in verdicts else Verdict.PROVED
-    return GraphResult(graph.name, verdict, results, info)
+def end_to_end(graph: Graph, backprop=None, timeout=None, memory_mb=None, progress=None):
+    """The end-to-end obligation of ``graph`` as one identity, split by seed block when it
+    is too large as one; returns (Result, the seed-block table or None)."""
+    if progress:
+        progress("end to end")
+    spec = end_to_end_spec(graph, backprop)
+    whole = run_isolated(lambda: check(spec), spec.name, timeout, memory_mb)
+    if whole.verdict is Verdict.UNKNOWN and whole.reason.startswith("too large"):
+        return by_seed_block(graph, whole, backprop, timeout, memory_mb, progress)
+    return whole, None

@@ -38,7 +38,7 @@ _env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(HERE / "templates")
 def write_report(directory, outcomes) -> Path:
     """Write index.html, one page per obligation and one per graph into ``directory``;
     returns the index's path."""
-    from ..suite import versions
+    from ..gate import versions
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     for f in (HERE / "static").iterdir():
@@ -114,8 +114,8 @@ def _op_view(o, r) -> dict | None:
             return None
         op_name, rule, params = match.group(1), None, None
         if o.kind == "node":
-            from ..suite import _params
-            params = _params(o.spec.get("params", {}))
+            from ..gate import parse_params
+            params = parse_params(o.spec.get("params", {}))
     op = OPS[op_name]
     rule = rule or op.vjp
     from .formulas import FORMULAS

@@ -1,0 +1,2 @@
+"""The version of symgrad (one place; pyproject.toml carries the same number)."""
+__version__ = "0.1.0"
