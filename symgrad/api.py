@@ -15,7 +15,8 @@ from .ops import get_op
 from .prove.check import Spec, check, validate_shapes
 from .prove.isolate import max_entries as max_entries_limit, run_isolated
 from .prove.result import GraphResult, Result, Verdict
-from .prove.tape import DAG_THEOREM, end_to_end as end_to_end_check, node_obligations
+from .prove.tape import (DAG_THEOREM, end_to_end as end_to_end_check, node_obligations,
+                         tape_conditions)
 from .scalar import Scalar, wrap
 from .tensor import BACKENDS, shape_str, symbol
 
@@ -252,12 +253,14 @@ def verify(graph: Graph, *, end_to_end: bool = True, timeout=None, memory_mb=Non
         verdict=Verdict.PROVED if nodes_ok else Verdict.UNKNOWN,
         method=f"DAG theorem ({DAG_THEOREM}) over {len(results)} node obligations",
         reason="" if nodes_ok else "it rests on node obligations that are not all proved",
-        entries=len(graph.nodes))
+        advice="" if nodes_ok else "see the node obligations above that are not proved",
+        entries=len(graph.nodes), tape_conditions=tape_conditions(graph, results))
     results.append(corollary)
     if end_to_end:
         whole, blocks = end_to_end_check(graph, backprop, timeout, memory_mb, progress)
         if blocks is not None:
             info["seed blocks"] = blocks
+        whole.tape_conditions = corollary.tape_conditions
         results.append(whole)
     verdicts = {r.verdict for r in results}
     verdict = Verdict.REFUTED if Verdict.REFUTED in verdicts else \

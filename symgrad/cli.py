@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 import warnings
@@ -49,35 +50,31 @@ def _print_table(results, out):
             out.write("  ".join("-" * w for w in widths) + "\n")
 
 
-def _print_details(r, out):
-    if r.side_conditions:
-        out.write(f"side conditions ({r.name}):\n")
-        for c in r.side_conditions[:MAX_CONDITIONS]:    # each one whole
-            mark = "  [discharged]" if c.discharged else ""
-            out.write(f"  {c.text}{mark}\n")
-        more = len(r.side_conditions) - MAX_CONDITIONS
-        if more > 0:
-            out.write(f"  … and {more} more (--json lists every one)\n")
-    if r.witness is not None:
-        w = r.witness
-        idx = ",".join(map(str, w.entry))
-        out.write(f"counterexample: the cotangent of {w.input}[{idx}] is wrong\n")
-        out.write(f"  expected (Jᵀḡ) {w.expected}\n  rule gave       {w.got}\n")
-        out.write(f"  residual in [{w.residual[0]}, {w.residual[1]}] (excludes 0, "
-                  f"{w.precision}-bit ball arithmetic)\n")
-        shown = list(w.point.items())
-        text = ", ".join(f"{k}={v}" for k, v in shown[:12])
-        more = f", … ({len(shown) - 12} more)" if len(shown) > 12 else ""
-        out.write(f"  at {text}{more}\n  tangent: {w.tangent}\n")
-        if w.note:
-            out.write(f"  note: {w.note}\n")
-    if r.verdict is Verdict.UNKNOWN and r.reason:
-        out.write(f"unknown: {r.reason}\n")
-    if r.residual and r.verdict is not Verdict.PROVED:
-        out.write(f"non-zero normal form (sample): {r.residual}\n")
+def _print_details(results, out, verbose: bool):
+    """Under the table: why each UNKNOWN (and what to do next), each counterexample and
+    non-zero residual; then the side conditions — listed for one obligation or with
+    ``verbose``, else summarised per obligation (kind, count, how discharged)."""
+    for r in results:
+        for k, line in enumerate(r.findings()):
+            out.write(f"{r.name}: {line}\n" if k == 0 else f"  {line}\n")
+    with_conditions = [r for r in results if r.side_conditions]
+    if not with_conditions:
+        out.write("side conditions: none\n")
+    elif verbose or len(results) == 1:
+        for r in with_conditions:
+            out.write(f"side conditions of {r.name} ({r.conditions_summary()}):\n")
+            lines = r.conditions_lines(None if verbose else MAX_CONDITIONS)[1:]
+            if len(lines) > 1 and lines[-1].startswith("  … and") and not verbose:
+                lines[-1] += " (--verbose or --json lists every one)"
+            out.write("".join(line + "\n" for line in lines))
+    else:
+        out.write("side conditions (--verbose lists every one):\n")
+        width = max(len(r.name) for r in with_conditions)
+        for r in with_conditions:
+            out.write(f"  {r.name.ljust(width)}  {r.conditions_summary()}\n")
 
 
-def report(results, as_json: bool):
+def report(results, as_json: bool, verbose: bool = False):
     verdict = overall(results)
     if as_json:
         click.echo(json.dumps({"verdict": verdict.value, "symgrad": __version__,
@@ -86,10 +83,7 @@ def report(results, as_json: bool):
         out = sys.stdout
         _print_table(results, out)
         out.write("\n")
-        for r in results:
-            _print_details(r, out)
-        if not any(r.side_conditions for r in results):
-            out.write("side conditions: none\n")
+        _print_details(results, out, verbose)
         out.write(f"\nverdict: {verdict.value.upper()}\n")
     return verdict.exit_code
 
@@ -132,6 +126,11 @@ def report_option(f):
                                                                   writable=True),
                         default=None, callback=writable, help="Also write an HTML proof "
                         "report to this directory (open its index.html).")(f)
+
+
+def verbose_option(f):
+    return click.option("-v", "--verbose", is_flag=True, help="List every side condition "
+                        "in full (default: a summary per obligation).")(f)
 
 
 def given(*names) -> dict:
@@ -237,9 +236,10 @@ def verify():
 @click.option("--no-symmetry", is_flag=True,
               help="Normal-form every input entry instead of one per verified orbit.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead.")
+@verbose_option
 @report_option
 def verify_node_cmd(op_name, shapes, params, reads, timeout, max_entries, backend,
-                    no_symmetry, as_json, report_dir):
+                    no_symmetry, as_json, verbose, report_dir):
     """Prove or refute the VJP rule of library op OP at the given shapes.
 
     \b
@@ -276,15 +276,22 @@ def verify_node_cmd(op_name, shapes, params, reads, timeout, max_entries, backen
     spec = {"op": op.name, "shapes": [list(s) for s in shape_list],
             "params": {i.split("=", 1)[0].strip(): i.split("=", 1)[1] for i in params}}
     write_verify_report(report_dir, [("node", spec, [result], "proved")])
-    sys.exit(report([result], as_json))
+    sys.exit(report([result], as_json, verbose))
 
 
 def _progress_printer():
-    if not sys.stderr.isatty():
+    """On a terminal: one self-overwriting line (what is running, elapsed seconds); in CI,
+    or with stderr redirected, nothing."""
+    if not sys.stderr.isatty() or os.environ.get("CI"):
         return None
+    t0 = time.perf_counter()
+    width = shutil.get_terminal_size((100, 20)).columns
 
     def show(text):
-        sys.stderr.write(f"\r\033[K{text}")
+        line = f"{text}  [{time.perf_counter() - t0:.0f} s]"
+        if len(line) >= width:
+            line = line[:width - 2] + "…"
+        sys.stderr.write(f"\r\033[K{line}")
         sys.stderr.flush()
     return show
 
@@ -310,9 +317,10 @@ def graph_command(name):
     @click.option("--timeout", type=Seconds(), default=None,
                   help="Seconds per obligation before it becomes UNKNOWN (default 600).")
     @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead.")
+    @verbose_option
     @report_option
     def command(n, d_model, heads, head_dim, d_ff, layout, form, fixed_weights, no_end_to_end,
-                timeout, as_json, report_dir):
+                timeout, as_json, verbose, report_dir):
         from .api import verify as verify_graph
         for key, shown in given(*GRAPH_OPTIONS).items():
             message = name != "all" and graph_option_error(key, name, shown)
@@ -341,7 +349,7 @@ def graph_command(name):
                 for gn, r in outcomes])
         if interrupted:
             raise interrupted
-        sys.exit(report(results, as_json))
+        sys.exit(report(results, as_json, verbose))
 
     command.__doc__ = (f"Prove the {name} graph ({builder}): its node obligations, the DAG "
                        f"corollary and the end-to-end obligation.\n\nDefaults are small "
@@ -448,14 +456,15 @@ def _print_outcomes(outcomes, errors, seconds):
 @click.argument("name", required=False)
 @click.option("--timeout", type=Seconds(), default=None, help="Seconds (default 600).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead.")
+@verbose_option
 @report_option
-def verify_mutant_cmd(name, timeout, as_json, report_dir):
+def verify_mutant_cmd(name, timeout, as_json, verbose, report_dir):
     """Check a named wrong rule (a mutant) against its op's forward; it should be REFUTED
     (exit 1). Without NAME, list the mutants and the bug each one has."""
     from .mutants import MUTANTS, verify_mutant
     from .gate import unknown
     if name is None:
-        extra = list(given("timeout", "as_json", "report_dir").values())
+        extra = list(given("timeout", "as_json", "verbose", "report_dir").values())
         if extra:
             raise click.UsageError(f"{extra[0]} applies when checking a mutant (give its "
                                    f"NAME), not to the list of mutants")
@@ -467,7 +476,7 @@ def verify_mutant_cmd(name, timeout, as_json, report_dir):
         raise InputError(unknown(name, MUTANTS, "mutant"))
     result = verify_mutant(name, timeout=timeout)
     write_verify_report(report_dir, [("mutant", {"mutant": name}, [result], "refuted")])
-    sys.exit(report([result], as_json))
+    sys.exit(report([result], as_json, verbose))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -61,7 +61,7 @@ def test_a_mutant_expected_proved_is_a_regression_with_its_witness(tmp_path):
     code, out = run_gate(tmp_path, {"a.toml": '[[mutant]]\nmutant = "softmax_sign"\n'},
                      "--junit", str(tmp_path / "o.xml"))
     assert code == 1
-    assert "expected proved, got refuted" in out and "witness: x[" in out
+    assert "expected proved, got refuted" in out and "counterexample: the cotangent of x[" in out
     case = ET.parse(tmp_path / "o.xml").getroot().find("testsuite/testcase")
     assert case.find("failure").get("type") == "refuted"
 
@@ -209,7 +209,7 @@ def test_pytest_plugin_collects_obligations_and_shows_the_witness(tmp_path):
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "3 passed" in proc.stdout and "1 failed" in proc.stdout
     assert "mutant sub_sign: expected proved, got refuted" in proc.stdout
-    assert "witness:" in proc.stdout
+    assert "counterexample: the cotangent of" in proc.stdout
     cases = ET.parse(tmp_path / "j.xml").getroot().iter("testcase")
     assert len(list(cases)) == 4
 

@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
+from ..prove.result import Result
 from .cache import versions
 from .run import exit_code
 from .schema import DIMS, Outcome
@@ -67,18 +68,12 @@ def write_junit(path, outcomes, seconds: float, input_errors=()):
 
 
 def failure_text(o: Outcome) -> str:
-    """What a person needs to see for an unmet expectation: the verdict, why, the witness."""
+    """What a person needs to see for an unmet expectation: the verdict, why and what to do
+    next, the counterexample — as the terminal prints a Result."""
     lines = [f"{o.title}: expected {o.expect}, got {o.verdict}"]
-    for r in o.results:
-        if r["verdict"] == o.verdict and r["verdict"] != "proved":
-            lines.append(f"  {r['name']}: {r['verdict']} — {r['method']}")
-            if r.get("reason"):
-                lines.append(f"    reason: {r['reason']}")
-            w = r.get("witness")
-            if w:
-                lines.append(f"    witness: {w['input']}{list(w['entry'])}; expected {w['expected']}, "
-                             f"got {w['got']}; residual in [{w['residual'][0]}, "
-                             f"{w['residual'][1]}]")
-                point = ", ".join(f"{k}={v}" for k, v in list(w["point"].items())[:12])
-                lines.append(f"    at {point}{' …' if len(w['point']) > 12 else ''}")
+    for d in o.results:
+        if d["verdict"] == o.verdict and d["verdict"] != "proved":
+            r = Result.from_json(d)
+            lines.append(f"  {r.name}: {r.verdict} — {r.method}")
+            lines += ["    " + line for line in r.findings()]
     return "\n".join(lines)

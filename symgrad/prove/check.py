@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from fractions import Fraction
 import resource
 import time
@@ -416,8 +417,9 @@ def check(spec: Spec) -> Result:
     result.atoms = max(len(atoms.info), len(opaque.info) if opaque is not None else 0)
 
     if too_large is not None:
-        result.reason = (f"too large: the normal form of entry {too_large}; split the "
-                         f"obligation (smaller shapes, or the compositional proof)")
+        result.reason = f"too large: the normal form of entry {too_large}"
+        result.advice = ("check smaller shapes; for a graph, its node obligations and the DAG "
+                         "corollary prove it compositionally")
         result.method = "normal form"
     elif unsupported is None and not nonzero:
         result.method = "normal form" + (" + atom relations" if relations_used else "")
@@ -434,6 +436,9 @@ def check(spec: Spec) -> Result:
                              f"{exc.condition.text()}, but that step argument is 0 on a whole "
                              f"region (around {_point_text(exc.point, exc.condition)}), which "
                              f"the condition would silently cut out of the domain")
+            result.advice = ("write the rule's comparisons as the forward writes them (the same "
+                             "step arguments), or declare an assumption that excludes the "
+                             "region")
         # (raises on a disagreement; the second call knows every entry's conditions, for
         # points in a domain such as x > 3 that the orbit representatives' do not cover)
         phases["alarm"] = time.perf_counter() - t_alarm
@@ -441,14 +446,16 @@ def check(spec: Spec) -> Result:
             result.verdict = Verdict.PROVED
         elif not result.reason:   # an identity on an empty set proves nothing
             result.reason = ("the normal form is zero, but no point satisfying every side "
-                             "condition was found, so the domain may be empty; check the "
-                             "conditions below")
+                             "condition was found, so the domain may be empty")
+            result.advice = ("check that the declared assumptions and the side conditions "
+                             "below can hold together")
     elif unsupported is not None:
         result.reason = f"the normal form cannot represent an entry ({unsupported})"
+        result.advice = ("write the function with symgrad.fn (exp, log, tanh, sqrt, erf, "
+                         "relu, where, …) on both sides")
         result.method = "normal form"
     else:
-        (i, index, _, _), text = nonzero[0]
-        result.residual = (text[:400] + " …") if len(text) > 400 else text
+        (i, index, _, _), (result.residual, result.legend) = nonzero[0]
         witness = early or search_witness(spec, sides, [e for e, _ in nonzero],
                                           witness_domain(atoms, sides, declared), positive)
         if witness is not None:
@@ -460,8 +467,11 @@ def check(spec: Spec) -> Result:
             result.reason = (f"the normal form of {len(nonzero)} entr"
                              f"{'y' if len(nonzero) == 1 else 'ies'} is not zero (first: "
                              f"{entry_name(sides['names'][i], index)}) and no certified "
-                             f"counterexample was found at {spec.witness_points} points; the "
-                             f"rule may be right through an identity the atoms miss")
+                             f"counterexample was found at {spec.witness_points} points")
+            result.advice = ("the rule may be right through an identity the normal form does "
+                             "not know (see the residual and its legend); write it closer to "
+                             "the forward's own expressions, or look for the bug at the first "
+                             "entry named")
     result.seconds = time.perf_counter() - t0
     phases["verdict"] = result.seconds - sum(phases.values())
     result.phases = {k: round(v, 4) for k, v in phases.items()}
@@ -696,9 +706,8 @@ def _outcomes(spec, sides, atoms, entries, budget=None):
     if witness is not None:
         for k in pending:
             kept = keep.get(id(entries[k]))
-            text = str(kept[1]) if kept is not None else "(not kept: computed in a worker)"
-            outcomes[k] = ("nonzero", outcomes[k][1],
-                           (text[:400] + " …") if len(text) > 400 else text)
+            outcomes[k] = ("nonzero", outcomes[k][1], residual_text(*kept) if kept else
+                           ("(not kept: computed in a worker)", {}))
         return outcomes, witness
     kept = [k for k in pending if id(entries[k]) in keep]
     for k in kept:
@@ -757,8 +766,16 @@ def _reduced(form, residual, terms, budget, entry=None):
         return "relations", terms, None
     if entry is not None and _settled_by_fallbacks(form.atoms, entry, budget):
         return "relations", terms, None
-    text = str(reduced if reduced is not None else residual)
-    return "nonzero", terms, (text[:400] + " …") if len(text) > 400 else text
+    return "nonzero", terms, residual_text(form, reduced if reduced is not None else residual)
+
+
+def residual_text(form, residual) -> tuple:
+    """(the residual as text, at most 400 characters; {atom name: what it stands for} of
+    the atoms it shows)."""
+    text = str(residual)
+    text = (text[:400] + " …") if len(text) > 400 else text
+    shown = set(re.findall(r"\bA\d+(?:inv)?\b", text))
+    return text, {k: v for k, v in form.legend().items() if k in shown}
 
 
 def _inner_step(exprs):

@@ -192,6 +192,10 @@ def _child(target, conn, memory_mb):
         conn.close()
 
 
+MEMORY_ADVICE = ("allow more memory (SYMGRAD_MEMORY_MB in the environment), or check smaller "
+                 "shapes")
+
+
 def run_isolated(target, name: str, timeout: float | None = None,
                  memory_mb: int | None = None) -> Result:
     """``target()`` (returning a Result) in a child process under the limits. A Ctrl-C
@@ -236,16 +240,19 @@ def run_isolated(target, name: str, timeout: float | None = None,
     if msg is None:
         return Result(name, Verdict.UNKNOWN, method="limit", seconds=seconds,
                       reason=f"the checking process died (exit code {proc.exitcode}); most "
-                             f"likely it ran out of memory (limit {memory_mb} MiB)")
+                             f"likely it ran out of memory (limit {memory_mb} MiB)",
+                      advice=MEMORY_ADVICE)
     kind, payload = msg
     if kind == "ok":
         return payload
     if kind == "timeout":
         return Result(name, Verdict.UNKNOWN, method="limit", seconds=seconds,
-                      reason=f"timeout: no verdict within {timeout:g} s")
+                      reason=f"timeout: no verdict within {timeout:g} s",
+                      advice="allow more time (--timeout, or SYMGRAD_TIMEOUT in the "
+                             "environment), or check smaller shapes")
     if kind == "memory":
         return Result(name, Verdict.UNKNOWN, method="limit", seconds=seconds,
-                      reason=f"out of memory (limit {memory_mb} MiB)")
+                      reason=f"out of memory (limit {memory_mb} MiB)", advice=MEMORY_ADVICE)
     if kind == "input":
         cls, text = payload
         raise cls(text)

@@ -12,12 +12,14 @@
 from __future__ import annotations
 
 import math
+import re
 import time
 
 import numpy as np
 import symengine as se
 
 from ..graph import Graph
+from ..ops import get_op
 from ..tensor import symbols
 from .check import Spec, check
 from .isolate import run_isolated
@@ -32,19 +34,53 @@ def _param_key(v):
     return str(v)
 
 
+def _node_key(graph: Graph, node):
+    """(key, distinct reads, shapes, reads pattern) of a tape node's obligation."""
+    distinct = list(dict.fromkeys(node.reads))
+    shapes = [graph.shape(r) for r in distinct]
+    reads = None if len(distinct) == len(node.reads) else \
+        tuple(distinct.index(r) for r in node.reads)
+    key = (node.op, tuple(shapes), reads,
+           tuple(sorted((k, _param_key(v)) for k, v in node.params.items())))
+    return key, distinct, shapes, reads
+
+
 def node_obligations(graph: Graph) -> list:
     """Distinct (op, shapes, reads pattern, params) of the tape, in tape order."""
     seen, out = set(), []
     for node in graph.nodes:
-        distinct = list(dict.fromkeys(node.reads))
-        shapes = [graph.shape(r) for r in distinct]
-        reads = None if len(distinct) == len(node.reads) else \
-            tuple(distinct.index(r) for r in node.reads)
-        key = (node.op, tuple(shapes), reads,
-               tuple(sorted((k, _param_key(v)) for k, v in node.params.items())))
+        key, _, shapes, reads = _node_key(graph, node)
         if key not in seen:
             seen.add(key)
             out.append((node, shapes, reads))
+    return out
+
+
+def tape_conditions(graph: Graph, node_results: list) -> list:
+    """The side conditions of the node obligations (``node_results``, in the order of
+    :func:`node_obligations`) restated at every tape node that uses them, over the tape
+    values it reads: softmax's ``exp(x[0,0]) + exp(x[0,1]) ≠ 0`` at the node reading
+    ``scaled`` reads ``exp(scaled[0,0]) + exp(scaled[0,1]) ≠ 0``."""
+    by_key = {}
+    for (node, _, _), r in zip(node_obligations(graph), node_results):
+        by_key[_node_key(graph, node)[0]] = r
+    out = []
+    for k, node in enumerate(graph.nodes):
+        key, distinct, _, reads = _node_key(graph, node)
+        r = by_key.get(key)
+        if r is None:
+            continue
+        args = get_op(node.op).args
+        names = list(args) if reads is None else [args[reads.index(i)]
+                                                  for i in range(len(distinct))]
+        rename = {n: graph.values[v] for n, v in zip(names, distinct)}
+        pattern = re.compile(r"(?<![\w.])(" + "|".join(map(re.escape, rename)) +
+                             r")(?![\w.])")
+        for c in r.side_conditions:
+            text = c.text if c.reason == "summary" else \
+                pattern.sub(lambda m: rename[m.group(1)], c.text)
+            out.append({"node": graph.values[len(graph.inputs) + k], "op": node.op,
+                        "text": text, "reason": c.reason, "discharged": c.discharged})
     return out
 
 
@@ -139,7 +175,10 @@ def backprop_is_linear(graph: Graph, backprop=None) -> Result:
                   verdict=Verdict.PROVED if ok else Verdict.UNKNOWN,
                   method="degree bound in the seed symbols", seconds=time.perf_counter() - t0,
                   reason="" if ok else (f"the backprop has degree {worst} in the seed" if
-                                        worst > 1 else "the backprop is not 0 at the zero seed"))
+                                        worst > 1 else "the backprop is not 0 at the zero seed"),
+                  advice="" if ok else "an engine's backward must be linear in the cotangent "
+                                       "it is seeded with; look at how it scales or offsets "
+                                       "the seed")
 
 
 def by_seed_block(graph: Graph, whole: Result, backprop, timeout, memory_mb, progress):
@@ -160,6 +199,8 @@ def by_seed_block(graph: Graph, whole: Result, backprop, timeout, memory_mb, pro
     refuted = [r for r in blocks if r.verdict is Verdict.REFUTED]
     proved = [r for r in blocks if r.verdict is Verdict.PROVED]
     info = [(graph.values[b], r.verdict.value, round(r.seconds, 3)) for b, r in enumerate(blocks)]
+    table = [{"value": graph.values[b], "verdict": r.verdict.value, "terms": r.terms,
+              "seconds": round(r.seconds, 3)} for b, r in enumerate(blocks)]
     if refuted:
         r = refuted[0]
         r.method = f"per seed block: {r.name.split('seed on ')[-1]} refuted; {r.method}"
@@ -175,7 +216,12 @@ def by_seed_block(graph: Graph, whole: Result, backprop, timeout, memory_mb, pro
             r.reason = (f"too large as one identity; split by seed block, {len(proved)} of "
                         f"{len(blocks)} blocks proved; first not proved: "
                         f"{first.name.split(': ')[-1]} — {first.reason}")
+            r.advice = ("the node obligations and the DAG corollary prove the graph "
+                        "compositionally; for the end-to-end check, try smaller shapes"
+                        + (" or a longer --timeout" if first.reason.startswith("timeout")
+                           else ""))
     r.name = name
+    r.blocks = table
     r.seconds = seconds
     r.terms = sum(b.terms for b in blocks)
     r.entries = sum(b.entries for b in blocks)
