@@ -409,6 +409,9 @@ def check_cmd(paths, report_dir, junit, json_path, jobs, no_cache, cache_dir):
         sys.stderr.write("\r\033[K")
     for w in caught:
         click.echo(f"warning: {w.message}", err=True)
+    if cache is not None and cache.damaged > 1:
+        click.echo(f"warning: {cache.damaged} damaged proof-cache entries were checked again",
+                   err=True)
     if code is not None:
         click.echo(f"interrupted: {len(outcomes)} of {len(obligations)} obligations "
                    f"finished", err=True)

@@ -145,11 +145,22 @@ def test_a_cache_row_that_does_not_match_its_hash_is_checked_again(tmp_path, cas
     db.commit()
     code, out = run_gate(tmp_path, {"a.toml": GOOD})
     assert code == 0 and "2 from the cache" in out and out.count("warning:") == 1
-    assert "warning: ignoring a damaged proof-cache entry" in out and "softmax(2x3)" in out
+    assert "warning: ignoring damaged proof-cache entries" in out and "softmax(2x3)" in out
     row = db.execute("select payload, sha256 from proofs where key = ?", (key,)).fetchone()
     assert gate.cache._sha256(row[0]) == row[1] and json.loads(row[0])["verdict"] == "proved"
     code, out = run_gate(tmp_path, {"a.toml": GOOD})   # overwritten: trusted again
     assert code == 0 and "3 from the cache" in out and "warning" not in out
+
+
+def test_many_damaged_cache_rows_give_one_warning_and_a_count(tmp_path):
+    run_gate(tmp_path, {"a.toml": GOOD})
+    db = sqlite3.connect(tmp_path / "cache" / "proofs.sqlite")
+    db.execute("update proofs set sha256 = '0'")
+    db.commit()
+    code, out = run_gate(tmp_path, {"a.toml": GOOD})
+    assert code == 0 and "0 from the cache" in out
+    assert out.count("ignoring damaged proof-cache entries") == 1
+    assert "warning: 3 damaged proof-cache entries were checked again" in out
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])

@@ -71,7 +71,7 @@ class Cache:
     and REFUTED are stored (an UNKNOWN may be a timeout), with the results behind them —
     never whether they met an expectation: that is compared afresh with the entry's current
     ``expect``. Each row carries a SHA-256 of its payload; a row that does not match it is
-    ignored (the obligation runs again and overwrites it). A damaged database file is moved
+    ignored (the obligation runs again and overwrites it; one warning per run). A damaged database file is moved
     aside to ``proofs.sqlite.damaged`` and started afresh, with one warning; a cache that
     cannot be used at all is ignored with a warning — never trusted — and the run goes on
     without it."""
@@ -81,6 +81,7 @@ class Cache:
     def __init__(self, directory=".symgrad-cache"):
         self.path = Path(directory) / "proofs.sqlite"
         self.db = None
+        self.damaged = 0   #: entries found damaged (and checked again) in this run
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.db = self._open()
@@ -142,8 +143,10 @@ class Cache:
             out = outcome_of(ob, d["verdict"], float(d["seconds"]), cached=True,
                            reason=str(d["reason"]), results=list(d["results"]))
         except (ValueError, TypeError, KeyError) as exc:
-            warnings.warn(f"ignoring a damaged proof-cache entry in {self.path} for "
-                          f"{ob.title} ({exc}); checking it again", stacklevel=2)
+            self.damaged += 1
+            if self.damaged == 1:   # one warning per run, however many entries are damaged
+                warnings.warn(f"ignoring damaged proof-cache entries in {self.path} (the "
+                              f"first: {ob.title}, {exc}); checking them again", stacklevel=2)
             return None
         return out if out.verdict in ("proved", "refuted") else None
 

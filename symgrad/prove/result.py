@@ -242,3 +242,19 @@ class GraphResult:
     @property
     def proved(self) -> bool:
         return self.verdict is Verdict.PROVED
+
+    def __str__(self) -> str:
+        lines = [f"{self.verdict.value.upper()} {self.graph}: {len(self.obligations)} "
+                 f"obligations"]
+        for r in self.obligations:
+            lines.append("  " + r.headline())
+            lines += ["    " + line for line in r.findings()]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        counts = {v: sum(r.verdict is v for r in self.obligations) for v in Verdict}
+        shown = ", ".join(f"{n} {v.value}" for v, n in counts.items() if n)
+        return f"<GraphResult {self.graph}: {self.verdict.value.upper()} ({shown})>"
+
+    def _repr_html_(self) -> str:
+        return "".join(r._repr_html_() for r in self.obligations)

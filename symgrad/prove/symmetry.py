@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import symengine as se
 
-from .normal_form import to_fraction
+from .flint_poly import to_fraction
 
 _COMMUTATIVE = (se.Add, se.Mul)
 

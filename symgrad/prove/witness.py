@@ -14,7 +14,9 @@ import symengine as se
 from flint import arb, ctx as flint_ctx, fmpq
 from symengine.lib.symengine_wrapper import Constant as _Constant
 
-from .normal_form import Condition, function_name, to_fraction
+from .atoms import Condition
+from .budget import function_name
+from .flint_poly import to_fraction
 
 
 class CannotEvaluate(Exception):
