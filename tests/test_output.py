@@ -156,7 +156,7 @@ def test_the_decoder_summarises_side_conditions_per_node_and_verbose_lists_them(
     rows = block.split("\n\n")[0].splitlines()
     assert rows and all(re.match(r"  node \S+\(.*\)\s+\d+ ", row) for row in rows), rows
     assert "[discharged]" not in short.output
-    assert any("layer_norm" in row and "radicand > 0 (all discharged)" in row for row in rows)
+    assert any("layer_norm" in row and "radicands > 0 (all discharged)" in row for row in rows)
     verbose = CliRunner().invoke(main, args + ["--verbose"])
     assert verbose.exit_code == 0
     assert verbose.output.count("[discharged]") > len(rows)

@@ -485,9 +485,13 @@ def _point_text(point, condition) -> str:
 
 def _listed(conditions, positive, symmetric) -> list:
     """The side conditions of a result: every one, whole (the CLI may abbreviate)."""
-    listed = [SideCondition(c.text(limit=SIDE_CONDITION_NODES), c.reason,
-                            c.reason != "declared" and holds_everywhere(c, positive))
-              for c in conditions]
+    listed, seen = [], set()
+    for c in conditions:   # a declared x ≠ 0 is not listed again as a step's x ≠ 0
+        text = c.text(limit=SIDE_CONDITION_NODES)
+        if text not in seen:
+            seen.add(text)
+            listed.append(SideCondition(text, c.reason, c.reason != "declared" and
+                                        holds_everywhere(c, positive)))
     if symmetric and conditions:
         listed.append(SideCondition("… and their images under the verified index symmetries",
                                     "summary", all(c.discharged for c in listed)))

@@ -34,8 +34,12 @@ def _short(text: str, width: int) -> str:
     return text if len(text) <= width else text[:width - 1] + "…"
 
 
+#: how a summary names the conditions of each reason
+_NOUNS = {"step function at its jump": "step argument"}
+
+
 def conditions_summary(conditions) -> str:
-    """Side conditions counted by kind, and how they are met: ``2 denominator ≠ 0 (all
+    """Side conditions counted by kind, and how they are met: ``2 denominators ≠ 0 (all
     discharged), 1 declared``; the symmetry images are named, not counted."""
     kinds: dict = {}
     images = False
@@ -44,14 +48,19 @@ def conditions_summary(conditions) -> str:
             images = True
             continue
         relation = "> 0" if c.text.endswith("> 0") else "≠ 0" if c.text.endswith("≠ 0") else ""
-        key = c.reason if c.reason == "declared" or not relation else f"{c.reason} {relation}"
+        key = (c.reason, relation)
         n, done = kinds.get(key, (0, 0))
         kinds[key] = (n + 1, done + bool(c.discharged))
     parts = []
-    for key, (n, done) in kinds.items():
-        how = "" if key == "declared" else " (all discharged)" if done == n else \
-            " (stated)" if done == 0 else f" ({done} discharged)"
-        parts.append(f"{n} {key}{how}")
+    for (reason, relation), (n, done) in kinds.items():
+        noun = _NOUNS.get(reason, reason)
+        if reason == "declared":
+            parts.append(f"{n} declared")
+            continue
+        how = " (all discharged)" if done == n else " (stated)" if done == 0 else \
+            f" ({done} discharged)"
+        parts.append(f"{n} {noun}{'s' if n > 1 else ''}{' ' + relation if relation else ''}"
+                     f"{how}")
     text = ", ".join(parts) or "none"
     return text + (" + their images under the index symmetries" if images else "")
 
@@ -178,8 +187,8 @@ class Result:
         return lines
 
     def conditions_summary(self) -> str:
-        """The side conditions by kind and how they are met: ``2 denominator ≠ 0
-        (discharged), 1 declared``."""
+        """The side conditions by kind and how they are met: ``2 denominators ≠ 0
+        (all discharged), 1 declared``."""
         return conditions_summary(self.side_conditions)
 
     def _repr_html_(self) -> str:
