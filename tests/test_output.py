@@ -224,3 +224,19 @@ def test_counts_agree_between_terminal_json_junit_and_report(tmp_path):
 def test_single_obligations_list_their_side_conditions(cmd):
     result = CliRunner().invoke(main, cmd)
     assert "side conditions of " in result.output or "side conditions: none" in result.output
+
+
+def test_list_and_a_run_show_the_same_side_conditions():
+    listed = CliRunner().invoke(main, ["list"])
+    assert listed.exit_code == 0
+    rows = {line.split()[0]: line for line in listed.output.splitlines()[2:]}
+    for op in ("softmax", "log", "layer_norm", "relu", "matmul"):
+        r = sg.verify_node(op, list(sg.OPS[op].examples[0]))
+        kinds = {(c.reason, c.text[-3:]) for c in r.side_conditions
+                 if c.reason not in ("declared", "summary")}
+        for reason, relation in kinds:
+            assert f"{reason} {relation.strip()}" in rows[op], (op, reason)
+        if any(c.reason == "declared" for c in r.side_conditions):
+            assert "(declared)" in rows[op]
+        if not r.side_conditions:
+            assert rows[op].rstrip().endswith("-")

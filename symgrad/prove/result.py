@@ -38,9 +38,11 @@ def _short(text: str, width: int) -> str:
 _NOUNS = {"step function at its jump": "step argument"}
 
 
-def conditions_summary(conditions) -> str:
+def conditions_summary(conditions, counts: bool = True) -> str:
     """Side conditions counted by kind, and how they are met: ``2 denominators ≠ 0 (all
-    discharged), 1 declared``; the symmetry images are named, not counted."""
+    discharged), 1 declared``; the symmetry images are named, not counted. Without
+    ``counts``, the kinds the obligation adds to its declared ones: ``denominator ≠ 0
+    (discharged)``."""
     kinds: dict = {}
     images = False
     for c in conditions:
@@ -54,6 +56,12 @@ def conditions_summary(conditions) -> str:
     parts = []
     for (reason, relation), (n, done) in kinds.items():
         noun = _NOUNS.get(reason, reason)
+        if not counts:   # kinds only: "denominator ≠ 0 (discharged)"
+            if reason != "declared":
+                how = " (discharged)" if done == n else "" if done == 0 else \
+                    " (discharged where implied)"
+                parts.append(f"{noun}{' ' + relation if relation else ''}{how}")
+            continue
         if reason == "declared":
             parts.append(f"{n} declared")
             continue
@@ -61,6 +69,8 @@ def conditions_summary(conditions) -> str:
             f" ({done} discharged)"
         parts.append(f"{n} {noun}{'s' if n > 1 else ''}{' ' + relation if relation else ''}"
                      f"{how}")
+    if not counts:
+        return ", ".join(parts)
     text = ", ".join(parts) or "none"
     return text + (" + their images under the index symmetries" if images else "")
 
