@@ -232,6 +232,12 @@ def test_seed_blocks_with_a_linear_backprop_prove_the_whole_identity():
     r, blocks = by_seed_block(g, _as_too_large(), None, None, None, None)
     assert r.verdict is sg.Verdict.PROVED, r.reason
     assert r.method.startswith("normal form per seed block (") and len(blocks) == len(g.values)
+    # the seed-block table on the Result agrees with the method and the totals
+    assert f"({len(r.blocks)} blocks;" in r.method
+    assert [b["value"] for b in r.blocks] == g.values
+    assert all(b["verdict"] == "proved" for b in r.blocks)
+    assert sum(b["terms"] for b in r.blocks) == r.terms
+    assert r.to_json()["blocks"] == r.blocks
 
 
 @pytest.mark.parametrize("name", sorted(ENGINE_MUTANTS))
