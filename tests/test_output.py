@@ -63,7 +63,7 @@ def test_a_proved_result_prints_short_and_readable():
     assert lines[0].startswith("PROVED softmax rule — normal form")
     assert len(lines) <= 6 and "Result(" not in text and "SideCondition(" not in text
     assert "1 denominator ≠ 0 (all discharged)" in text
-    assert "exp(x[0,0]) + exp(x[0,1]) + exp(x[0,2]) ≠ 0" in text
+    assert "Σ_{j<3} exp(x[0,j]) ≠ 0" in text
     rep = repr(r)
     assert rep.startswith("<Result softmax rule: PROVED") and "\n" not in rep and len(rep) < 200
 
@@ -140,12 +140,12 @@ def test_graph_results_state_side_conditions_over_tape_values():
     g = sg.verify(sg.models.mha(2, 2, 1, 2))
     corollary, e2e = g.obligations[-2:]
     texts = [c["text"] for c in corollary.tape_conditions]
-    assert "exp(scaled[0,0,0]) + exp(scaled[0,0,1]) ≠ 0" in texts
+    assert "Σ_{j<2} exp(scaled[0,0,j]) ≠ 0" in texts
     assert {c["node"] for c in corollary.tape_conditions} == {"probs"}
     assert e2e.tape_conditions == corollary.tape_conditions
     # the node obligation states the same condition over its own argument
     node = next(r for r in g.obligations if r.name.startswith("node softmax"))
-    assert "exp(x[0,0,0]) + exp(x[0,0,1]) ≠ 0" in [c.text for c in node.side_conditions]
+    assert "Σ_{j<2} exp(x[0,0,j]) ≠ 0" in [c.text for c in node.side_conditions]
 
 
 def test_the_decoder_summarises_side_conditions_per_node_and_verbose_lists_them():
@@ -240,3 +240,19 @@ def test_list_and_a_run_show_the_same_side_conditions():
             assert "(declared)" in rows[op]
         if not r.side_conditions:
             assert rows[op].rstrip().endswith("-")
+
+
+def test_sums_over_an_index_range_print_in_sigma_notation_and_nothing_else_does():
+    import symengine as se
+    from symgrad.prove.notation import readable
+    x = [se.Symbol(f"x[0,{j}]") for j in range(3)]
+    y = se.Symbol("y[0]")
+    assert readable(se.exp(x[0]) + se.exp(x[1]) + se.exp(x[2])) == "Σ_{j<3} exp(x[0,j])"
+    assert readable(se.exp(x[1]) + se.exp(x[2])) == str(se.exp(x[1]) + se.exp(x[2]))
+    assert "Σ" not in readable(2 * se.exp(x[0]) + se.exp(x[1]))         # not one term
+    part = readable(se.exp(x[0]) + se.exp(x[1]) + x[2])    # the matching terms only
+    assert "(Σ_{j<2} exp(x[0,j]))" in part and "x[0,2]" in part and part.count("exp") == 1
+    mixed = readable(se.exp(x[0]) * y + se.exp(x[1]) * y + se.exp(x[2]) * y)
+    assert mixed == "Σ_{j<3} exp(x[0,j])*y[0]"
+    r = sg.check_vjp(softmax, softmax_right, [(2, 3)])
+    assert "Σ_{j<3} exp(x[0,j]) ≠ 0" in [c.text for c in r.side_conditions]

@@ -30,6 +30,7 @@ from ..errors import InputError, InternalError, RuleError, ShapeError
 from ..scalar import Relation, canonical, unwrap, unwrap_value, user_line, wrap
 from ..tensor import as_symengine, entry_name, shape_tuple, symbols
 from .isolate import DEFAULT_MEMORY_MB, LIMITS, fork_map, workers
+from .notation import readable
 from .normal_form import Atoms, Condition, EntryForm, TooLarge, Unsupported, _smaller_than, \
     _is_step, holds_everywhere, innermost, nodes_under as _nodes, steps_under, to_fraction
 from .result import Result, SideCondition, Verdict, Witness
@@ -487,7 +488,9 @@ def _listed(conditions, positive, symmetric) -> list:
     """The side conditions of a result: every one, whole (the CLI may abbreviate)."""
     listed, seen = [], set()
     for c in conditions:   # a declared x ≠ 0 is not listed again as a step's x ≠ 0
-        text = c.text(limit=SIDE_CONDITION_NODES)
+        folded = readable(c.expr)
+        text = c.text(limit=SIDE_CONDITION_NODES) if folded is None else \
+            f"{folded} {'≠' if c.relation == '!= 0' else '>'} 0"
         if text not in seen:
             seen.add(text)
             listed.append(SideCondition(text, c.reason, c.reason != "declared" and

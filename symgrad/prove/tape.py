@@ -75,7 +75,7 @@ def tape_conditions(graph: Graph, node_results: list) -> list:
                                                   for i in range(len(distinct))]
         rename = {n: graph.values[v] for n, v in zip(names, distinct)}
         pattern = re.compile(r"(?<![\w.])(" + "|".join(map(re.escape, rename)) +
-                             r")(?![\w.])")
+                             r")(?=\[)")
         for c in r.side_conditions:
             text = c.text if c.reason == "summary" else \
                 pattern.sub(lambda m: rename[m.group(1)], c.text)
