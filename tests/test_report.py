@@ -1,6 +1,9 @@
 """HTML reports, parsed (never string-compared): the index lists every obligation with its
 verdict, a refuted page shows its witness, MathML and highlighted source are present, user
 strings are escaped; and a real browser renders them (skipped without Chromium)."""
+import html
+import json
+import re
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -127,18 +130,43 @@ def test_graph_page_has_the_tape_and_three_kinds_of_evidence(report):
     import symgrad as sg
     g = sg.models.mha(2, 2, 1, 2)
     assert len(rects) == len(g.values)   # one box per tape value
-    assert len([t for t, _ in page.tags if t == "line"]) == sum(len(n.reads) for n in g.nodes)
+    # one edge per value a node reads (a value read twice by one node: one edge, marked ×2)
+    edges = [a for t, a in page.tags if t == "path" and a.get("class") == "edge"]
+    assert len(edges) == len({(r, k) for k, n in enumerate(g.nodes) for r in n.reads})
     ev = page.section_text("evidence")
     assert "node matmul" in ev and "DAG corollary" in ev and "end to end" in ev
     assert "Saved tensors" in page.section_text("saved")
-    assert (report / "dag-theorem.md").exists()
+    # the DAG theorem is a page of the report, rendered from markdown, and linked as such
+    assert (report / "dag-theorem.html").exists() and not (report / "dag-theorem.md").exists()
+    links = [a["href"] for t, a in page.tags if t == "a"]
+    assert "dag-theorem.html" in links and not any(h.endswith(".md") for h in links)
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed "
+                                    "(Debian package 'chromium'); the browser test needs it")
+CHROMIUM_RUN = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+                "--disable-background-networking", "--no-first-run", "--hide-scrollbars",
+                "--allow-file-access-from-files", "--virtual-time-budget=5000"]
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (Debian package "
-                    "'chromium'); the browser test needs it")
+def browser_findings(probe: Path) -> dict:
+    """Load ``probe`` (a page whose script writes JSON into <pre id="out">) in headless
+    Chromium and return that JSON."""
+    dom = subprocess.run(CHROMIUM_RUN + ["--dump-dom", probe.as_uri()], capture_output=True,
+                         text=True, timeout=120).stdout
+    out = re.search(r'<pre id="out">(.*?)</pre>', dom, re.S)
+    assert out, f"the probe page wrote nothing: {dom[:500]}"
+    return json.loads(html.unescape(out.group(1)))
+
+
+def screenshot(page: Path, shot: Path, size="1280,900"):
+    subprocess.run(CHROMIUM_RUN + [f"--screenshot={shot}", f"--window-size={size}",
+                                   page.as_uri()], capture_output=True, timeout=120)
+    assert shot.exists() and shot.stat().st_size > 1000, shot
+
+
+@needs_chromium
 def test_a_real_browser_renders_mathml_and_filters_by_verdict(report, tmp_path):
     probe = report / "probe.html"
     # the probe loads the index and a refuted page in iframes from the file system, measures
@@ -163,19 +191,7 @@ document.getElementById("b").onload = function () {{
   res.math = [m.width, m.height]; fin();
 }};
 </script></body></html>''')
-    shot = tmp_path / "index.png"
-    common = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
-              "--disable-background-networking", "--no-first-run",
-              "--allow-file-access-from-files", "--virtual-time-budget=5000"]
-    dom = subprocess.run(common + ["--dump-dom", probe.as_uri()], capture_output=True,
-                         text=True, timeout=120).stdout
-    import json
-    import re
-    found = json.loads(re.search(r'<pre id="out">(.*?)</pre>', dom, re.S).group(1)
-                       .replace("&quot;", '"'))
+    found = browser_findings(probe)
     assert found["total"] == 3 and found["visible"] == ["refuted"]
     assert found["math"][0] > 0 and found["math"][1] > 0
-    subprocess.run(common + [f"--screenshot={shot}", "--window-size=1280,900",
-                             (report / "index.html").as_uri()], capture_output=True,
-                   timeout=120)
-    assert shot.exists() and shot.stat().st_size > 1000
+    screenshot(report / "index.html", tmp_path / "index.png")

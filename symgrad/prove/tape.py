@@ -217,9 +217,9 @@ def by_seed_block(graph: Graph, whole: Result, backprop, timeout, memory_mb, pro
                         f"{len(blocks)} blocks proved; first not proved: "
                         f"{first.name.split(': ')[-1]} — {first.reason}")
             r.advice = ("the node obligations and the DAG corollary prove the graph "
-                        "compositionally; for the end-to-end check, try smaller shapes"
-                        + (" or a longer --timeout" if first.reason.startswith("timeout")
-                           else ""))
+                        "compositionally, for an engine that implements the tape semantics"
+                        + ("; a longer --timeout may let the end-to-end check finish"
+                           if first.reason.startswith("timeout") else ""))
     r.name = name
     r.blocks = table
     r.seconds = seconds

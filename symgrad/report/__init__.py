@@ -1,13 +1,16 @@
 """Static HTML proof reports: view models here, markup in jinja2 templates shipped as package
 data (templates/, static/), modelled on coverage.py's html report. Offline: no CDN, no
 network; every page opens from the file system. Every user-supplied string is escaped
-(autoescape); only MathML from SymPy's presentation printer, Pygments' highlighted source
-and the SVG numbers are inserted as markup.
+(autoescape); only MathML (SymPy's presentation printer; statements.py, which escapes the
+names it writes), Pygments' highlighted source, markdown rendered with raw HTML escaped
+(docs.py) and the SVG numbers are inserted as markup. The tape drawing: drawing.py.
 
 >>> from symgrad.report import tape_layout
 >>> import symgrad as sg
 >>> lay = tape_layout(sg.models.mha(2, 2, 1, 2))
 >>> lay["width"] > 0 and len(lay["boxes"]) == len(sg.models.mha(2, 2, 1, 2).values)
+True
+>>> lay["engine"] in ("dot", "sugiyama")
 True
 """
 from __future__ import annotations
@@ -26,8 +29,12 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
+from .docs import markdown_page
+from .drawing import tape_layout
+from .statements import corollary_statement, end_to_end_statement, node_statement
+
 HERE = Path(__file__).resolve().parent
-DAG_THEOREM_URL = "dag-theorem.md"   # copied next to the pages with the other static files
+DAG_THEOREM_URL = "dag-theorem.html"   # rendered from static/dag-theorem.md
 _MAX_NODES = 600   # expressions larger than this are not rendered as MathML
 
 _env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(HERE / "templates")),
@@ -35,32 +42,39 @@ _env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(HERE / "templates")
                           undefined=jinja2.StrictUndefined)
 
 
-def write_report(directory, outcomes) -> Path:
-    """Write index.html, one page per obligation and one per graph into ``directory``;
-    returns the index's path."""
+def write_report(directory, outcomes, layout: str = "auto") -> Path:
+    """Write index.html, one page per obligation and one per graph into ``directory``, and
+    the documents they cite (static/*.md) as HTML; returns the index's path. ``layout``: the
+    tape drawing's engine (auto: Graphviz dot when installed, else pure-Python sugiyama)."""
     from ..gate import versions
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
+    env = {"versions": versions(), "dag_theorem": DAG_THEOREM_URL,
+           "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     for f in (HERE / "static").iterdir():
-        shutil.copy(f, out / f.name)
+        if f.suffix == ".md":
+            title, body = markdown_page(f.read_text(encoding="utf-8"))
+            _render(out / f.with_suffix(".html").name, "doc.html", env=env, title=title,
+                    body=body, source=f.name)
+        else:
+            shutil.copy(f, out / f.name)
     (out / "pygments.css").write_text(HtmlFormatter().get_style_defs(".source"),
                                       encoding="utf-8")
-    env = {"versions": versions(),
-           "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
-    rows, pages = [], 0
+    rows = []
     for k, o in enumerate(outcomes):
-        graph_page = f"graph-{k}.html" if o.kind == "graph" and o.verdict not in (
+        graph = _graph_view(o, layout) if o.kind == "graph" and o.verdict not in (
             "error", "internal") else None
-        parts = []
+        graph_page = f"graph-{k}.html" if graph else None
+        parts = [{"name": r["name"], "verdict": r["verdict"], "page": f"obligation-{k}-{j}.html"}
+                 for j, r in enumerate(o.results)]
         for j, r in enumerate(o.results):
-            page = f"obligation-{k}-{j}.html"
-            parts.append({"name": r["name"], "verdict": r["verdict"], "page": page})
-            _render(out / page, "obligation.html", env=env, outcome=o, graph_page=graph_page,
-                    r=r, op=_op_view(o, r))
-            pages += 1
+            op = _op_view(o, r)
+            _render(out / parts[j]["page"], "obligation.html", env=env, outcome=o,
+                    graph_page=graph_page, r=r, op=op, graph=graph,
+                    st=_statement(r, j, op, graph, parts))
         if graph_page:
             _render(out / graph_page, "graph.html", env=env, outcome=o, parts=parts,
-                    graph=_graph_view(o), dag_theorem=DAG_THEOREM_URL)
+                    graph=graph, conditions=_tape_conditions(o))
         rows.append({"o": o, "parts": parts,
                      "link": graph_page or (parts[0]["page"] if parts else None),
                      "method": o.results[-1]["method"] if o.results else "",
@@ -73,6 +87,24 @@ def write_report(directory, outcomes) -> Path:
     _render(index, "index.html", env=env, rows=rows, counts=counts, met=met,
             total=len(outcomes))
     return index
+
+
+def _statement(r, j, op, graph, parts) -> dict:
+    """What the page of result ``r`` (the ``j``-th of its outcome) states (statements.py);
+    kind "plain" when it is none of a node obligation, the DAG corollary and the end-to-end
+    obligation. A graph's node obligations come first, in ``node_obligations`` order."""
+    if graph and r["name"].endswith(": DAG corollary"):
+        return corollary_statement(graph, parts)
+    if graph and r["name"].endswith(": end to end"):
+        return end_to_end_statement(graph, r)
+    if op and op.get("out_shape") is not None:
+        return node_statement(op, r, graph["uses"].get(j, []) if graph else [])
+    return {"kind": "plain"}
+
+
+def _tape_conditions(o) -> list:
+    """The graph's domain over tape values (the same on the corollary and end to end)."""
+    return next((r["tape_conditions"] for r in o.results if r.get("tape_conditions")), [])
 
 
 def _render(path: Path, template: str, **context):
@@ -124,7 +156,8 @@ def _op_view(o, r) -> dict | None:
             "formula": mathml(formula) if formula is not None else None,
             "source": _source(rule), "forward_source": _source(op.forward),
             "entry": None, "reference": None, "exact": True, "error": None,
-            "entry_index": "", "reference_of": "",
+            "entry_index": "", "reference_of": "", "args": op.args, "reads": None,
+            "out_shape": None,
             "bug": MUTANTS[o.spec["mutant"]].bug if o.kind == "mutant" else None}
     try:
         shapes = [tuple(s) for s in r["shapes"]]
@@ -132,6 +165,7 @@ def _op_view(o, r) -> dict | None:
         if "#" in name:   # a node reading one input twice: mul(2x3#0, 2x3#0)
             reads = [int(x) for x in re.findall(r"#(\d+)", name)]
         arg_shapes = shapes if reads is None else [shapes[i] for i in reads]
+        view["reads"] = reads
         values = op_params(op, arg_shapes, params)
         view["exact"] = params is not None or o.kind == "node" or all(
             str(v) == r["params"].get(k) for k, v in values.items()
@@ -140,6 +174,7 @@ def _op_view(o, r) -> dict | None:
         arrays = [symbols(n, s) for n, s in zip(names, shapes)]
         args = arrays if reads is None else [arrays[i] for i in reads]
         out = np.asarray(op.forward(*args, **values), dtype=object)
+        view["out_shape"] = out.shape
         first = out.flat[0]
         view["entry_index"] = ",".join("0" for _ in out.shape)
         view["entry"] = mathml(first)
@@ -161,49 +196,59 @@ def _source(fun) -> str:
     return highlight(text, PythonLexer(), HtmlFormatter(cssclass="source"))
 
 
-def _graph_view(o) -> dict | None:
+def _graph_view(o, layout: str = "auto") -> dict:
+    """The tape of a graph outcome: its drawing, saved tensors, which node obligation each
+    node rests on, and the backprop engine it was checked with."""
     from ..models.catalog import build_graph
     s = o.spec
     dims = {d: s[d] for d in ("n", "d_model", "heads", "head_dim", "d_ff")}
     graph = build_graph(s["graph"], dims, s.get("layout", "pytorch"), s.get("form", "whole"),
                         s.get("fixed_weights", False))
-    saved = []
+    saved, uses = [], {}
     n_in = len(graph.inputs)
+    owner = _node_obligation_of(graph)
     for i, name in enumerate(graph.values):
         node = graph.nodes[i - n_in] if i >= n_in else None
-        saved.append({"index": i, "name": name, "shape": "x".join(map(str, graph.shape(i))),
-                      "op": node.op if node else "input",
-                      "reads": ", ".join(graph.values[r] for r in node.reads) if node else ""})
-    return {"name": graph.name, "info": dict(graph.info), "saved": saved,
-            "layout": tape_layout(graph), "backprop": s.get("backprop")}
+        shape = graph.shape(i)
+        row = {"index": i, "name": name, "shape": "x".join(map(str, shape)), "dims": shape,
+               "size": int(np.prod(shape)), "op": node.op if node else "input",
+               "reads": ", ".join(graph.values[r] for r in node.reads) if node else "",
+               "obligation": owner[i - n_in] if node else None}
+        if node:
+            uses.setdefault(row["obligation"], []).append(f"{name} = {node.op}({row['reads']})")
+        saved.append(row)
+    verdicts = {kind: next((r["verdict"] for r in o.results if r["name"].endswith(suffix)),
+                           None)
+                for kind, suffix in (("corollary", ": DAG corollary"),
+                                     ("end_to_end", ": end to end"))}
+    return {"name": graph.name, "info": dict(graph.info), "saved": saved, "uses": uses,
+            "layout": tape_layout(graph, layout), "engine": _engine_view(s.get("backprop")),
+            "verdicts": verdicts}
 
 
-def tape_layout(graph, box_w=150, box_h=38, gap_x=40, gap_y=14) -> dict:
-    """Coordinates for the SVG drawing of a tape: one column per depth (longest path from
-    an input), values in tape order down each column, an edge per read."""
-    n_in = len(graph.inputs)
-    depth = [0] * len(graph.values)
-    for k, node in enumerate(graph.nodes):
-        depth[n_in + k] = 1 + max(depth[r] for r in node.reads)
-    rows: dict = {}
-    boxes = []
-    for i, name in enumerate(graph.values):
-        col = depth[i]
-        row = rows.get(col, 0)
-        rows[col] = row + 1
-        node = graph.nodes[i - n_in] if i >= n_in else None
-        boxes.append({"x": 10 + col * (box_w + gap_x), "y": 10 + row * (box_h + gap_y),
-                      "w": box_w, "h": box_h, "name": name,
-                      "label": f"{node.op if node else 'input'} "
-                               f"{'x'.join(map(str, graph.shape(i)))}",
-                      "input": node is None, "output": i == graph.output})
-    edges = []
-    for k, node in enumerate(graph.nodes):
-        b = boxes[n_in + k]
-        for r in node.reads:
-            a = boxes[r]
-            edges.append({"x1": a["x"] + a["w"], "y1": a["y"] + a["h"] / 2,
-                          "x2": b["x"], "y2": b["y"] + b["h"] / 2})
-    width = 20 + (max(depth) + 1) * (box_w + gap_x)
-    height = 20 + max(rows.values()) * (box_h + gap_y)
-    return {"boxes": boxes, "edges": edges, "width": width, "height": height}
+def _node_obligation_of(graph) -> list:
+    """For each node of the tape, the index of its node obligation in
+    ``node_obligations(graph)`` (the order of a graph's results): two nodes share one
+    exactly when ``node_obligations`` keeps one of them."""
+    from types import SimpleNamespace
+    from ..prove.tape import node_obligations
+    firsts = [node for node, _, _ in node_obligations(graph)]
+    return [next(j for j, first in enumerate(firsts) if len(node_obligations(
+        SimpleNamespace(nodes=[first, node], shape=graph.shape))) == 1)
+        for node in graph.nodes]
+
+
+def _engine_view(name) -> dict | None:
+    """An engine mutant (the graph's ``backprop``): its docstrings and source, with the
+    module-level helpers it calls (the wrong delivery step is in one of those)."""
+    if not name:
+        return None
+    from .. import mutants
+    fun = mutants.ENGINE_MUTANTS.get(name)
+    if fun is None:
+        return {"name": name, "doc": "", "source": ""}
+    helpers = [getattr(mutants, n) for n in fun.__code__.co_names
+               if getattr(getattr(mutants, n, None), "__module__", "") == mutants.__name__]
+    funs = [fun] + [h for h in helpers if inspect.isfunction(h)]
+    return {"name": name, "doc": " ".join(inspect.getdoc(f) or "" for f in funs).strip(),
+            "source": "".join(_source(f) for f in funs)}
