@@ -9,6 +9,8 @@ class Verdict(str, enum.Enum):
     """The outcome of one obligation."""
 
     PROVED = "proved"      #: the residual's normal form is zero (under the side conditions)
+    VERIFIED = "verified"  #: a randomized identity test passed; ``error_bound`` bounds the
+    #: probability that the identity is false (never called proved)
     REFUTED = "refuted"    #: a certified counterexample inside the domain
     UNKNOWN = "unknown"    #: neither; ``reason`` says why
 
@@ -17,7 +19,7 @@ class Verdict(str, enum.Enum):
 
     @property
     def exit_code(self) -> int:
-        return {"proved": 0, "refuted": 1, "unknown": 4}[self.value]
+        return {"proved": 0, "verified": 0, "refuted": 1, "unknown": 4}[self.value]
 
 
 @dataclass
@@ -131,6 +133,10 @@ class Result:
     shapes: list = field(default_factory=list)
     params: dict = field(default_factory=dict)
     backend: str = "symengine"
+    #: what the verdict rests on: "exact" (a normal form, a certified witness) or
+    #: "randomized" (a polynomial identity test; its error bound in ``error_bound``)
+    evidence: str = "exact"
+    error_bound: str = ""       #: for randomized evidence: "2^-k", the chance it is wrong
     peak_memory_mb: float = 0.0
     phases: dict = field(default_factory=dict)  #: seconds per pipeline phase
     #: a split end-to-end identity: one row per seed block (value, verdict, terms, seconds)
