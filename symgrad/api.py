@@ -14,7 +14,7 @@ from .graph import Graph
 from .ops import get_op
 from .prove.check import Spec, check, validate_shapes
 from .prove.isolate import max_entries as max_entries_limit, run_isolated
-from .prove.result import GraphResult, Result, Verdict
+from .prove.result import GraphResult, Result, SideCondition, Verdict
 from .prove.tape import (DAG_THEOREM, end_to_end as end_to_end_check, node_obligations,
                          tape_conditions)
 from .scalar import Scalar, wrap
@@ -229,9 +229,12 @@ def parse_param(text: str, backend="symengine"):
 
 
 def verify(graph: Graph, *, end_to_end: bool = True, timeout=None, memory_mb=None,
-           progress=None, backprop=None) -> GraphResult:
+           progress=None, backprop=None, evidence: str = "auto") -> GraphResult:
     """Node obligations, the DAG corollary and (unless ``end_to_end=False``) the
-    end-to-end obligation of ``graph``.
+    end-to-end obligation of ``graph``. ``evidence`` (``auto``, ``exact``, ``randomized``)
+    says what the end-to-end verdict may rest on; the graph's verdict is its weakest:
+    PROVED only when every obligation is proved exactly, VERIFIED when the end to end is
+    a randomized test's.
 
     >>> import symgrad as sg
     >>> r = sg.verify(sg.models.mha(n=2, d_model=2, heads=1, head_dim=2))
@@ -257,12 +260,25 @@ def verify(graph: Graph, *, end_to_end: bool = True, timeout=None, memory_mb=Non
         entries=len(graph.nodes), tape_conditions=tape_conditions(graph, results))
     results.append(corollary)
     if end_to_end:
-        whole, blocks = end_to_end_check(graph, backprop, timeout, memory_mb, progress)
+        whole, blocks = end_to_end_check(graph, backprop, timeout, memory_mb, progress,
+                                         evidence)
         if blocks is not None:
             info["seed blocks"] = blocks
         whole.tape_conditions = corollary.tape_conditions
+        if whole.evidence == "randomized" and not whole.side_conditions:
+            # the randomized identity holds wherever every atom is its function: the
+            # node obligations' conditions, at the tape values
+            whole.side_conditions = [SideCondition(c["text"], c["reason"], c["discharged"])
+                                     for c in whole.tape_conditions]
         results.append(whole)
+    return GraphResult(graph.name, weakest(results), results, info)
+
+
+def weakest(results) -> Verdict:
+    """A set of obligations' verdict: REFUTED if one is, else UNKNOWN if one is, else
+    VERIFIED if one rests on randomized evidence, else PROVED."""
     verdicts = {r.verdict for r in results}
-    verdict = Verdict.REFUTED if Verdict.REFUTED in verdicts else \
-        Verdict.UNKNOWN if Verdict.UNKNOWN in verdicts else Verdict.PROVED
-    return GraphResult(graph.name, verdict, results, info)
+    for v in (Verdict.REFUTED, Verdict.UNKNOWN, Verdict.VERIFIED):
+        if v in verdicts:
+            return v
+    return Verdict.PROVED

@@ -81,7 +81,7 @@ def test_only_unknowns_short_exit_4(tmp_path):
     ('[[graph]]\ngraph = "gpt"\n', "unknown graph 'gpt'; valid graphs are: decoder"),
     ('[[node]]\nop = "softmax"\nshapes = ["2x0"]\n', "every dimension must be a positive"),
     ('[[node]]\nop = "softmax"\nshapes = ["2x3"]\nexpect = "maybe"\n',
-     'expect must be "proved" or "refuted"'),
+     'expect must be "proved", "verified" or "refuted"'),
     ('[[nodes]]\nop = "softmax"\n', "unknown table [[nodes]]"),
 ])
 def test_bad_input_exit_2_and_the_valid_file_still_runs(tmp_path, text, needle):

@@ -23,6 +23,9 @@ from ..version import __version__
 from .schema import Obligation, Outcome, outcome_of
 
 PACKAGE = Path(__file__).resolve().parent.parent
+#: the verdicts the cache keeps: an UNKNOWN may be a timeout; VERIFIED is kept with its
+#: error bound (the same trial's evidence, not a new one)
+STORED = ("proved", "verified", "refuted")
 
 
 def versions() -> dict:
@@ -67,8 +70,8 @@ def _sha256(text: str) -> str:
 
 
 class Cache:
-    """Verdicts by content hash in SQLite (``.symgrad-cache/proofs.sqlite``). Only PROVED
-    and REFUTED are stored (an UNKNOWN may be a timeout), with the results behind them —
+    """Verdicts by content hash in SQLite (``.symgrad-cache/proofs.sqlite``). Only PROVED,
+    VERIFIED and REFUTED are stored (an UNKNOWN may be a timeout), with the results behind them —
     never whether they met an expectation: that is compared afresh with the entry's current
     ``expect``. Each row carries a SHA-256 of its payload; a row that does not match it is
     ignored (the obligation runs again and overwrites it; one warning per run). A damaged database file is moved
@@ -148,10 +151,10 @@ class Cache:
                 warnings.warn(f"ignoring damaged proof-cache entries in {self.path} (the "
                               f"first: {ob.title}, {exc}); checking them again", stacklevel=2)
             return None
-        return out if out.verdict in ("proved", "refuted") else None
+        return out if out.verdict in STORED else None
 
     def put(self, ob: Obligation, outcome: Outcome):
-        if self.db is None or outcome.verdict not in ("proved", "refuted"):
+        if self.db is None or outcome.verdict not in STORED:
             return
         payload = json.dumps({"verdict": outcome.verdict, "seconds": outcome.seconds,
                               "reason": outcome.reason, "results": outcome.results},

@@ -25,12 +25,12 @@ except ModuleNotFoundError:  # Python 3.10
 
 from ..errors import InputError
 
-EXPECTATIONS = ("proved", "refuted")
+EXPECTATIONS = ("proved", "verified", "refuted")
 DIMS = ("n", "d_model", "heads", "head_dim", "d_ff")
 DEFAULT_DIMS = dict(n=2, d_model=2, heads=1, head_dim=2, d_ff=4)
 KEYS = {
     "graph": {"graph", "name", *DIMS, "layout", "form", "fixed_weights", "end_to_end",
-              "backprop", "timeout", "expect"},
+              "evidence", "backprop", "timeout", "expect"},
     "node": {"op", "name", "shapes", "params", "reads", "symmetry", "timeout", "expect"},
     "mutant": {"mutant", "name", "timeout", "expect"},
 }
@@ -58,9 +58,9 @@ class Obligation:
             used = GRAPHS[s["graph"]][1]
             dims = ", ".join(f"{d}={s[d]}" for d in DIMS if d in used)
             defaults = {"layout": "pytorch", "form": "whole", "fixed_weights": False,
-                        "end_to_end": True}
+                        "end_to_end": True, "evidence": "auto"}
             extra = "".join(f" {k}={str(s[k]).lower() if isinstance(s[k], bool) else s[k]}"
-                            for k in ("layout", "form", "fixed_weights", "end_to_end",
+                            for k in ("layout", "form", "fixed_weights", "end_to_end", "evidence",
                                       "backprop")
                             if k in s and s[k] != defaults.get(k))
             return f"graph {s['graph']} ({dims}){extra}"
@@ -93,7 +93,9 @@ class Outcome:
 
     @property
     def met(self) -> bool:
-        return self.verdict == self.expect
+        """The verdict is the expected one — or stronger: PROVED meets "verified"."""
+        return self.verdict == self.expect or (self.expect, self.verdict) == ("verified",
+                                                                                "proved")
 
     def to_json(self) -> dict:
         d = dict(self.__dict__)
@@ -153,7 +155,7 @@ _TEXT, _FLAG, _DIM = (str, "a string"), (bool, "true or false"), (int, "a positi
 #: the type every key's value must have, and how to say it
 TYPES = {
     "name": (str, "a non-empty string"), "graph": _TEXT, "op": _TEXT, "mutant": _TEXT,
-    "backprop": _TEXT, "layout": _TEXT, "form": _TEXT, "expect": _TEXT,
+    "backprop": _TEXT, "layout": _TEXT, "form": _TEXT, "expect": _TEXT, "evidence": _TEXT,
     "fixed_weights": _FLAG, "end_to_end": _FLAG, "symmetry": _FLAG,
     "params": (dict, 'a table, like params = { c = "1/2" }'),
     "shapes": (list, 'a list with one shape per input, like ["2x3"] or [[2, 3]]'),
@@ -183,7 +185,8 @@ def _validate(kind: str, entry) -> Obligation:
     spec = dict(entry)
     expect = spec.pop("expect", "proved")
     if expect not in EXPECTATIONS:
-        _fail(f"expect must be \"proved\" or \"refuted\", got {_shown(expect)}", "expect")
+        _fail(f"expect must be \"proved\", \"verified\" or \"refuted\", got {_shown(expect)}",
+              "expect")
     timeout = spec.get("timeout")
     if timeout is not None:
         try:
@@ -207,6 +210,9 @@ def _validate(kind: str, entry) -> Obligation:
             if spec.get(key, valid[0]) not in valid:
                 _fail(f"{key} must be \"{valid[0]}\" or \"{valid[1]}\", got "
                       f"{_shown(spec[key])}", key)
+        if spec.get("evidence", "auto") not in ("auto", "exact", "randomized"):
+            _fail(f"evidence must be \"auto\", \"exact\" or \"randomized\", got "
+                  f"{_shown(spec['evidence'])}", "evidence")
         if "backprop" in spec:
             _known(spec["backprop"], ENGINE_MUTANTS, "engine mutant", "backprop")
     elif kind == "node":

@@ -18,6 +18,7 @@ import time
 import numpy as np
 import symengine as se
 
+from ..errors import InputError
 from ..graph import Graph
 from ..ops import get_op
 from ..tensor import symbols
@@ -230,13 +231,52 @@ def by_seed_block(graph: Graph, whole: Result, backprop, timeout, memory_mb, pro
     return r, info
 
 
-def end_to_end(graph: Graph, backprop=None, timeout=None, memory_mb=None, progress=None):
-    """The end-to-end obligation of ``graph`` as one identity, split by seed block when it
-    is too large as one; returns (Result, the seed-block table or None)."""
+#: what an end-to-end verdict may rest on (see :func:`end_to_end`)
+EVIDENCE = ("auto", "exact", "randomized")
+#: with ``auto``, tapes of at most this many scalar values are tried exactly first
+AUTO_EXACT_ENTRIES = 1000
+
+
+def tape_entries(graph: Graph) -> int:
+    """The number of scalar values on the tape (inputs included)."""
+    return sum(math.prod(graph.shape(i)) for i in range(len(graph.values)))
+
+
+def end_to_end(graph: Graph, backprop=None, timeout=None, memory_mb=None, progress=None,
+               evidence: str = "exact"):
+    """The end-to-end obligation of ``graph``; returns (Result, the seed-block table or
+    None). ``evidence``: ``exact`` — one identity, split by seed block when it is too large
+    as one; ``randomized`` — the identity test of :mod:`symgrad.prove.randomized` (VERIFIED
+    with an error bound, REFUTED only with a certified witness); ``auto`` — exact for tapes
+    of at most :data:`AUTO_EXACT_ENTRIES` values, randomized when that is out of reach."""
+    if evidence not in EVIDENCE:
+        raise InputError(f"unknown evidence {evidence!r}; use one of {', '.join(EVIDENCE)}")
+    if evidence == "randomized" or (evidence == "auto" and
+                                    tape_entries(graph) > AUTO_EXACT_ENTRIES):
+        return _randomized(graph, backprop, timeout, memory_mb, progress), None
     if progress:
         progress("end to end")
     spec = end_to_end_spec(graph, backprop)
     whole = run_isolated(lambda: check(spec), spec.name, timeout, memory_mb)
+    blocks = None
     if whole.verdict is Verdict.UNKNOWN and whole.reason.startswith("too large"):
-        return by_seed_block(graph, whole, backprop, timeout, memory_mb, progress)
-    return whole, None
+        whole, blocks = by_seed_block(graph, whole, backprop, timeout, memory_mb, progress)
+    if evidence == "auto" and whole.verdict is Verdict.UNKNOWN:
+        exact = whole
+        whole = _randomized(graph, backprop, timeout, memory_mb, progress)
+        whole.seconds += exact.seconds
+        whole.method += f"; the exact check: {exact.reason.split(';')[0]}"
+        if blocks is not None:
+            proved = sum(1 for _, v, _ in blocks if v == "proved")
+            whole.method += f" ({proved} of {len(blocks)} seed blocks proved)"
+        return whole, None
+    return whole, blocks
+
+
+def _randomized(graph, backprop, timeout, memory_mb, progress) -> Result:
+    from .randomized import randomized_end_to_end
+    if progress:
+        progress("end to end, randomized")
+    name = f"{graph.name}: end to end"
+    return run_isolated(lambda: randomized_end_to_end(graph, backprop, name), name, timeout,
+                        memory_mb)

@@ -81,7 +81,7 @@ def write_report(directory, outcomes, layout: str = "auto") -> Path:
                      "terms": sum(r["terms"] for r in o.results),
                      "shapes": _shapes_text(o)})
     counts = {v: sum(1 for o in outcomes if o.verdict == v or (v, o.verdict) == (
-        "error", "internal")) for v in ("proved", "refuted", "unknown", "error")}
+        "error", "internal")) for v in ("proved", "verified", "refuted", "unknown", "error")}
     met = sum(1 for o in outcomes if o.met)
     index = out / "index.html"
     _render(index, "index.html", env=env, rows=rows, counts=counts, met=met,
