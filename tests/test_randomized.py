@@ -1,0 +1,177 @@
+"""Randomized end-to-end evidence: VERIFIED with an error bound ≤ 2^-64 for every right
+engine, REFUTED only with a certified witness, UNKNOWN when the model drops a relation the
+engine needs — and never called proved."""
+import json
+import math
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import symgrad as sg
+from symgrad import fn
+from symgrad.cli import main
+from symgrad.graph import Graph
+from symgrad.models.catalog import GRAPHS, build_graph
+from symgrad.mutants import ENGINE_MUTANTS
+from symgrad.prove.randomized import certified_witness, identity_test, randomized_end_to_end
+
+DIMS = dict(n=2, d_model=2, heads=1, head_dim=2, d_ff=4)
+CASES = [(name, form, fixed) for name in sorted(GRAPHS)
+         for form in (("whole", "decomposed") if name == "layernorm" else ("whole",))
+         for fixed in ((False, True) if name == "decoder" else (False,))]
+
+
+def _bound(r) -> int:
+    assert r.error_bound.startswith("2^")
+    return int(r.error_bound[2:])
+
+
+@pytest.mark.parametrize("name,form,fixed", CASES)
+def test_every_catalog_graph_is_verified_with_an_error_bound(name, form, fixed):
+    g = build_graph(name, DIMS, "pytorch", form, fixed)
+    r = randomized_end_to_end(g, seed=11)
+    assert r.verdict is sg.Verdict.VERIFIED, r.reason
+    assert r.evidence == "randomized" and _bound(r) <= -64
+    assert "proved" not in r.method and r.witness is None
+
+
+@pytest.mark.parametrize("mutant", sorted(ENGINE_MUTANTS))
+@pytest.mark.parametrize("dims", [DIMS, dict(n=4, d_model=8, heads=2, head_dim=4, d_ff=16)])
+def test_engine_mutants_are_refuted_with_a_certified_witness(mutant, dims):
+    g = build_graph("decoder", dims, "pytorch", "whole", False)
+    r = randomized_end_to_end(g, ENGINE_MUTANTS[mutant], seed=5)
+    assert r.verdict is sg.Verdict.REFUTED
+    w = r.witness
+    lo, hi = float(w.residual[0]), float(w.residual[1])
+    assert lo * hi > 0 and w.input in [n for n, _ in g.inputs]
+    assert "random.Random(" in w.point["…"]        # the point can be regenerated
+
+
+def test_a_wrong_node_rule_inside_the_graph_is_refuted(monkeypatch):
+    import dataclasses
+    from symgrad.ops import OPS
+    wrong = lambda g, y, x: (y * g,)   # noqa: E731 - softmax without the subtraction
+    monkeypatch.setitem(OPS, "softmax", dataclasses.replace(OPS["softmax"], vjp=wrong))
+    r = randomized_end_to_end(sg.models.mha(2, 2, 1, 2), seed=3)
+    assert r.verdict is sg.Verdict.REFUTED
+
+
+def test_an_engine_right_only_through_a_relation_is_unknown_not_refuted():
+    def detour(graph, vals, seed):   # multiplies by exp(x)·exp(−x) = 1: right, but the
+        cot = Graph.backprop(graph, vals, seed)   # model's atoms are independent
+        x = vals[0]
+        cot[0] = cot[0] * fn.exp(x) * fn.exp(-x)
+        return cot
+
+    g = sg.models.mha(2, 2, 1, 2)
+    r = randomized_end_to_end(g, detour, seed=3)
+    assert r.verdict is sg.Verdict.UNKNOWN
+    assert "relation" in r.advice and "no certified counterexample" in r.reason
+    failing = identity_test(g, detour, seed=3)[0]
+    assert failing and certified_witness(g, detour, failing) is None
+
+
+def test_the_same_seed_gives_the_same_trial_and_the_bound_is_below_2_to_the_64():
+    g = sg.models.gpt_decoder_block(2, 2, 1, 2, 4)
+    a, b = identity_test(g, None, seed=9), identity_test(g, None, seed=9)
+    assert a == b and a[0] == [] and a[1] < -64 and a[2] > 0
+
+
+def test_a_computed_value_used_in_control_flow_is_a_clear_unknown():
+    g = sg.models.mha(2, 2, 1, 2)
+
+    def branching(graph, vals, seed):
+        if vals[0][0, 0] > 0:   # a comparison of a computed value
+            pass
+        return Graph.backprop(graph, vals, seed)
+
+    r = randomized_end_to_end(g, branching, seed=1)
+    assert r.verdict is sg.Verdict.UNKNOWN and "cannot run this tape" in r.reason
+    assert "--evidence exact" in r.advice
+
+
+def test_verify_evidence_policy_and_the_weakest_verdict():
+    g = sg.models.mha(2, 2, 1, 2)
+    exact = sg.verify(g, evidence="exact")
+    assert exact.verdict is sg.Verdict.PROVED
+    assert exact.obligations[-1].evidence == "exact"
+    auto = sg.verify(g)                       # small enough: exact, as before
+    assert auto.verdict is sg.Verdict.PROVED
+    rnd = sg.verify(g, evidence="randomized")
+    assert rnd.verdict is sg.Verdict.VERIFIED
+    e2e = rnd.obligations[-1]
+    assert e2e.evidence == "randomized" and e2e.side_conditions   # the tape conditions
+    assert all(o.verdict is sg.Verdict.PROVED and o.evidence == "exact"
+               for o in rnd.obligations[:-1])
+    big = sg.models.gpt_decoder_block(4, 8, 2, 4, 16)
+    assert sg.verify(big, end_to_end=True).obligations[-1].evidence == "randomized"
+    with pytest.raises(sg.InputError, match="unknown evidence"):
+        sg.verify(g, evidence="sure")
+
+
+def test_auto_falls_back_to_randomized_when_exact_is_out_of_reach(monkeypatch):
+    import symgrad.prove.tape as tape
+    monkeypatch.setattr(tape, "check", lambda spec: sg.Result(
+        spec.name, sg.Verdict.UNKNOWN, reason="too large: (forced by the test)"))
+    g = sg.models.mha(2, 2, 1, 2)
+    r = sg.verify(g)
+    e2e = r.obligations[-1]
+    assert r.verdict is sg.Verdict.VERIFIED and e2e.evidence == "randomized"
+    assert "the exact check: too large" in e2e.method
+
+
+def test_cli_prints_verified_exits_0_and_json_says_which_evidence():
+    out = CliRunner().invoke(main, ["verify", "mha", "--evidence", "randomized"])
+    assert out.exit_code == 0, out.output
+    assert "mha: end to end" in out.output and "VERIFIED" in out.output
+    assert "verdict: VERIFIED (randomized evidence for the end-to-end identity, error ≤ 2^-" \
+        in out.output
+    js = CliRunner().invoke(main, ["verify", "mha", "--evidence", "randomized", "--json"])
+    doc = json.loads(js.output)
+    assert doc["verdict"] == "verified"
+    e2e = doc["obligations"][-1]
+    assert e2e["evidence"] == "randomized" and e2e["error_bound"].startswith("2^-")
+    assert all(o["evidence"] == "exact" for o in doc["obligations"][:-1])
+    exact = CliRunner().invoke(main, ["verify", "mha", "--evidence", "exact", "--json"])
+    assert json.loads(exact.output)["obligations"][-1]["evidence"] == "exact"
+    bad = CliRunner().invoke(main, ["verify", "mha", "--no-end-to-end", "--evidence", "exact"])
+    assert bad.exit_code == 2 and "--no-end-to-end" in bad.output
+
+
+def test_the_gate_expects_verified_and_proved_meets_it(tmp_path):
+    d = tmp_path / "ob"
+    d.mkdir()
+    (d / "a.toml").write_text('[[graph]]\ngraph = "mha"\nexpect = "verified"\n\n'
+                              '[[graph]]\ngraph = "mha"\nevidence = "randomized"\n'
+                              'expect = "verified"\n\n'
+                              '[[graph]]\ngraph = "residual"\nevidence = "randomized"\n')
+    out = CliRunner().invoke(main, ["check", str(d), "--no-cache", "-j", "1", "--json",
+                                    str(tmp_path / "o.json")])
+    doc = json.loads((tmp_path / "o.json").read_text())
+    verdicts = [(o["verdict"], o["met"]) for o in doc["obligations"]]
+    assert verdicts == [("proved", True), ("verified", True), ("verified", False)]
+    assert out.exit_code == 4, out.output   # VERIFIED short of an expected PROVED
+    (d / "a.toml").write_text('[[graph]]\ngraph = "mha"\nevidence = "sure"\n')
+    bad = CliRunner().invoke(main, ["check", str(d), "--no-cache"])
+    assert bad.exit_code == 2 and 'evidence must be "auto", "exact" or "randomized"' in \
+        bad.output
+
+
+def test_randomized_agrees_with_the_exact_verdicts_where_both_run():
+    for name in ("mha", "residual", "masked-mha", "postnorm"):
+        g = build_graph(name, DIMS, "pytorch", "whole", False)
+        exact = sg.verify(g, evidence="exact").obligations[-1]
+        rnd = randomized_end_to_end(g, seed=21)
+        assert (exact.verdict, rnd.verdict) == (sg.Verdict.PROVED, sg.Verdict.VERIFIED)
+        for bp in ENGINE_MUTANTS.values():
+            assert randomized_end_to_end(g, bp, seed=21).verdict is sg.Verdict.REFUTED
+
+
+def test_the_error_bound_accounts_for_the_degree():
+    g = sg.models.mha(2, 2, 1, 2)
+    failing, log2_error, degree, atoms = identity_test(g, None, seed=4)
+    assert not failing and degree >= 4 and atoms > 0
+    # the Schwartz–Zippel term alone is degree/p with p ≥ 2^126
+    assert log2_error >= math.log2(degree) - 127
+    assert np.isfinite(log2_error)
