@@ -233,8 +233,10 @@ def by_seed_block(graph: Graph, whole: Result, backprop, timeout, memory_mb, pro
 
 #: what an end-to-end verdict may rest on (see :func:`end_to_end`)
 EVIDENCE = ("auto", "exact", "randomized")
-#: with ``auto``, tapes of at most this many scalar values are tried exactly first
+#: with ``auto``, tapes of at most this many scalar values are tried exactly first, each
+#: exact check within this many MiB
 AUTO_EXACT_ENTRIES = 1000
+AUTO_EXACT_MB = 2048
 
 
 def tape_entries(graph: Graph) -> int:
@@ -256,11 +258,14 @@ def end_to_end(graph: Graph, backprop=None, timeout=None, memory_mb=None, progre
         return _randomized(graph, backprop, timeout, memory_mb, progress), None
     if progress:
         progress("end to end")
+    exact_mb = memory_mb
+    if evidence == "auto":   # exact only within this budget; beyond it, randomized
+        exact_mb = min(memory_mb or AUTO_EXACT_MB, AUTO_EXACT_MB)
     spec = end_to_end_spec(graph, backprop)
-    whole = run_isolated(lambda: check(spec), spec.name, timeout, memory_mb)
+    whole = run_isolated(lambda: check(spec), spec.name, timeout, exact_mb)
     blocks = None
     if whole.verdict is Verdict.UNKNOWN and whole.reason.startswith("too large"):
-        whole, blocks = by_seed_block(graph, whole, backprop, timeout, memory_mb, progress)
+        whole, blocks = by_seed_block(graph, whole, backprop, timeout, exact_mb, progress)
     if evidence == "auto" and whole.verdict is Verdict.UNKNOWN:
         exact = whole
         whole = _randomized(graph, backprop, timeout, memory_mb, progress)
