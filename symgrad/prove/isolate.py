@@ -19,6 +19,8 @@ import os
 import pickle
 import resource
 import signal
+import sys
+import tempfile
 import time
 import traceback
 
@@ -164,7 +166,14 @@ def fork_map(fn, parts: list) -> list:
     return results
 
 
-def _child(target, conn, memory_mb):
+def _child(target, conn, memory_mb, errors=None):
+    # What the child prints goes to a file the parent passes on, less FLINT's report of an
+    # allocation refused at the memory limit (the verdict says so in its own words).
+    if errors is not None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(errors.fileno(), 1)
+        os.dup2(errors.fileno(), 2)
     # Its own process group (the parent kills the group: the processes it forks go too);
     # a Ctrl-C is the parent's to handle, so it is ignored here (it was blocked until now).
     os.setpgid(0, 0)
@@ -192,6 +201,20 @@ def _child(target, conn, memory_mb):
         conn.close()
 
 
+def _printed(text: str) -> str:
+    """What a child printed, less FLINT's allocation-failure reports."""
+    lines, skip = [], False
+    for line in text.splitlines():
+        if line.startswith("FLINT exception"):
+            skip = True
+            continue
+        if skip and (line.startswith(" ") or not line.strip()):
+            continue
+        skip = False
+        lines.append(line)
+    return "\n".join(lines).strip()
+
+
 MEMORY_ADVICE = ("allow more memory (SYMGRAD_MEMORY_MB in the environment), or check smaller "
                  "shapes")
 
@@ -207,7 +230,8 @@ def run_isolated(target, name: str, timeout: float | None = None,
     ctx = mp.get_context("fork")
     recv, send = ctx.Pipe(duplex=False)
     t0 = time.perf_counter()
-    proc = ctx.Process(target=_child, args=(target, send, memory_mb), daemon=True)
+    errors = tempfile.TemporaryFile()
+    proc = ctx.Process(target=_child, args=(target, send, memory_mb, errors), daemon=True)
     # No signal between the fork and the bookkeeping: the child starts with them blocked.
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
@@ -237,6 +261,12 @@ def run_isolated(target, name: str, timeout: float | None = None,
         _RUNNING.discard(proc.pid)
         recv.close()
     seconds = time.perf_counter() - t0
+    errors.seek(0)
+    said = _printed(errors.read().decode("utf-8", "replace"))
+    errors.close()
+    if said:
+        sys.stdout.write(said + "\n")
+        sys.stdout.flush()
     if msg is None:
         return Result(name, Verdict.UNKNOWN, method="limit", seconds=seconds,
                       reason=f"the checking process died (exit code {proc.exitcode}); most "
