@@ -175,3 +175,15 @@ def test_the_error_bound_accounts_for_the_degree():
     # the Schwartz–Zippel term alone is degree/p with p ≥ 2^126
     assert log2_error >= math.log2(degree) - 127
     assert np.isfinite(log2_error)
+
+
+def test_verified_needs_the_error_bound_reached(monkeypatch):
+    import symgrad.prove.randomized as R
+    g = sg.models.mha(2, 2, 1, 2)
+    monkeypatch.setattr(R, "identity_test", lambda *a, **k: ([], -10.0, 5, 3))
+    r = R.randomized_end_to_end(g, seed=1)      # 4 trials of 2^-10: 2^-40 > 2^-64
+    assert r.verdict is sg.Verdict.UNKNOWN and "above 2^-64" in r.reason
+    monkeypatch.setattr(R, "identity_test", lambda *a, **k: ([], -40.0, 5, 3))
+    r = R.randomized_end_to_end(g, seed=1)      # independent trials multiply: 2^-80
+    assert r.verdict is sg.Verdict.VERIFIED and r.error_bound == "2^-80"
+    assert "2 trials" in r.method

@@ -830,7 +830,11 @@ def randomized_end_to_end(graph, backprop=None, name: str | None = None,
         return result
     result.phases = {"identity test": round(time.perf_counter() - t0, 4)}
     result.terms = degree
-    if not failing:
+    if not failing and log2_error > TARGET_LOG2_ERROR:
+        result.reason = (f"{trials} trials passed, but their error bound 2^"
+                         f"{math.floor(log2_error)} is above 2^{TARGET_LOG2_ERROR}")
+        result.advice = "use --evidence exact at shapes small enough to expand"
+    elif not failing:
         result.verdict = Verdict.VERIFIED
         result.error_bound = f"2^{math.floor(log2_error)}"
         result.method += (f" ({trials} trial{'s' if trials > 1 else ''}, degree ≤ {degree}, "
