@@ -13,7 +13,8 @@ from .errors import InputError, RuleError, ShapeError
 from .graph import Graph
 from .ops import get_op
 from .prove.check import Spec, check, validate_shapes
-from .prove.isolate import max_entries as max_entries_limit, run_isolated
+from .prove.isolate import (max_entries as max_entries_limit, run_isolated, stop_checks,
+                            worker_count)
 from .prove.result import GraphResult, Result, SideCondition, Verdict
 from .prove.tape import (DAG_THEOREM, end_to_end as end_to_end_check, node_obligations,
                          tape_conditions)
@@ -241,15 +242,24 @@ def verify(graph: Graph, *, end_to_end: bool = True, timeout=None, memory_mb=Non
     >>> r.verdict, [o.verdict.value for o in r.obligations][-2:]
     (<Verdict.PROVED: 'proved'>, ['proved', 'proved'])
     """
-    results, info = [], dict(graph.info)
+    info = dict(graph.info)
     todo = node_obligations(graph)
-    for k, (node, shapes, reads) in enumerate(todo):
-        if progress:
-            progress(f"node {k + 1}/{len(todo)}: {node.op}")
+
+    def node_check(item):
+        node, shapes, reads = item
         r = verify_node(node.op, shapes, params=node.params, reads=reads, timeout=timeout,
                         memory_mb=memory_mb)
         r.name = f"node {r.name}"
-        results.append(r)
+        return r
+
+    jobs = [lambda item=item: node_check(item) for item in todo]
+    if end_to_end:
+        jobs.append(lambda: end_to_end_check(graph, backprop, timeout, memory_mb, None,
+                                             evidence))
+    labels = [f"node {k + 1}/{len(todo)}: {node.op}" for k, (node, _, _) in
+              enumerate(todo)] + ["end to end"]
+    done = _concurrently(jobs, labels, progress)
+    results = done[:len(todo)]
     nodes_ok = all(r.verdict is Verdict.PROVED for r in results)
     corollary = Result(
         name=f"{graph.name}: DAG corollary",
@@ -260,8 +270,7 @@ def verify(graph: Graph, *, end_to_end: bool = True, timeout=None, memory_mb=Non
         entries=len(graph.nodes), tape_conditions=tape_conditions(graph, results))
     results.append(corollary)
     if end_to_end:
-        whole, blocks = end_to_end_check(graph, backprop, timeout, memory_mb, progress,
-                                         evidence)
+        whole, blocks = done[-1]
         if blocks is not None:
             info["seed blocks"] = blocks
         whole.tape_conditions = corollary.tape_conditions
@@ -272,6 +281,35 @@ def verify(graph: Graph, *, end_to_end: bool = True, timeout=None, memory_mb=Non
                                      for c in whole.tape_conditions]
         results.append(whole)
     return GraphResult(graph.name, weakest(results), results, info)
+
+
+def _concurrently(jobs, labels, progress) -> list:
+    """The results of ``jobs`` (each runs its checks in child processes), in order, as many
+    at a time as there are worker processes: the threads only wait for their children. A
+    Ctrl-C or an error stops every check this process started."""
+    width = min(worker_count(), len(jobs))
+    if width <= 1:
+        out = []
+        for job, label in zip(jobs, labels):
+            if progress:
+                progress(label)
+            out.append(job())
+        return out
+    from concurrent.futures import ThreadPoolExecutor
+    pool = ThreadPoolExecutor(width)
+    try:
+        futures = [pool.submit(job) for job in jobs]
+        out = []
+        for k, (future, label) in enumerate(zip(futures, labels)):
+            if progress:
+                progress(f"{label} ({k} of {len(jobs)} done)")
+            out.append(future.result())
+        return out
+    except BaseException:
+        stop_checks()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def weakest(results) -> Verdict:

@@ -392,9 +392,14 @@ def test_ctrl_c_during_check_exits_130_and_writes_what_finished(tmp_path, jobs, 
     assert len(cases) == 3 and "node relu(2)" in (tmp_path / "r" / "index.html").read_text()
 
 
-def test_ctrl_c_during_verify_exits_130_without_a_traceback(tmp_path):
+@pytest.mark.parametrize("group", [True, False])
+def test_ctrl_c_during_verify_exits_130_without_a_traceback(tmp_path, group):
+    # node obligations and the end to end run side by side (threads waiting for their
+    # checking processes): a Ctrl-C to the main process alone must stop them all
     t0 = time.time()
-    code, out, err = _interrupt(tmp_path, ["verify", "decoder", "--report", tmp_path / "r"],
-                                lambda: time.time() > t0 + 4, group=True)
+    code, out, err = _interrupt(tmp_path, ["verify", "decoder", "--report", tmp_path / "r",
+                                           "--n", "8", "--d-model", "32", "--heads", "4",
+                                           "--head-dim", "8", "--d-ff", "64"],
+                                lambda: time.time() > t0 + 2, group=group)
     assert code == 130 and err.strip().splitlines()[-1] == "interrupted"
     assert "Traceback" not in err
