@@ -187,3 +187,95 @@ def test_verified_needs_the_error_bound_reached(monkeypatch):
     r = R.randomized_end_to_end(g, seed=1)      # independent trials multiply: 2^-80
     assert r.verdict is sg.Verdict.VERIFIED and r.error_bound == "2^-80"
     assert "2 trials" in r.method
+
+
+# ----- red-team regressions -------------------------------------------------------------------
+
+import symengine as se  # noqa: E402
+
+
+def _scale_graph(c):
+    g = Graph([("x", (2,))])
+    g.add("scale", 0, c=c)
+    return g
+
+
+def test_constants_computed_on_the_fly_are_not_mistaken_for_dead_ones():
+    # 1/(2·√3) ≠ 1/3: tables keyed by id() must not see a freed constant's address again
+    wrong = lambda gr, v, s: [s[0] + s[1] / (2 * fn.sqrt(3))]   # noqa: E731
+    for seed in range(6):
+        assert randomized_end_to_end(_scale_graph(se.Rational(1, 3)), wrong,
+                                     seed=seed).verdict is sg.Verdict.REFUTED
+
+
+def test_roots_of_constants_keep_their_relations_and_signs():
+    g = Graph([("x", (1,))])
+    g.add("scale", 0, c=se.sqrt(8))
+    right = lambda gr, v, s: [s[0] + 2 * se.sqrt(2) * s[1]]     # noqa: E731 - √8 = 2√2
+    wrong = lambda gr, v, s: [s[0] - 2 * se.sqrt(2) * s[1]]     # noqa: E731
+    for seed in range(8):
+        assert randomized_end_to_end(g, right, seed=seed).verdict is sg.Verdict.VERIFIED
+        assert randomized_end_to_end(g, wrong, seed=seed).verdict is sg.Verdict.REFUTED
+    neg = Graph([("x", (1,))])
+    neg.add("scale", 0, c=se.Integer(-2))
+    cube = lambda gr, v, s: [s[0] + se.Integer(-8) ** se.Rational(1, 3) * s[1]]  # noqa
+    assert randomized_end_to_end(neg, cube, seed=1).verdict is sg.Verdict.UNKNOWN
+
+
+def test_an_engine_cannot_change_what_it_is_compared_with():
+    g = Graph([("x", (2,))])
+    g.add("exp", 0)
+
+    def accumulate_in_place(gr, vals, seed):   # right: uses the seeds as its buffers
+        cot = dict(seed)
+        for k in range(len(gr.nodes) - 1, -1, -1):
+            node = gr.nodes[k]
+            grads = sg.get_op(node.op).vjp(cot[1 + k], vals[1 + k],
+                                            *[vals[r] for r in node.reads])
+            for r, gr_ in zip(node.reads, grads):
+                cot[r] += gr_
+        return [cot[0]]
+
+    def zero_after(gr, vals, seed):          # wrong: its buffers are zeroed afterwards
+        out = Graph.backprop(gr, vals, seed)
+        for c in out:
+            c *= 0
+        return out
+
+    for evidence in ("randomized", "exact"):
+        r = sg.verify(g, backprop=accumulate_in_place, evidence=evidence).obligations[-1]
+        assert r.verdict in (sg.Verdict.VERIFIED, sg.Verdict.PROVED), (evidence, r.reason)
+        w = sg.verify(g, backprop=zero_after, evidence=evidence).obligations[-1]
+        assert w.verdict is sg.Verdict.REFUTED, evidence
+
+
+@pytest.mark.parametrize("engine,needle", [
+    (lambda gr, v, s: [], "returned 0 cotangent(s)"),
+    (lambda gr, v, s: Graph.backprop(gr, v, s)[:1], "returned 1 cotangent(s)"),
+    (lambda gr, v, s: [Graph.backprop(gr, v, s)[0], 0], "cotangent of W has shape ()"),
+])
+def test_cotangents_are_one_per_input_of_its_shape(engine, needle):
+    g = Graph([("x", (2, 2)), ("W", (2, 2))])
+    g.add("tanh", g.add("matmul", 0, 1))
+    with pytest.raises(sg.RuleError, match=needle.replace("(", r"\(").replace(")", r"\)")):
+        randomized_end_to_end(g, engine, seed=1)
+    none = lambda gr, v, s: [Graph.backprop(gr, v, s)[0], None]   # noqa: E731 - W gets 0
+    assert randomized_end_to_end(g, none, seed=1).verdict is sg.Verdict.REFUTED
+
+
+def test_equality_of_computed_values_is_control_flow_too():
+    g = sg.models.mha(2, 2, 1, 2)
+
+    def skip_equal(gr, vals, seed):
+        if vals[0][0, 0] == vals[0][0, 1]:
+            return [np.zeros(s, dtype=object) for _, s in gr.inputs]
+        return Graph.backprop(gr, vals, seed)
+
+    r = randomized_end_to_end(g, skip_equal, seed=1)
+    assert r.verdict is sg.Verdict.UNKNOWN and "equality test" in r.reason
+
+
+def test_the_library_gelu_erf_rule_is_verified():
+    g = Graph([("x", (4, 4)), ("W", (4, 4))])
+    g.add("gelu_erf", g.add("matmul", 0, 1))
+    assert randomized_end_to_end(g, seed=3).verdict is sg.Verdict.VERIFIED

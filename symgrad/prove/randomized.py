@@ -47,7 +47,7 @@ import numpy as np
 import symengine as se
 from flint import arb, arb_mat, ctx as flint_ctx
 
-from ..errors import InternalError
+from ..errors import InternalError, RuleError
 from .result import Result, Verdict, Witness
 
 #: the error bound a randomized verdict must reach
@@ -211,8 +211,14 @@ class Num:
 
     __lt__ = __le__ = __gt__ = __ge__ = __float__ = __bool__ = __int__ = _no
 
-    def __eq__(self, other):   # identity, as for SymEngine's structural ==; numbers differ
-        return self is other
+    def __eq__(self, other):
+        if self is other:
+            return True
+        raise ModelError("an equality test on computed values (control flow on values "
+                         "cannot be run in the model)")
+
+    def __ne__(self, other):
+        return not self.__eq__(other)
 
     __hash__ = object.__hash__
 
@@ -279,9 +285,12 @@ class ModRun(_Run):
 
     def __init__(self, p: int, rng: random.Random):
         super().__init__(p=p, rng=rng)
-        self.recorded: set = set()
-        self.roots: dict = {}        # id of a constant root → (radicand Fraction, q)
-        self.fractions: dict = {}    # id of a rational constant → its Fraction
+        # keyed by id(), each value holds its number: an id is never reused during the run
+        self.recorded: dict = {}     # id → a number recorded in the forward
+        self.roots: dict = {}        # id → (number, its radicand Fraction, q) of a constant root
+        self.fractions: dict = {}    # id → (number, Fraction) of a rational constant
+        self.prime_roots: dict = {}  # prime → its chosen square root mod p
+        self.max_arg = [0.0, 0]         # the atom arguments' largest h, and c + e
         self.denominators: set = set()
         self.field_degree = 1        # [K:Q] of the constant roots' field, bounded
         self.minus_one = self.num_const(Fraction(-1))
@@ -301,7 +310,7 @@ class ModRun(_Run):
             self.denominators.add(f.denominator)
         n = self._new(v, 0, math.log2(abs(f.numerator) + 1), 0 if whole else 1,
                       0 if whole else 1)
-        self.fractions[id(n)] = f
+        self.fractions[id(n)] = (n, f)
         return n
 
     def variable(self):
@@ -388,9 +397,15 @@ class ModRun(_Run):
             return self.power(self.inverse(a), -k)
         if k == 1:
             return a
-        partial = self.mul(_lift(k), self.power(a, k - 1)) if self.record is not None \
-            else None
-        n = self._new(pow(a.v, k, self.p), k * a.d, k * a.h, k * a.c, k * a.e,
+        if abs(k) > 4096:
+            raise ModelError(f"the power {k} (too large to run)")
+        p = self.p
+        partial = None
+        if self.record is not None:   # k·a^(k−1), its bounds those of k·a^(k-1)
+            k_ = _lift(k)
+            partial = self._new(k % p * pow(a.v, k - 1, p) % p, (k - 1) * a.d,
+                                (k - 1) * a.h + k_.h, (k - 1) * a.c, (k - 1) * a.e)
+        n = self._new(pow(a.v, k, p), k * a.d, k * a.h, k * a.c, k * a.e,
                       ((a, partial),) if partial is not None else None)
         n.base = ("pow", a, k)
         return n
@@ -398,12 +413,13 @@ class ModRun(_Run):
     def inverse(self, a):
         f = self.fractions.get(id(a))
         if f is not None:   # a rational constant: its exact inverse
-            if f == 0:
+            if f[1] == 0:
                 raise ModelError("a division by the constant 0")
-            return self.num_const(1 / f)
-        root = self.roots.get(id(a))
-        if root is not None:   # (u^(1/q))^-1 = (1/u)^(1/q)
-            return self._root_of(1 / root[0], root[1], pow(a.v, -1, self.p))
+            return self.num_const(1 / f[1])
+        if id(a) in self.roots:   # an algebraic constant: its inverse mod p
+            if a.v == 0:
+                raise ModelError("a constant root that is 0 mod p")
+            return self._new(pow(a.v, -1, self.p), 0, a.h + 1, a.c, a.e)
         # 1/u^k = (1/u)^k and 1/(u·v) = (1/u)·(1/v): one atom per factor, however a rule
         # groups them (g/(2·out), -g·out² for 1/x)
         if a.base is not None and a.base[0] == "pow":
@@ -423,32 +439,50 @@ class ModRun(_Run):
         if hit is None:
             r = self.variable()
             hit = self.atoms[key] = self._new(r.v * r.v % self.p, 2, 0.0, 0, 0)
+            # 1/√π is a variable w of its own (r·w = 1 is not imposed: only relations that
+            # keep the model a polynomial are), 1/π = w² and √(1/π) = w
+            w = self.variable()
+            w2 = self._new(w.v * w.v % self.p, 2, 0.0, 0, 0)
             self.atoms[(("root", 2), hit.v)] = r
-            self.recorded.add(id(r))
+            self.atoms[("inv", r.v)] = w
+            self.atoms[("inv", hit.v)] = w2
+            self.atoms[(("root", 2), w2.v)] = w
+            for n in (hit, r, w, w2):
+                self.recorded[id(n)] = n
         return hit
 
-    def _root_of(self, f: Fraction, q: int, value: int):
-        """The number (f)^(1/q) with the value ``value`` mod p: an algebraic constant, as
-        large as |f|^(1/q) in every embedding."""
-        if f.denominator > 1:
-            self.denominators.add(f.denominator)
-        n = self._new(value, 0, (math.log2(abs(f.numerator) + 1) + math.log2(f.denominator))
-                      / q + 1, 0, 0)
-        self.roots[id(n)] = (f, q)
-        return n
-
     def _constant_root(self, u, q: int):
-        """The q-th root of a rational constant mod p, so that (∜c)^q = c holds exactly (a
-        prime where c has no q-th root is not used: the trial starts again with another)."""
-        from sympy.ntheory.residue_ntheory import nthroot_mod
-        f = self.fractions.get(id(u))
-        if f is None:
-            raise NoRoot("a root of a constant that is not a rational")   # not expected
-        r = nthroot_mod(u.v, q, self.p)
-        if r is None:
-            raise NoRoot(f"{f} has no {q}-th root mod p")
-        self.field_degree *= q
-        return self._root_of(f, q, int(r))
+        """√c of a positive rational constant c, from one chosen square root per prime
+        (√8 = 2√2, √6 = √2·√3 hold exactly mod p: a ring homomorphism from Q(√p₁, …)); a
+        prime p where some √pᵢ does not exist is not used (the trial draws another). Other
+        roots, and roots of negative constants (complex), are not modelled."""
+        from sympy import factorint
+        from sympy.ntheory.residue_ntheory import sqrt_mod
+        f = self.fractions[id(u)][1]
+        if q != 2 or f <= 0:
+            raise ModelError(f"the constant {f}^(1/{q}) (only square roots of positive "
+                             f"rationals are modelled)")
+        whole = f.numerator * f.denominator          # √(a/b) = √(a·b)/b
+        value, outside, size = 1, Fraction(1, f.denominator), 0.0
+        for prime, power in factorint(whole).items():
+            outside *= prime ** (power // 2)
+            if power % 2:
+                r = self.prime_roots.get(prime)
+                if r is None:
+                    r = sqrt_mod(prime % self.p, self.p)
+                    if r is None:
+                        raise NoRoot(f"{prime} has no square root mod p")
+                    self.prime_roots[prime] = r
+                    self.field_degree *= 2
+                value = value * r % self.p
+                size += math.log2(prime) / 2
+        value = value * outside.numerator * pow(outside.denominator, -1, self.p) % self.p
+        if outside.denominator > 1:
+            self.denominators.add(outside.denominator)
+        n = self._new(value, 0, math.log2(outside.numerator + 1) + size + 1,
+                      1 if outside.denominator > 1 else 0, 1 if outside.denominator > 1 else 0)
+        self.roots[id(n)] = (n, f, q)
+        return n
 
     def atom(self, kind, u):
         """The atom ``kind`` of ``u``: one variable per argument value. Met again while the
@@ -462,8 +496,12 @@ class ModRun(_Run):
         if hit is not None and (self.record is None or kind == "H" or hit.d == 0 or
                                 id(hit) in self.recorded):
             return hit
+        if isinstance(kind, tuple) and kind[1] > 64:
+            raise ModelError(f"a root of order {kind[1]} (an exponent such as 0.3 is the "
+                             f"rational of its double)")
         if hit is None:
             self.max_arg_degree = max(self.max_arg_degree, u.d)
+            self.max_arg = [max(self.max_arg[0], u.h), max(self.max_arg[1], u.c + u.e)]
         recording, self.record = self.record, None
         n = self.variable() if hit is None else self._new(hit.v, 1, 0.0, 0, 0)
         if hit is None:
@@ -472,7 +510,7 @@ class ModRun(_Run):
         self.record = recording
         if recording is not None:
             self.atoms[key] = n
-            self.recorded.add(id(n))
+            self.recorded[id(n)] = n
         return _record(n, ((u, partial),) if partial is not None else None)
 
 
@@ -620,9 +658,12 @@ class BallRun(_Run):
         elif kind == "erf":
             value = v.erf()
         elif kind == "H":
-            if 0 in v:
-                raise ModelError("a step at its jump")
-            value = arb(1) if v > 0 else arb(0)
+            if v.is_exact() and v == 0 and self.record is None:
+                value = arb(0)    # the engine's own H(0) = 0, as symgrad.fn defines it
+            elif 0 in v:
+                raise ModelError("a step at its jump")   # the forward must not sit there
+            else:
+                value = arb(1) if v > 0 else arb(0)
         elif kind == "sin":
             value = v.sin()
         elif kind == "cos":
@@ -652,8 +693,11 @@ def _leaves(run, shape, values=None):
 
 
 def run_sides(graph, backprop, run: _Run, inputs, seeds):
-    """(reference, engine) cotangents of every input as object arrays of Nums (or 0), both
-    computed in ``run`` from input leaves ``inputs`` and seed leaves ``seeds``."""
+    """(reference, engine, tape values): the cotangents of every input as object arrays of
+    numbers, both computed in ``run`` from input leaves ``inputs`` and seed leaves
+    ``seeds``. The engine gets copies of the tape values and seeds (what it writes into
+    them is not what the reference reads); its cotangents must be one per input, each of
+    the input's shape (None: zero)."""
     from ..graph import Graph
     global _RUN
     _RUN = run
@@ -661,22 +705,47 @@ def run_sides(graph, backprop, run: _Run, inputs, seeds):
     gc.disable()   # millions of small acyclic objects: the cycle collector only slows it
     try:
         run.record = []
-        vals = graph.eval(list(inputs))
+        vals = graph.eval([np.array(x, dtype=object) for x in inputs])
         forward = run.record
         run.record = None
-        engine = (backprop or Graph.backprop)(graph, vals, dict(enumerate(seeds)))
-        engine = engine[:len(graph.inputs)]
+        copies = [np.array(v, dtype=object) for v in vals]
+        engine = (backprop or Graph.backprop)(graph, copies, {
+            i: np.array(s, dtype=object) for i, s in enumerate(seeds)})
+        engine = _cotangents(graph, engine)
         reference = run.reverse(vals, seeds, forward, inputs)
-        return reference, [np.asarray(c, dtype=object) for c in engine]
-    except (ArithmeticError, TypeError, ValueError) as exc:
-        raise ModelError(f"{type(exc).__name__}: {exc}") from None
-    except NoRoot:
+        return reference, engine, vals
+    except (NoRoot, RuleError):
         raise
+    except (ArithmeticError, TypeError, ValueError, IndexError) as exc:
+        raise ModelError(f"{type(exc).__name__}: {exc}") from None
     finally:
         run.record = None
         _RUN = None
         if collecting:
             gc.enable()
+
+
+def _cotangents(graph, engine) -> list:
+    """The engine's cotangents of the inputs, checked: one per input, of its shape."""
+    try:
+        engine = list(engine)
+    except TypeError:
+        raise RuleError(f"the backprop returned {type(engine).__name__}, not a list of "
+                        f"cotangents") from None
+    if len(engine) < len(graph.inputs):
+        raise RuleError(f"the backprop returned {len(engine)} cotangent(s); the graph has "
+                        f"{len(graph.inputs)} input(s) "
+                        f"({', '.join(n for n, _ in graph.inputs)})")
+    out = []
+    for (name, shape), c in zip(graph.inputs, engine):
+        if c is None:
+            c = np.zeros(shape, dtype=object)
+        c = np.asarray(c, dtype=object)
+        if c.shape != tuple(shape):
+            raise RuleError(f"the backprop's cotangent of {name} has shape {c.shape}, "
+                            f"the input has {tuple(shape)}")
+        out.append(c)
+    return out
 
 
 def _as_num(run, x):
@@ -712,7 +781,9 @@ def identity_test(graph, backprop=None, seed: int | None = None):
         inputs = [_leaves(run, s) for _, s in graph.inputs]
         seeds = [_leaves(run, graph.shape(i)) for i in range(len(graph.values))]
         try:
-            reference, engine = run_sides(graph, backprop, run, inputs, seeds)
+            reference, engine, _ = run_sides(graph, backprop, run, inputs, seeds)
+            pairs = [(i, index, reference[i][index], _as_num(run, eng[index]))
+                     for i, eng in enumerate(engine) for index in np.ndindex(*eng.shape)]
             break
         except NoRoot:
             continue
@@ -721,44 +792,56 @@ def identity_test(graph, backprop=None, seed: int | None = None):
     p = run.p
     failing, degree, height = [], 0, 0.0
     ell = sum(math.log2(v) for v in run.denominators)
-    for i, (ref, eng) in enumerate(zip(reference, engine)):
-        for index in np.ndindex(*ref.shape):
-            a, b = ref[index], _as_num(run, eng[index])
-            degree = max(degree, a.d, b.d)
-            e = max(a.e, b.e)   # the numerator of a − b over L^e
-            height = max(height, max(run.log2_height(a) + (e - a.e) * ell,
-                                     run.log2_height(b) + (e - b.e) * ell) + 1)
-            if (a.v - b.v) % p:
-                failing.append((i, index))
+    for i, index, a, b in pairs:
+        degree = max(degree, a.d, b.d)
+        e = max(a.e, b.e)   # the numerator of a − b over L^e
+        height = max(height, max(run.log2_height(a) + (e - a.e) * ell,
+                                 run.log2_height(b) + (e - b.e) * ell) + 1)
+        if (a.v - b.v) % p:
+            failing.append((i, index))
     atoms = len(run.atoms)
     log2_p = math.log2(p)
-    # constant roots: the coefficients lie in a field K of degree ≤ ∏q over Q; a prime
+    # constant roots: the coefficients lie in K = Q(√p₁, …) of degree [K:Q] = 2^k; a prime
     # that kills a coefficient divides its norm, ≤ [K:Q] times the height in bits; only
-    # primes where every root exists (a ≥ 1/[K:Q] share, by Chebotarev) are drawn
+    # primes where every √pᵢ exists are drawn — a 2^-k share of them by Chebotarev's
+    # density theorem, used here as their count in [2^126, 2^127)
     k = math.log2(run.field_degree)
+    bad_prime = k + math.log2(height / (PRIME_BITS - 1) + 1) - (LOG2_PRIMES - k)
+    # two different atom arguments u ≠ v equal at the point: u − v vanishes there (≤ d/p)
+    # or p kills its coefficients (the bad-prime bound at the arguments' height)
+    arg_height = run.max_arg[0] + run.max_arg[1] * ell + 1
+    arg_bad = k + math.log2(arg_height / (PRIME_BITS - 1) + 1) - (LOG2_PRIMES - k)
+    pair = 2 * math.log2(atoms + 1)
     terms = [math.log2(max(degree, 1)) - log2_p,                      # Schwartz–Zippel
-             k + math.log2(height / (PRIME_BITS - 1) + 1) - (LOG2_PRIMES - k),
-             2 * math.log2(atoms + 1) + math.log2(max(run.max_arg_degree, 1)) - log2_p]
+             bad_prime,
+             pair + _log2_sum(math.log2(max(run.max_arg_degree, 1)) - log2_p, arg_bad)]
     return failing, _log2_sum(*terms), degree, atoms
 
 
-def _dyadic(rng, n):
-    return [Fraction(rng.randrange(-24, 25), 16) for _ in range(n)]
+#: the witness search's points: (denominator, numerators drawn from this range); the
+#: later attempts stay positive, inside declared domains such as log's x > 0
+_POINTS = [(16, (-24, 24)), (64, (-96, 96)), (16, (1, 24)), (64, (1, 96)),
+           (256, (-384, 384)), (256, (1, 384))]
 
 
-def certified_witness(graph, backprop, failing, attempts: int = 4, prec: int = 128):
+def _dyadic(rng, n, den, span):
+    return [Fraction(rng.randint(*span), den) for _ in range(n)]
+
+
+def certified_witness(graph, backprop, failing, prec: int = 128):
     """A certified counterexample among the ``failing`` entries: inputs and seeds at dyadic
-    points, both sides in ball arithmetic; None when no ball excludes 0."""
+    points (several draws, see _POINTS), both sides in ball arithmetic, every declared
+    assumption of the tape's nodes holding at the point; None when no ball excludes 0."""
     old = flint_ctx.prec
     try:
-        for attempt in range(attempts):
+        for attempt, (den, span) in enumerate(_POINTS):
             seed = 7919 * (attempt + 1)
             rng = random.Random(seed)
             flint_ctx.prec = prec
             run = BallRun(prec)
             run.rng = random.Random(seed + 1)
-            points = [_dyadic(rng, int(np.prod(s))) for _, s in graph.inputs]
-            seed_points = [_dyadic(rng, int(np.prod(graph.shape(i))))
+            points = [_dyadic(rng, int(np.prod(s)), den, span) for _, s in graph.inputs]
+            seed_points = [_dyadic(rng, int(np.prod(graph.shape(i))), den, span)
                            for i in range(len(graph.values))]
             inputs = [_leaves(run, s, [arb(f.numerator) / f.denominator for f in pt])
                       for (_, s), pt in zip(graph.inputs, points)]
@@ -766,7 +849,9 @@ def certified_witness(graph, backprop, failing, attempts: int = 4, prec: int = 1
                                                    for f in pt])
                      for i, pt in enumerate(seed_points)]
             try:
-                reference, engine = run_sides(graph, backprop, run, inputs, seeds)
+                reference, engine, vals = run_sides(graph, backprop, run, inputs, seeds)
+                if not _assumptions_hold(graph, run, vals):
+                    continue
             except ModelError:
                 continue
             for i, index in failing:
@@ -774,13 +859,37 @@ def certified_witness(graph, backprop, failing, attempts: int = 4, prec: int = 1
                 diff = a - b
                 if 0 not in diff:
                     return _witness(graph, i, index, a, b, diff, points, seed_points, seed,
-                                    prec)
+                                    prec, den, span)
         return None
     finally:
         flint_ctx.prec = old
 
 
-def _witness(graph, i, index, a, b, diff, points, seed_points, seed, prec) -> Witness:
+def _assumptions_hold(graph, run, vals) -> bool:
+    """Every declared assumption of the tape's nodes (log's x > 0, …) holds, certainly,
+    at the ball point."""
+    from ..ops import get_op
+    global _RUN
+    _RUN = run
+    try:
+        for node in graph.nodes:
+            op = get_op(node.op)
+            if op.assumptions is None:
+                continue
+            for expr, relation in op.assumptions(*[vals[r] for r in node.reads],
+                                                 **node.params):
+                v = _lift(expr).v
+                if relation == "> 0" and not v > 0:
+                    return False
+                if relation != "> 0" and 0 in v:
+                    return False
+        return True
+    finally:
+        _RUN = None
+
+
+def _witness(graph, i, index, a, b, diff, points, seed_points, seed, prec, den,
+             span) -> Witness:
     names = []
     for (name, shape), pt in zip(graph.inputs, points):
         names += [(f"{name}[{','.join(map(str, ix))}]", v)
@@ -790,9 +899,11 @@ def _witness(graph, i, index, a, b, diff, points, seed_points, seed, prec) -> Wi
                   for ix, v in zip(np.ndindex(*graph.shape(k)), pt)]
     shown = {n: str(v) for n, v in names[:12]}
     if len(names) > 12:
-        shown["…"] = (f"{len(names) - 12} more: every input and seed entry is a dyadic "
-                      f"k/16, k uniform in [-24, 24], drawn in this order by "
-                      f"random.Random({seed})")
+        shown["…"] = (f"{len(names) - 12} more: every input entry, then every seed entry, "
+                      f"is k/{den} with k uniform in [{span[0]}, {span[1]}], drawn in this "
+                      f"order by random.Random({seed}); symbolic parameters (fixed "
+                      f"weights) k/16, k in [-24, 24], by random.Random({seed + 1}) in "
+                      f"the order the forward meets them")
     lo, hi = diff.lower(), diff.upper()
     return Witness(input=graph.inputs[i][0], entry=tuple(int(v) for v in index),
                    point=shown, tangent=f"unit vector at {graph.inputs[i][0]}"
@@ -816,7 +927,7 @@ def randomized_end_to_end(graph, backprop=None, name: str | None = None,
     log2_error, trials, degree = 0.0, 0, 0
     try:
         while log2_error > TARGET_LOG2_ERROR and trials < 4:
-            trial_seed = rng.randrange(1 << 62)
+            trial_seed = rng.getrandbits(256)
             failing, log2_trial, d, atoms = identity_test(graph, backprop, trial_seed)
             trials += 1
             degree = max(degree, d)

@@ -117,9 +117,12 @@ def end_to_end_spec(graph: Graph, backprop=None, block: int | None = None) -> Sp
                       for i in range(len(graph.values))}, 0
         for i, shape in zip(blocks, shapes):
             size = int(np.prod(shape))
-            seeds[i] = g[pos:pos + size].reshape(shape)
+            seeds[i] = np.array(g[pos:pos + size].reshape(shape), dtype=object)
             pos += size
-        cot = run_backprop(graph, values(xs), seeds)
+        # the engine gets copies: what it writes into the saved values or the seed
+        # buffers is not what the reference reads
+        copies = [np.array(v, dtype=object) for v in values(xs)]
+        cot = run_backprop(graph, copies, seeds)
         return tuple(cot[:len(graph.inputs)])
 
     what = "end to end" if block is None else f"end to end, seed on {graph.values[block]}"
