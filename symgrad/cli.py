@@ -190,10 +190,11 @@ def main():
     """Prove with computer algebra that VJP rules (an autograd tape's backward pass) are
     right: backprop = the transposed Fréchet derivative of the forward, for fixed shapes.
 
-    Verdicts: PROVED (zero normal form, under the printed side conditions), REFUTED (a
-    certified counterexample inside the domain), UNKNOWN (neither; the reason is printed).
-    Exit codes: 0 proved, 1 refuted, 4 unknown, 2 usage/input error, 3 internal error,
-    130 interrupted (Ctrl-C).
+    Verdicts: PROVED (zero normal form, under the printed side conditions), VERIFIED (a
+    graph's end to end passed a randomized identity test, error ≤ 2^-64 — evidence, not a
+    proof; see --evidence), REFUTED (a certified counterexample inside the domain), UNKNOWN
+    (neither; the reason is printed). Exit codes: 0 proved or verified, 1 refuted, 4
+    unknown, 2 usage/input error, 3 internal error, 130 interrupted (Ctrl-C).
     """
     check_environment()   # SYMGRAD_TIMEOUT, SYMGRAD_MEMORY_MB, …: before any work
 
@@ -407,7 +408,8 @@ def check_cmd(paths, report_dir, junit, json_path, jobs, no_cache, cache_dir):
 
     \b
     Exit codes: 0 every expectation met; 1 a regression (refuted where proved was
-    expected, or proved where refuted was); 4 only UNKNOWNs fell short; 2 bad input (the
+    expected, or proved where refuted was); 4 only UNKNOWNs (or VERIFIED where PROVED
+    was expected) fell short; 2 bad input (the
     valid obligations still run and their results are written); 3 an internal error;
     130 interrupted (Ctrl-C; the obligations finished so far are written).
     """

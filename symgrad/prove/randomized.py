@@ -940,7 +940,6 @@ def randomized_end_to_end(graph, backprop=None, name: str | None = None,
         result.seconds = time.perf_counter() - t0
         return result
     result.phases = {"identity test": round(time.perf_counter() - t0, 4)}
-    result.terms = degree
     if not failing and log2_error > TARGET_LOG2_ERROR:
         result.reason = (f"{trials} trials passed, but their error bound 2^"
                          f"{math.floor(log2_error)} is above 2^{TARGET_LOG2_ERROR}")
