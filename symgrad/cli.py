@@ -375,8 +375,10 @@ def graph_command(name):
         sys.exit(report(results, as_json, verbose))
 
     command.__doc__ = (f"Prove the {name} graph ({builder}): its node obligations, the DAG "
-                       f"corollary and the end-to-end obligation.\n\nDefaults are small "
-                       f"shapes: n=2, d_model=2, heads=1, head_dim=2, d_ff=4.")
+                       f"corollary and the end-to-end obligation — exact where it fits, "
+                       f"else a randomized identity test (VERIFIED, error ≤ 2^-64; see "
+                       f"--evidence).\n\nDefaults are small shapes: n=2, d_model=2, "
+                       f"heads=1, head_dim=2, d_ff=4.")
     return verify.command(name)(command)
 
 
