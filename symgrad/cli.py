@@ -87,9 +87,11 @@ def _evidence_note(results, verdict) -> str:
     """What a VERIFIED verdict rests on, in one parenthesis."""
     if verdict is not Verdict.VERIFIED:
         return ""
-    bounds = [r.error_bound for r in results if r.verdict is Verdict.VERIFIED]
-    return (f" (randomized evidence for the end-to-end identity, error ≤ "
-            f"{', '.join(bounds)}; every other obligation proved exactly)")
+    bounds = [int(r.error_bound[2:]) for r in results if r.verdict is Verdict.VERIFIED]
+    each = f" each, {len(bounds)} end-to-end identities" if len(bounds) > 1 else \
+        " for the end-to-end identity"
+    return (f" (randomized evidence, error ≤ 2^{max(bounds)}{each}; every other "
+            f"obligation proved exactly)")
 
 
 class Seconds(click.ParamType):
