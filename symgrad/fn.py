@@ -133,7 +133,8 @@ def indicator(rel: Relation):
     """1 where the comparison holds, else 0, as steps with H(0) = 0 (a step is 1 where its
     argument is > 0): u > 0 is H(u), u ≥ 0 is 1 − H(−u), u = 0 is 1 − H(u) − H(−u) (exactly
     1 at a tie), u ≠ 0 is H(u) + H(−u)."""
-    u = rel.u if isinstance(rel.u, Scalar) else Scalar(rel.u)
+    u = rel.u if isinstance(rel.u, Scalar) or hasattr(type(rel.u), "symgrad_apply") \
+        else Scalar(rel.u)
     if rel.op == ">":
         return step(u)
     if rel.op == ">=":

@@ -78,15 +78,22 @@ def test_the_same_seed_gives_the_same_trial_and_the_bound_is_below_2_to_the_64()
     assert a == b and a[0] == [] and a[1] < -64 and a[2] > 0
 
 
-def test_a_computed_value_used_in_control_flow_is_a_clear_unknown():
+def test_control_flow_on_computed_values_is_a_clear_error_or_unknown():
     g = sg.models.mha(2, 2, 1, 2)
 
     def branching(graph, vals, seed):
-        if vals[0][0, 0] > 0:   # a comparison of a computed value
+        if vals[0][0, 0] > 0:   # a comparison's truth value: an error, as in exact checks
             pass
         return Graph.backprop(graph, vals, seed)
 
-    r = randomized_end_to_end(g, branching, seed=1)
+    with pytest.raises(sg.RuleError, match="control flow on a symbolic comparison"):
+        randomized_end_to_end(g, branching, seed=1)
+
+    def floating(graph, vals, seed):
+        float(vals[0][0, 0])
+        return Graph.backprop(graph, vals, seed)
+
+    r = randomized_end_to_end(g, floating, seed=1)
     assert r.verdict is sg.Verdict.UNKNOWN and "cannot run this tape" in r.reason
     assert "--evidence exact" in r.advice
 
@@ -279,3 +286,18 @@ def test_the_library_gelu_erf_rule_is_verified():
     g = Graph([("x", (4, 4)), ("W", (4, 4))])
     g.add("gelu_erf", g.add("matmul", 0, 1))
     assert randomized_end_to_end(g, seed=3).verdict is sg.Verdict.VERIFIED
+
+
+@pytest.mark.parametrize("rule,verdict", [
+    (lambda g, out, x: (g * fn.step(out),), sg.Verdict.VERIFIED),       # PyTorch: masked by
+    (lambda g, out, x: (fn.where(sg.scalar.wrap(x) > 0, g, 0),), sg.Verdict.VERIFIED),
+    (lambda g, out, x: (g * fn.step(out - 1),), sg.Verdict.REFUTED),
+    (lambda g, out, x: (2 * g * fn.step(out),), sg.Verdict.REFUTED),
+])
+def test_relu_backward_as_people_write_it(monkeypatch, rule, verdict):
+    import dataclasses
+    from symgrad.ops import OPS
+    monkeypatch.setitem(OPS, "relu", dataclasses.replace(OPS["relu"], vjp=rule))
+    g = Graph([("x", (2, 3)), ("W", (3, 3))])
+    g.add("relu", g.add("matmul", 0, 1))
+    assert randomized_end_to_end(g, seed=1).verdict is verdict

@@ -48,6 +48,7 @@ import symengine as se
 from flint import arb, arb_mat, ctx as flint_ctx
 
 from ..errors import InternalError, RuleError
+from ..scalar import Relation
 from .result import Result, Verdict, Witness
 
 #: the error bound a randomized verdict must reach
@@ -206,10 +207,24 @@ class Num:
         raise ModelError("a power with a computed exponent")
 
     def _no(self, *args):
-        raise ModelError("a comparison or float() of a computed value (control flow on "
+        raise ModelError("float() or a truth value of a computed value (control flow on "
                          "values cannot be run in the model)")
 
-    __lt__ = __le__ = __gt__ = __ge__ = __float__ = __bool__ = __int__ = _no
+    __float__ = __bool__ = __int__ = _no
+
+    # comparisons give what they give on symbols: a Relation, for symbolic.fn.where and
+    # indicator (its truth value is an error, as in the exact checks)
+    def __gt__(self, other):
+        return Relation(self - other, ">")
+
+    def __ge__(self, other):
+        return Relation(self - other, ">=")
+
+    def __lt__(self, other):
+        return Relation(_lift(other) - self, ">")
+
+    def __le__(self, other):
+        return Relation(_lift(other) - self, ">=")
 
     def __eq__(self, other):
         if self is other:
@@ -291,6 +306,7 @@ class ModRun(_Run):
         self.fractions: dict = {}    # id → (number, Fraction) of a rational constant
         self.prime_roots: dict = {}  # prime → its chosen square root mod p
         self.max_arg = [0.0, 0]         # the atom arguments' largest h, and c + e
+        self.steps: dict = {}           # id → a step atom H(u)
         self.denominators: set = set()
         self.field_degree = 1        # [K:Q] of the constant roots' field, bounded
         self.minus_one = self.num_const(Fraction(-1))
@@ -488,6 +504,13 @@ class ModRun(_Run):
         """The atom ``kind`` of ``u``: one variable per argument value. Met again while the
         forward is recorded, an atom first made elsewhere (in a rule, in a partial) is
         recorded anew over this argument, so reverse mode reaches the inputs through it."""
+        if kind == "H" and u.base is not None and u.base[0] == "mul":
+            # H(a·H(b)) = H(a)·H(b) exactly (H(0) = 0): ReLU's backward masked by its output
+            a, b = u.base[1], u.base[2]
+            if id(b) in self.steps or id(a) in self.steps:
+                a, b = (a, b) if id(b) in self.steps else (b, a)
+                h = self.atom("H", a)
+                return b if h is b else self.mul(h, b)    # H(u·H(u)) = H(u)
         key = (kind, u.v)
         if isinstance(kind, tuple) and kind[0] == "root" and key not in self.atoms and \
                 id(u) in self.fractions:
@@ -511,6 +534,8 @@ class ModRun(_Run):
         if recording is not None:
             self.atoms[key] = n
             self.recorded[id(n)] = n
+        if kind == "H":
+            self.steps[id(n)] = n
         return _record(n, ((u, partial),) if partial is not None else None)
 
 
