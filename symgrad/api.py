@@ -16,8 +16,8 @@ from .prove.check import Spec, check, validate_shapes
 from .prove.isolate import (max_entries as max_entries_limit, run_isolated, stop_checks,
                             worker_count)
 from .prove.result import GraphResult, Result, SideCondition, Verdict
-from .prove.tape import (DAG_THEOREM, end_to_end as end_to_end_check, node_obligations,
-                         tape_conditions)
+from .prove.tape import (DAG_THEOREM, EVIDENCE, end_to_end as end_to_end_check,
+                         node_obligations, tape_conditions)
 from .scalar import Scalar, wrap
 from .tensor import BACKENDS, shape_str, symbol
 
@@ -242,6 +242,11 @@ def verify(graph: Graph, *, end_to_end: bool = True, timeout=None, memory_mb=Non
     >>> r.verdict, [o.verdict.value for o in r.obligations][-2:]
     (<Verdict.PROVED: 'proved'>, ['proved', 'proved'])
     """
+    if evidence not in EVIDENCE:
+        raise InputError(f"unknown evidence {evidence!r}; use one of {', '.join(EVIDENCE)}")
+    if not end_to_end and evidence != "auto":
+        raise InputError("evidence applies to the end-to-end obligation, which "
+                         "end_to_end=False skips")
     info = dict(graph.info)
     todo = node_obligations(graph)
 

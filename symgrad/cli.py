@@ -1,6 +1,7 @@
 """The ``symgrad`` command.
 
-Exit codes: 0 proved, 1 refuted, 4 unknown, 2 usage or input error, 3 internal error.
+Exit codes: 0 proved or verified, 1 refuted, 4 unknown, 2 usage or input error, 3 internal
+error, 130 interrupted.
 """
 from __future__ import annotations
 
@@ -25,7 +26,6 @@ from .prove.result import Verdict, conditions_summary
 from .tensor import parse_shape
 
 EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 2, 3, 130
-#: characters of a side condition shown in the table output (--json has them whole)
 #: side conditions a terminal listing shows (JSON and reports show every one)
 MAX_CONDITIONS = 24
 
@@ -407,15 +407,15 @@ def check_cmd(paths, report_dir, junit, json_path, jobs, no_cache, cache_dir):
     verdict with its expectation — the CI gate.
 
     PATHS are *.toml files or directories searched for them; the schema is in
-    obligations/README.md. Verdicts already proved or refuted for the same source, shapes
-    and library versions come from the proof cache.
+    obligations/README.md. Verdicts already proved, verified or refuted for the same
+    source, shapes and library versions come from the proof cache.
 
     \b
-    Exit codes: 0 every expectation met; 1 a regression (refuted where proved was
-    expected, or proved where refuted was); 4 only UNKNOWNs (or VERIFIED where PROVED
-    was expected) fell short; 2 bad input (the
-    valid obligations still run and their results are written); 3 an internal error;
-    130 interrupted (Ctrl-C; the obligations finished so far are written).
+    Exit codes: 0 every expectation met; 1 a regression (a verdict that contradicts
+    its expectation: refuted where proved or verified was expected, or the reverse);
+    4 only UNKNOWNs, or VERIFIED where PROVED was expected, fell short; 2 bad input
+    (the valid obligations still run and their results are written); 3 an internal
+    error; 130 interrupted (Ctrl-C; the obligations finished so far are written).
     """
     from . import gate
     if no_cache and given("cache_dir"):
@@ -477,10 +477,12 @@ def _print_outcomes(outcomes, errors, seconds):
                    else f"error: {o.reason}")
     met = len(outcomes) - len(missed)
     unknown = sum(1 for o in missed if o.verdict == "unknown")
+    weaker = sum(1 for o in missed if (o.verdict, o.expect) == ("verified", "proved"))
     cached = sum(1 for o in outcomes if o.cached)
-    click.echo(f"\n{len(outcomes)} obligations: {met} met, {len(missed) - unknown} not met, "
-               f"{unknown} unknown; {cached} from the cache; {len(errors)} input error(s); "
-               f"{seconds:.1f} s")
+    click.echo(f"\n{len(outcomes)} obligations: {met} met, {len(missed) - unknown - weaker} not "
+               f"met, {unknown} unknown" + (f", {weaker} verified where proved was expected"
+                                            if weaker else "") +
+               f"; {cached} from the cache; {len(errors)} input error(s); {seconds:.1f} s")
 
 
 @verify.command("mutant")

@@ -115,6 +115,8 @@ def test_verify_evidence_policy_and_the_weakest_verdict():
     assert sg.verify(big, end_to_end=True).obligations[-1].evidence == "randomized"
     with pytest.raises(sg.InputError, match="unknown evidence"):
         sg.verify(g, evidence="sure")
+    with pytest.raises(sg.InputError, match="end_to_end=False skips"):
+        sg.verify(g, evidence="exact", end_to_end=False)
 
 
 def test_auto_falls_back_to_randomized_when_exact_is_out_of_reach(monkeypatch):
@@ -151,18 +153,41 @@ def test_the_gate_expects_verified_and_proved_meets_it(tmp_path):
     d.mkdir()
     (d / "a.toml").write_text('[[graph]]\ngraph = "mha"\nexpect = "verified"\n\n'
                               '[[graph]]\ngraph = "mha"\nevidence = "randomized"\n'
-                              'expect = "verified"\n\n'
-                              '[[graph]]\ngraph = "residual"\nevidence = "randomized"\n')
+                              'expect = "verified"\n')
     out = CliRunner().invoke(main, ["check", str(d), "--no-cache", "-j", "1", "--json",
                                     str(tmp_path / "o.json")])
     doc = json.loads((tmp_path / "o.json").read_text())
-    verdicts = [(o["verdict"], o["met"]) for o in doc["obligations"]]
-    assert verdicts == [("proved", True), ("verified", True), ("verified", False)]
-    assert out.exit_code == 4, out.output   # VERIFIED short of an expected PROVED
-    (d / "a.toml").write_text('[[graph]]\ngraph = "mha"\nevidence = "sure"\n')
+    assert [(o["verdict"], o["met"]) for o in doc["obligations"]] == [("proved", True),
+                                                                       ("verified", True)]
+    assert out.exit_code == 0, out.output
+
+
+@pytest.mark.parametrize("entry,needle", [
+    ('[[graph]]\ngraph = "mha"\nevidence = "sure"\n',
+     'evidence must be "auto", "exact" or "randomized"'),
+    ('[[graph]]\ngraph = "mha"\nevidence = "randomized"\n',
+     'can give VERIFIED, never PROVED: write expect = "verified"'),
+    ('[[graph]]\ngraph = "mha"\nevidence = "exact"\nexpect = "verified"\n',
+     'expect = "verified" needs a randomized end to end'),
+    ('[[graph]]\ngraph = "mha"\nend_to_end = false\nevidence = "exact"\n',
+     "evidence applies to the end-to-end obligation"),
+    ('[[node]]\nop = "exp"\nshapes = ["2"]\nexpect = "verified"\n',
+     'expect = "verified" applies to graphs'),
+])
+def test_obligation_files_say_which_evidence_combinations_make_no_sense(tmp_path, entry,
+                                                                        needle):
+    d = tmp_path / "ob"
+    d.mkdir()
+    (d / "a.toml").write_text(entry)
     bad = CliRunner().invoke(main, ["check", str(d), "--no-cache"])
-    assert bad.exit_code == 2 and 'evidence must be "auto", "exact" or "randomized"' in \
-        bad.output
+    assert bad.exit_code == 2 and needle in bad.output, bad.output
+
+
+def test_verified_short_of_an_expected_proved_is_counted_and_exits_4():
+    from symgrad.gate import Outcome, exit_code
+    short = Outcome("a", "graph", "graph x", "a.toml", "proved", "verified", 1.0)
+    assert not short.met and exit_code([short]) == 4
+    assert Outcome("a", "graph", "g", "a.toml", "verified", "proved", 1.0).met
 
 
 def test_randomized_agrees_with_the_exact_verdicts_where_both_run():

@@ -213,9 +213,23 @@ def _validate(kind: str, entry) -> Obligation:
         if spec.get("evidence", "auto") not in ("auto", "exact", "randomized"):
             _fail(f"evidence must be \"auto\", \"exact\" or \"randomized\", got "
                   f"{_shown(spec['evidence'])}", "evidence")
+        if "evidence" in spec and spec.get("end_to_end", True) is False:
+            _fail("evidence applies to the end-to-end obligation, which end_to_end = false "
+                  "skips", "evidence")
+        if spec.get("evidence") == "randomized" and expect == "proved":
+            _fail("evidence = \"randomized\" can give VERIFIED, never PROVED: write "
+                  "expect = \"verified\" (or \"refuted\")", "evidence")
+        if expect == "verified" and (spec.get("evidence") == "exact" or
+                                     spec.get("end_to_end", True) is False):
+            _fail("expect = \"verified\" needs a randomized end to end (evidence = "
+                  "\"auto\" or \"randomized\")", "expect")
         if "backprop" in spec:
             _known(spec["backprop"], ENGINE_MUTANTS, "engine mutant", "backprop")
-    elif kind == "node":
+    elif expect == "verified":
+        _fail(f"expect = \"verified\" applies to graphs (their randomized end to end); a "
+              f"[[{kind}]] entry is checked exactly: expect \"proved\" or \"refuted\"",
+              "expect")
+    if kind == "node":
         if not spec.get("shapes"):
             _fail(f"a [[node]] entry needs shapes = [...], {TYPES['shapes'][1]}", "shapes")
         spec["shapes"] = [_shape(sh, parse_shape) for sh in spec["shapes"]]

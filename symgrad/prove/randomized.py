@@ -974,7 +974,6 @@ def randomized_end_to_end(graph, backprop=None, name: str | None = None,
         result.error_bound = f"2^{math.floor(log2_error)}"
         result.method += (f" ({trials} trial{'s' if trials > 1 else ''}, degree ≤ {degree}, "
                           f"{atoms} atoms; error ≤ 2^{math.floor(log2_error)})")
-        result.checked = result.entries
     else:
         t1 = time.perf_counter()
         witness = certified_witness(graph, backprop, failing)

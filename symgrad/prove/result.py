@@ -212,8 +212,11 @@ class Result:
         from html import escape
         rows = [("verdict", self.verdict.value.upper()), ("obligation", self.name),
                 ("method", self.method), ("seconds", f"{self.seconds:.2f}"),
-                ("entries", f"{self.checked} of {self.entries} normal-formed"
+                ("entries", (f"{self.entries} tested" if self.evidence == "randomized" else
+                             f"{self.checked} of {self.entries} normal-formed")
                  if self.entries else "")]
+        if self.evidence == "randomized":
+            rows.append(("evidence", f"randomized, error ≤ {self.error_bound or '—'}"))
         if self.side_conditions:
             rows.append(("side conditions", self.conditions_summary()))
         if self.verdict is Verdict.UNKNOWN:

@@ -7,7 +7,9 @@
    whole-tape seed equals (D eval)ᵀ seed. Recorded as PROVED exactly when all of 1 are.
 3. End to end: the fully composed forward (inputs → every tape value, as one expression per
    entry) differentiated directly, against the engine's backprop with a symbolic seed for
-   every tape value — an independent check that catches wiring bugs in the engine itself.
+   every tape value — an independent check that catches wiring bugs in the engine itself;
+   exactly (split by seed block when too large), or by the randomized identity test of
+   :mod:`symgrad.prove.randomized` (``evidence``, see :func:`end_to_end`).
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from ..graph import Graph
 from ..ops import get_op
 from ..tensor import symbols
 from .check import Spec, check
-from .isolate import run_isolated
+from .isolate import memory_limit_mb, run_isolated
 from .result import Result, Verdict
 
 DAG_THEOREM = "docs/dag-theorem.md"
@@ -240,6 +242,9 @@ EVIDENCE = ("auto", "exact", "randomized")
 #: exact check within this many MiB
 AUTO_EXACT_ENTRIES = 1000
 AUTO_EXACT_MB = 2048
+#: the exact check's reasons for UNKNOWN that send ``auto`` to the randomized test (any
+#: other UNKNOWN — no domain point found, a step region — is the answer)
+OUT_OF_REACH = ("too large", "timeout", "out of memory", "the checking process died")
 
 
 def tape_entries(graph: Graph) -> int:
@@ -263,13 +268,14 @@ def end_to_end(graph: Graph, backprop=None, timeout=None, memory_mb=None, progre
         progress("end to end")
     exact_mb = memory_mb
     if evidence == "auto":   # exact only within this budget; beyond it, randomized
-        exact_mb = min(memory_mb or AUTO_EXACT_MB, AUTO_EXACT_MB)
+        exact_mb = min(memory_limit_mb(memory_mb), AUTO_EXACT_MB)
     spec = end_to_end_spec(graph, backprop)
     whole = run_isolated(lambda: check(spec), spec.name, timeout, exact_mb)
     blocks = None
     if whole.verdict is Verdict.UNKNOWN and whole.reason.startswith("too large"):
         whole, blocks = by_seed_block(graph, whole, backprop, timeout, exact_mb, progress)
-    if evidence == "auto" and whole.verdict is Verdict.UNKNOWN:
+    if evidence == "auto" and whole.verdict is Verdict.UNKNOWN and \
+            whole.reason.startswith(OUT_OF_REACH):
         exact = whole
         whole = _randomized(graph, backprop, timeout, memory_mb, progress)
         whole.seconds += exact.seconds
@@ -277,7 +283,6 @@ def end_to_end(graph: Graph, backprop=None, timeout=None, memory_mb=None, progre
         if blocks is not None:
             proved = sum(1 for _, v, _ in blocks if v == "proved")
             whole.method += f" ({proved} of {len(blocks)} seed blocks proved)"
-        return whole, None
     return whole, blocks
 
 

@@ -221,9 +221,10 @@ def _graph_view(o, layout: str = "auto") -> dict:
                            None)
                 for kind, suffix in (("corollary", ": DAG corollary"),
                                      ("end_to_end", ": end to end"))}
+    e2e = next((r for r in o.results if r["name"].endswith(": end to end")), {})
     return {"name": graph.name, "info": dict(graph.info), "saved": saved, "uses": uses,
             "layout": tape_layout(graph, layout), "engine": _engine_view(s.get("backprop")),
-            "verdicts": verdicts}
+            "verdicts": verdicts, "end_to_end_evidence": e2e.get("evidence", "exact")}
 
 
 def _node_obligation_of(graph) -> list:
