@@ -376,7 +376,8 @@ def graph_command(name):
             raise interrupted
         sys.exit(report(results, as_json, verbose))
 
-    command.__doc__ = (f"Prove the {name} graph ({builder}): its node obligations, the DAG "
+    what = "every graph of the catalog" if name == "all" else f"the {name} graph ({builder})"
+    command.__doc__ = (f"Prove {what}: node obligations, the DAG "
                        f"corollary and the end-to-end obligation — exact where it fits, "
                        f"else a randomized identity test (VERIFIED, error ≤ 2^-64; see "
                        f"--evidence).\n\nDefaults are small shapes: n=2, d_model=2, "
@@ -505,6 +506,11 @@ def verify_mutant_cmd(name, timeout, as_json, verbose, report_dir):
         for m in MUTANTS.values():
             click.echo(f"{m.name.ljust(width)}  {m.op}: {m.bug}")
         return
+    from .mutants import ENGINE_MUTANTS
+    if name in ENGINE_MUTANTS:
+        raise InputError(f"{name} is an engine mutant (a wrong backprop, not a wrong rule): "
+                         f"check it on a graph, with backprop = \"{name}\" in an obligation "
+                         f"file's [[graph]] entry")
     if name not in MUTANTS:
         raise InputError(unknown(name, MUTANTS, "mutant"))
     result = verify_mutant(name, timeout=timeout)

@@ -961,14 +961,16 @@ def randomized_end_to_end(graph, backprop=None, name: str | None = None,
             log2_error += log2_trial
     except ModelError as exc:
         result.reason = f"the randomized test cannot run this tape: {exc}"
-        result.advice = "use --evidence exact (at shapes small enough to expand)"
+        result.advice = ("use exact evidence (--evidence exact; evidence = \"exact\" in an "
+                         "obligation file) at shapes small enough to expand")
         result.seconds = time.perf_counter() - t0
         return result
     result.phases = {"identity test": round(time.perf_counter() - t0, 4)}
     if not failing and log2_error > TARGET_LOG2_ERROR:
         result.reason = (f"{trials} trials passed, but their error bound 2^"
                          f"{math.floor(log2_error)} is above 2^{TARGET_LOG2_ERROR}")
-        result.advice = "use --evidence exact at shapes small enough to expand"
+        result.advice = ("use exact evidence (--evidence exact; evidence = \"exact\" in an "
+                         "obligation file) at shapes small enough to expand")
     elif not failing:
         result.verdict = Verdict.VERIFIED
         result.error_bound = f"2^{math.floor(log2_error)}"
@@ -991,6 +993,6 @@ def randomized_end_to_end(graph, backprop=None, name: str | None = None,
                              f"counterexample was found")
             result.advice = ("the engine may be right through a relation between atoms the "
                              "model drops (exp(a)·exp(b) = exp(a+b), (√u)² = u); check it "
-                             "with --evidence exact at small shapes")
+                             "with exact evidence (--evidence exact) at small shapes")
     result.seconds = time.perf_counter() - t0
     return result
