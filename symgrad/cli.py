@@ -30,10 +30,6 @@ EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 2, 3, 130
 MAX_CONDITIONS = 24
 
 
-def overall(results) -> Verdict:
-    return weakest(results)
-
-
 def _print_table(results, out):
     rows = [("obligation", "verdict", "seconds", "terms", "method")]
     for r in results:
@@ -70,7 +66,7 @@ def _print_details(results, out, verbose: bool):
 
 
 def report(results, as_json: bool, verbose: bool = False):
-    verdict = overall(results)
+    verdict = weakest(results)
     if as_json:
         click.echo(json.dumps({"verdict": verdict.value, "symgrad": __version__,
                                "obligations": [r.to_json() for r in results]}, indent=2))
@@ -158,7 +154,7 @@ def write_verify_report(report_dir, runs):
     for kind, spec, results, expect in runs:
         ob = Obligation(kind, spec, "symgrad verify", 0, expect)
         outcomes.append(Outcome(ob.id, kind, ob.title, ob.file, expect,
-                                overall(results).value, sum(r.seconds for r in results),
+                                weakest(results).value, sum(r.seconds for r in results),
                                 results=[r.to_json() for r in results], spec=spec))
     click.echo(f"report: {write_report(report_dir, outcomes)}", err=True)
 

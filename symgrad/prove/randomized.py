@@ -37,6 +37,7 @@ true values; a ball of reference − engine that excludes 0 is a certified count
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 import random
@@ -78,8 +79,69 @@ class _Run:
         self.record: list | None = None
         self.max_arg_degree = 0
 
+    def power(self, a, k: int):
+        """a^k for an integer k (negative: through 1/a)."""
+        if k == 0:
+            return _lift(1)
+        if k < 0:
+            return self.power(self.inverse(a), -k)
+        if k == 1:
+            return a
+        if k > 4096:
+            raise ModelError(f"the power {k} (too large to run)")
+        return self._power(a, k)
+
+    def matmul(self, a, b):
+        """a @ b for 2-D arrays: each entry one number whose parents are the n products'
+        factors (recorded in the forward), its value from :meth:`_products`."""
+        a = np.vectorize(_lift, otypes=[object])(a)
+        b = np.vectorize(_lift, otypes=[object])(b)
+        n = a.shape[1]
+        if n == 0:
+            return np.full((a.shape[0], b.shape[1]), self.zero, dtype=object)
+        values, bounds = self._products(a, b)
+        out = np.empty((a.shape[0], b.shape[1]), dtype=object)
+        recording = self.record is not None
+        for i in range(a.shape[0]):
+            ar = a[i]
+            for j in range(b.shape[1]):
+                bc = b[:, j]
+                up = tuple((ar[k], bc[k]) for k in range(n)) + \
+                    tuple((bc[k], ar[k]) for k in range(n)) if recording else None
+                out[i, j] = self._new(values[i][j], *bounds, up=up)
+        return out
+
+    def reverse(self, vals, seeds, forward, inputs):
+        """Reverse mode over the recorded forward, from the seed on every tape value: the
+        adjoint of every input entry, as numbers of the run. Adjoints are kept in the run's
+        own form (:meth:`_adjoint`, :meth:`_plus`, :meth:`_backward`, :meth:`_number`)."""
+        for value, seed in zip(vals, seeds):
+            for n, s in zip(np.asarray(value, dtype=object).flat, seed.flat):
+                if isinstance(n, Num):
+                    n.adj = self._plus(n.adj, self._adjoint(s))
+        self._backward(forward)
+        out = []
+        for leaf in inputs:
+            ref = np.empty(leaf.shape, dtype=object)
+            for index in np.ndindex(*leaf.shape):
+                a = leaf[index].adj
+                ref[index] = self.zero if a is None else self._number(a)
+            out.append(ref)
+        return out
+
 
 _RUN: _Run | None = None
+
+
+@contextlib.contextmanager
+def _running(run: _Run):
+    """The arithmetic of ``run`` for the numbers' operators while inside."""
+    global _RUN
+    _RUN = run
+    try:
+        yield run
+    finally:
+        _RUN = None
 
 
 def _lift(x):
@@ -345,15 +407,18 @@ class ModRun(_Run):
         n.base = ("mul", a, b)
         return n
 
-    def reverse(self, vals, seeds, forward, inputs):
-        """Reverse mode over the recorded forward, from the seed on every tape value: the
-        adjoint of every input entry, as numbers with their bounds. Adjoints are kept as
-        lists [v, d, h, c, e] (no number objects: millions of edges)."""
+    # adjoints as lists [v, d, h, c, e]: no number objects for millions of edges
+    def _adjoint(self, s):
+        return [s.v, s.d, s.h, s.c, s.e]
+
+    def _plus(self, old, new):
+        return _acc(old, new, self.p)
+
+    def _number(self, a):
+        return self._new(*a)
+
+    def _backward(self, forward):
         p = self.p
-        for value, seed in zip(vals, seeds):
-            for n, s in zip(np.asarray(value, dtype=object).flat, seed.flat):
-                if isinstance(n, Num):
-                    n.adj = _acc(n.adj, [s.v, s.d, s.h, s.c, s.e], p)
         for n in reversed(forward):
             adj = n.adj
             if adj is None:
@@ -365,56 +430,27 @@ class ModRun(_Run):
                 else:
                     parent.adj = _acc(parent.adj, [av * q.v % p, ad + q.d, ah + q.h, ac + q.c,
                                                    ae + q.e], p)
-        out = []
-        for leaf in inputs:
-            ref = np.empty(leaf.shape, dtype=object)
-            for index in np.ndindex(*leaf.shape):
-                a = leaf[index].adj
-                ref[index] = self.zero if a is None else self._new(*a)
-            out.append(ref)
-        return out
 
     def log2_height(self, n) -> float:
         """log₂ of an upper bound of the L1 norm of ``n``'s integer numerator."""
         ell = sum(math.log2(b) for b in self.denominators)
         return n.h + n.c * ell
 
-    def matmul(self, a, b):
-        """a @ b, each entry one number whose parents are the n products' factors; its
-        bounds from the largest of the operands' (a sum of n products)."""
-        a = np.vectorize(_lift, otypes=[object])(a)
-        b = np.vectorize(_lift, otypes=[object])(b)
+    def _products(self, a, b):
+        """The entries of a @ b mod p, and bounds for all of them from the largest of the
+        operands' (each a sum of n products)."""
         n = a.shape[1]
-        if n == 0:
-            return np.full((a.shape[0], b.shape[1]), self.zero, dtype=object)
         d = max(x.d for x in a.flat) + max(x.d for x in b.flat)
         ea, eb = max(x.e for x in a.flat), max(x.e for x in b.flat)
-        e = ea + eb
         c = max(x.c + ea - x.e for x in a.flat) + max(x.c + eb - x.e for x in b.flat)
         h = max(x.h for x in a.flat) + max(x.h for x in b.flat) + math.log2(n)
         p = self.p
         rows = [[x.v for x in row] for row in a]
         cols = [[x.v for x in col] for col in b.T]
-        out = np.empty((a.shape[0], b.shape[1]), dtype=object)
-        recording = self.record is not None
-        for i, row in enumerate(rows):
-            ar = a[i]
-            for j, col in enumerate(cols):
-                bc = b[:, j]
-                up = tuple((ar[k], bc[k]) for k in range(n)) + \
-                    tuple((bc[k], ar[k]) for k in range(n)) if recording else None
-                out[i, j] = self._new(sum(map(int.__mul__, row, col)) % p, d, h, c, e, up)
-        return out
+        values = [[sum(map(int.__mul__, row, col)) % p for col in cols] for row in rows]
+        return values, (d, h, c, ea + eb)
 
-    def power(self, a, k: int):
-        if k == 0:
-            return _lift(1)
-        if k < 0:
-            return self.power(self.inverse(a), -k)
-        if k == 1:
-            return a
-        if abs(k) > 4096:
-            raise ModelError(f"the power {k} (too large to run)")
+    def _power(self, a, k: int):
         p = self.p
         partial = None
         if self.record is not None:   # k·a^(k−1), its bounds those of k·a^(k-1)
@@ -578,12 +614,12 @@ class BallRun(_Run):
     """Ball arithmetic (arb): every atom its true value; a ball that cannot be decided
     (a denominator or radicand whose ball holds 0, a step at its jump) stops the run."""
 
-    def __init__(self, prec: int):
-        super().__init__(prec=prec)
+    def __init__(self, prec: int, rng: random.Random):
+        super().__init__(prec=prec, rng=rng)
         self.minus_one = self._new(arb(-1))
         self.zero = self._new(arb(0))
 
-    def _new(self, v, up=None):
+    def _new(self, v, d=0, h=0.0, c=0, e=0, up=None):   # balls carry no bounds
         n = Num.__new__(Num)
         n.v, n.d, n.h, n.c, n.e = v, 0, 0.0, 0, 0
         return _record(n, up)
@@ -595,46 +631,32 @@ class BallRun(_Run):
         return self._new(arb(self.rng.randrange(-24, 25)) / 16)
 
     def add(self, a, b):
-        return self._new(a.v + b.v, ((a, None), (b, None)))
+        return self._new(a.v + b.v, up=((a, None), (b, None)))
 
     def mul(self, a, b):
-        return self._new(a.v * b.v, ((a, b), (b, a)))
+        return self._new(a.v * b.v, up=((a, b), (b, a)))
 
-    def power(self, a, k: int):
-        if k == 0:
-            return _lift(1)
-        if k < 0:
-            return self.power(self.inverse(a), -k)
-        if k == 1:
-            return a
-        partial = self.mul(_lift(k), self.power(a, k - 1)) if self.record is not None \
-            else None
-        return self._new(a.v ** k, ((a, partial),) if partial is not None else None)
+    def _power(self, a, k: int):
+        partial = self._new(k * a.v ** (k - 1)) if self.record is not None else None
+        return self._new(a.v ** k, up=((a, partial),) if partial is not None else None)
 
-    def matmul(self, a, b):
-        """a @ b by python-flint's ball matrix product, each entry one recorded number."""
-        a = np.vectorize(_lift, otypes=[object])(a)
-        b = np.vectorize(_lift, otypes=[object])(b)
-        n = a.shape[1]
+    def _products(self, a, b):
+        """The entries of a @ b by python-flint's ball matrix product."""
         product = arb_mat([[x.v for x in row] for row in a]) * \
             arb_mat([[x.v for x in row] for row in b])
-        out = np.empty((a.shape[0], b.shape[1]), dtype=object)
-        recording = self.record is not None
-        for i in range(a.shape[0]):
-            ar = a[i]
-            for j in range(b.shape[1]):
-                bc = b[:, j]
-                up = tuple((ar[k], bc[k]) for k in range(n)) + \
-                    tuple((bc[k], ar[k]) for k in range(n)) if recording else None
-                out[i, j] = self._new(product[i, j], up)
-        return out
+        return [[product[i, j] for j in range(b.shape[1])] for i in range(a.shape[0])], ()
 
-    def reverse(self, vals, seeds, forward, inputs):
-        """Reverse mode in ball arithmetic (adjoints as arb balls)."""
-        for value, seed in zip(vals, seeds):
-            for n, s in zip(np.asarray(value, dtype=object).flat, seed.flat):
-                if isinstance(n, Num):
-                    n.adj = s.v if n.adj is None else n.adj + s.v
+    # adjoints as arb balls
+    def _adjoint(self, s):
+        return s.v
+
+    def _plus(self, old, new):
+        return new if old is None else old + new
+
+    def _number(self, a):
+        return self._new(a)
+
+    def _backward(self, forward):
         for n in reversed(forward):
             adj = n.adj
             if adj is None:
@@ -642,14 +664,6 @@ class BallRun(_Run):
             for parent, q in n.up:
                 contrib = adj if q is None else adj * q.v
                 parent.adj = contrib if parent.adj is None else parent.adj + contrib
-        out = []
-        for leaf in inputs:
-            ref = np.empty(leaf.shape, dtype=object)
-            for index in np.ndindex(*leaf.shape):
-                a = leaf[index].adj
-                ref[index] = self.zero if a is None else self._new(a)
-            out.append(ref)
-        return out
 
     def inverse(self, a):
         if 0 in a.v:
@@ -724,30 +738,32 @@ def run_sides(graph, backprop, run: _Run, inputs, seeds):
     them is not what the reference reads); its cotangents must be one per input, each of
     the input's shape (None: zero)."""
     from ..graph import Graph
-    global _RUN
-    _RUN = run
     collecting = gc.isenabled()
     gc.disable()   # millions of small acyclic objects: the cycle collector only slows it
     try:
-        run.record = []
-        vals = graph.eval([np.array(x, dtype=object) for x in inputs])
-        forward = run.record
-        run.record = None
-        copies = [np.array(v, dtype=object) for v in vals]
-        engine = (backprop or Graph.backprop)(graph, copies, {
-            i: np.array(s, dtype=object) for i, s in enumerate(seeds)})
-        engine = _cotangents(graph, engine)
-        reference = run.reverse(vals, seeds, forward, inputs)
-        return reference, engine, vals
+        with _running(run):
+            return _sides(graph, backprop or Graph.backprop, run, inputs, seeds)
     except (NoRoot, RuleError):
         raise
     except (ArithmeticError, TypeError, ValueError, IndexError) as exc:
         raise ModelError(f"{type(exc).__name__}: {exc}") from None
     finally:
         run.record = None
-        _RUN = None
         if collecting:
             gc.enable()
+
+
+def _sides(graph, backprop, run, inputs, seeds):
+    run.record = []
+    vals = graph.eval([np.array(x, dtype=object) for x in inputs])
+    forward = run.record
+    run.record = None
+    copies = [np.array(v, dtype=object) for v in vals]
+    engine = backprop(graph, copies, {i: np.array(s, dtype=object)
+                                      for i, s in enumerate(seeds)})
+    engine = _cotangents(graph, engine)
+    reference = run.reverse(vals, seeds, forward, inputs)
+    return reference, engine, vals
 
 
 def _cotangents(graph, engine) -> list:
@@ -774,12 +790,8 @@ def _cotangents(graph, engine) -> list:
 
 
 def _as_num(run, x):
-    global _RUN
-    _RUN = run
-    try:
+    with _running(run):
         return _lift(x)
-    finally:
-        _RUN = None
 
 
 # ----- the test --------------------------------------------------------------------------------
@@ -863,8 +875,7 @@ def certified_witness(graph, backprop, failing, prec: int = 128):
             seed = 7919 * (attempt + 1)
             rng = random.Random(seed)
             flint_ctx.prec = prec
-            run = BallRun(prec)
-            run.rng = random.Random(seed + 1)
+            run = BallRun(prec, random.Random(seed + 1))
             points = [_dyadic(rng, int(np.prod(s)), den, span) for _, s in graph.inputs]
             seed_points = [_dyadic(rng, int(np.prod(graph.shape(i))), den, span)
                            for i in range(len(graph.values))]
@@ -894,9 +905,7 @@ def _assumptions_hold(graph, run, vals) -> bool:
     """Every declared assumption of the tape's nodes (log's x > 0, …) holds, certainly,
     at the ball point."""
     from ..ops import get_op
-    global _RUN
-    _RUN = run
-    try:
+    with _running(run):
         for node in graph.nodes:
             op = get_op(node.op)
             if op.assumptions is None:
@@ -909,8 +918,6 @@ def _assumptions_hold(graph, run, vals) -> bool:
                 if relation != "> 0" and 0 in v:
                     return False
         return True
-    finally:
-        _RUN = None
 
 
 def _witness(graph, i, index, a, b, diff, points, seed_points, seed, prec, den,

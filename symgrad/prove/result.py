@@ -241,14 +241,6 @@ class Result:
         known = cls.__dataclass_fields__
         return cls(**{k: v for k, v in d.items() if k in known})
 
-    def conditions_text(self) -> str:
-        """The side conditions, one string (discharged ones marked)."""
-        if not self.side_conditions:
-            return "none"
-        parts = [c.text + (" (discharged)" if c.discharged else "")
-                 for c in self.side_conditions]
-        return "; ".join(parts)
-
     def to_json(self) -> dict:
         d = asdict(self)
         d["verdict"] = self.verdict.value

@@ -35,16 +35,21 @@ def _binary(fun):
     return np.frompyfunc(fun, 2, 1)
 
 
-class _Symbolic:
-    """symgrad.fn, looked up when a rule runs, plus relational comparisons."""
+class _Comparisons:
+    """Entrywise comparisons: Relations on symbolic values, booleans on numbers."""
 
-    label = "symbolic"
     gt = staticmethod(_binary(operator.gt))
     ge = staticmethod(_binary(operator.ge))
     lt = staticmethod(_binary(operator.lt))
     le = staticmethod(_binary(operator.le))
     eq = staticmethod(_binary(operator.eq))
     ne = staticmethod(_binary(operator.ne))
+
+
+class _Symbolic(_Comparisons):
+    """symgrad.fn, looked up when a rule runs, plus relational comparisons."""
+
+    label = "symbolic"
 
     def __getattr__(self, name):
         return getattr(sg.fn, name)
@@ -67,7 +72,7 @@ def _where(cond, a, b):
     return out.astype(object) if isinstance(out, np.ndarray) else out
 
 
-class _Numeric:
+class _Numeric(_Comparisons):
     """The same names over mpmath numbers (at whatever ``mp.dps`` the caller sets)."""
 
     label = "numeric"
@@ -95,12 +100,6 @@ class _Numeric:
         lambda u: u * (1 + mp.tanh(mp.sqrt(2 / mp.pi) * (u + mpq("0.044715") * u**3))) / 2))
     maximum = staticmethod(_binary(lambda a, b: a if a >= b else b))
     minimum = staticmethod(_binary(lambda a, b: a if a <= b else b))
-    gt = staticmethod(_binary(lambda a, b: a > b))
-    ge = staticmethod(_binary(lambda a, b: a >= b))
-    lt = staticmethod(_binary(lambda a, b: a < b))
-    le = staticmethod(_binary(lambda a, b: a <= b))
-    eq = staticmethod(_binary(lambda a, b: a == b))
-    ne = staticmethod(_binary(lambda a, b: a != b))
     where = staticmethod(_where)
 
     @staticmethod
