@@ -203,22 +203,83 @@ def test_fixed_weight_decoder_matches_numpy_and_proves_its_nodes():
     assert r.proved and any("matmul_const" in o.name for o in r.obligations)
 
 
-def test_an_identity_too_large_to_expand_is_split_by_seed_block_then_unknown():
+def test_an_identity_too_large_to_expand_is_proved_with_tape_values_as_indeterminates():
+    from dataclasses import replace
     from symgrad.prove.check import check
     from symgrad.prove.tape import end_to_end_spec
     g = M.gpt_decoder_block(2, 2, 1, 2, 4)
-    whole = check(end_to_end_spec(g))
-    assert whole.verdict is sg.Verdict.UNKNOWN
-    assert whole.reason.startswith("too large: the normal form of entry x[0,0]: expanding it "
-                                   "needs more than"), whole.reason
+    # composed (the whole forward expanded at once), the identity is out of reach …
+    composed = check(replace(end_to_end_spec(g), layered=None))
+    assert composed.verdict is sg.Verdict.UNKNOWN
+    assert composed.reason.startswith("too large: the normal form of entry x[0,0]: expanding "
+                                      "it needs more than"), composed.reason
+    # … with tape values as indeterminates it is a normal form per seed block
     r = verify(g, evidence="exact")
     e2e = r.obligations[-1]
-    assert e2e.verdict is sg.Verdict.UNKNOWN and e2e.name == "decoder: end to end"
-    assert "split by seed block, 34 of 37 blocks proved; first not proved: end to end, seed " \
-           "on ffn.out — too large" in e2e.reason, e2e.reason
-    blocks = dict((v, verdict) for v, verdict, _ in r.info["seed blocks"])
-    assert blocks["probs"] == blocks["ffn.gelu"] == "proved" and blocks["out"] == "unknown"
-    assert all(o.verdict is sg.Verdict.PROVED for o in r.obligations[:-1])
+    assert e2e.verdict is sg.Verdict.PROVED and e2e.name == "decoder: end to end", e2e.reason
+    assert e2e.evidence == "exact" and r.verdict is sg.Verdict.PROVED
+    assert "with tape values as indeterminates per seed block" in e2e.method, e2e.method
+    assert "the rest composed" not in e2e.method
+    # its side conditions are stated over the tape values they are about
+    texts = [c.text for c in e2e.side_conditions]
+    assert any("residual1[0," in t for t in texts) and any("residual2[0," in t for t in texts)
+    assert all("⟨" not in t for t in texts), texts
+    assert all(o.verdict is sg.Verdict.PROVED for o in r.obligations)
+
+
+@pytest.mark.parametrize("builder", ["encoder_block", "prenorm_encoder_block"])
+def test_the_default_blocks_are_proved_end_to_end_exactly(builder):
+    r = verify(getattr(M, builder)(2, 2, 1, 2, 4), evidence="exact")
+    assert r.verdict is sg.Verdict.PROVED, [(o.name, o.reason) for o in r.obligations]
+    assert r.obligations[-1].evidence == "exact"
+
+
+@pytest.mark.parametrize("name", sorted(ENGINE_MUTANTS))
+@pytest.mark.parametrize("builder", ["encoder_block", "prenorm_encoder_block",
+                                     "gpt_decoder_block"])
+def test_engine_mutants_on_the_default_blocks_are_refuted_exactly(builder, name):
+    from symgrad.prove.tape import end_to_end
+    r, _ = end_to_end(getattr(M, builder)(2, 2, 1, 2, 4), ENGINE_MUTANTS[name],
+                      evidence="exact")
+    assert r.verdict is sg.Verdict.REFUTED, r.reason
+    lo, hi = map(float, r.witness.residual)
+    assert lo * hi > 0
+    # the residual is the layered one: over tape values, short enough to read
+    assert "⟨" not in r.residual
+
+
+def test_an_engine_right_only_through_a_tape_relation_falls_back_to_the_composed_check():
+    """An engine whose LayerNorm backward reads the saved output (x̂ = (y − β)/γ) is right,
+    but only because y is LayerNorm of x — a relation the layered pass does not use. It
+    must come out PROVED by the composed check, never REFUTED."""
+    from symgrad.graph import Graph, add_into
+    from symgrad.ops import get_op
+    from symgrad.prove.tape import end_to_end
+
+    def from_output(graph, vals, seed):
+        def deliver(graph, cot, node, grads):
+            if node.op == "layer_norm":
+                k = graph.nodes.index(node) + len(graph.inputs)
+                y, (x, gamma, beta) = vals[k], [vals[r] for r in node.reads]
+                g = cot[k]
+                xhat = (y - beta) / gamma
+                d = x.shape[-1]
+                gx = g * gamma
+                mean = (x.sum(axis=-1, keepdims=True) / d)
+                var = ((x - mean) ** 2).sum(axis=-1, keepdims=True) / d
+                inv = np.vectorize(lambda v: 1 / sg.fn.sqrt(v + node.params["eps"]),
+                                   otypes=[object])(var)
+                dx = inv * (gx - gx.sum(axis=-1, keepdims=True) / d
+                            - xhat * (gx * xhat).sum(axis=-1, keepdims=True) / d)
+                grads = (dx, (g * xhat).sum(axis=0), g.sum(axis=0))
+            add_into(graph, cot, node, grads)
+        return Graph.backprop(graph, vals, seed, deliver=deliver)
+
+    g = M.layer_norm(2, 2)
+    assert get_op("layer_norm").vjp is not None
+    r, _ = end_to_end(g, from_output, evidence="exact")
+    assert r.verdict is sg.Verdict.PROVED, (r.reason, r.residual)
+    assert "the rest composed" in r.method, r.method
 
 
 def _as_too_large():

@@ -62,6 +62,10 @@ class Spec:
     relation_budget: int = 2_000_000
     #: a first pass keeps sums unexpanded: True for the output's, or (*inputs) -> values
     abstract_sums: bool | Callable = False
+    #: a first pass with tape values as indeterminates: (arrays, g) -> an object with
+    #: ``sides(i, index)`` [(expected, got)] and ``meaning`` {symbol: composed value}
+    #: (see :mod:`symgrad.prove.layered`)
+    layered: Callable | None = None
     axis_labels: list | None = None   #: per input, a label per axis (whole-tape obligations)
     blocks: list | None = None        #: sizes of the output's blocks (tape values), in order
     #: forward and vjp are a user's code: each call gets fresh wrapped arrays (floats
@@ -366,16 +370,27 @@ def check(spec: Spec) -> Result:
             phases["verdict"] = result.seconds - sum(phases.values())
             result.phases = {k: round(v, 4) for k, v in phases.items()}
             return result
-    lhs = reference(sides, wanted)
     result.checked = len(wanted)
+    layered = None
+    nonzero = []           # (entry, residual text)
+    early = None
+    if spec.layered is not None:
+        layered = _layered_pass(spec, sides, atoms, wanted)
+        phases["layered"] = time.perf_counter() - t0 - sum(phases.values())
+        result.terms += layered.terms
+        early = layered.witness
+        nonzero = layered.nonzero if early is not None else []
+        wanted = [] if early is not None else [w for w in wanted if w not in layered.settled]
+    lhs = reference(sides, wanted)
     phases["derivative"] = time.perf_counter() - t0 - sum(phases.values())
 
     entries = [(i, index, lhs[(i, index)], sides["rhs"][i][index]) for i, index in wanted]
-    nonzero = []           # (entry, residual text)
     unsupported = too_large = None
-    relations_used = False
+    relations_used = layered is not None and layered.relations
     opaque = None
-    if spec.abstract_sums:   # a first pass with the forward's values as indeterminates
+    if not entries:
+        outcomes = []
+    elif spec.abstract_sums:   # a first pass with the forward's values as indeterminates
         opaque = Atoms(positive=atoms.positive, known_positive=atoms.known_positive)
         opaque.memory_bytes = atoms.memory_bytes
         values = sides["out_se"] if spec.abstract_sums is True else \
@@ -405,17 +420,23 @@ def check(spec: Spec) -> Result:
             too_large = f"{name}: {detail}"
 
     phases["normal form"] = time.perf_counter() - t0 - sum(phases.values())
-    for h in sides["steps"]:   # every jump of the forward is excluded, even one the
-        atoms.scan(h)          # derivative does not show (a forward H(x) has derivative 0)
+    if layered is None or entries:
+        for h in sides["steps"]:   # every jump of the forward is excluded, even one the
+            atoms.scan(h)          # derivative does not show (a forward H(x) has derivative 0)
     conditions = declared + atoms.side_conditions()
-    if opaque is not None:
-        seen = {(c.expr, c.relation) for c in conditions}
-        conditions += [c for c in opaque.side_conditions() if (c.expr, c.relation) not in seen]
+    shown = list(conditions)       # what the result lists: the layered pass's over tape values
+    for extra in ([opaque] if opaque is not None else []) + \
+            ([layered.atoms] if layered is not None else []):
+        seen = {(c.expr, c.relation) for c in shown}
+        new = [c for c in extra.side_conditions() if (c.expr, c.relation) not in seen]
+        shown += new
+        conditions += [layered.composed(c) for c in new] if extra is not opaque else new
     empty_domain(conditions)
     positive = _positive_symbols(conditions)
-    symmetric = orbits is not None and orbits.generators and len(wanted) < total
-    result.side_conditions = _listed(conditions, positive, symmetric)
-    result.atoms = max(len(atoms.info), len(opaque.info) if opaque is not None else 0)
+    symmetric = orbits is not None and orbits.generators and result.checked < total
+    result.side_conditions = _listed(shown, _positive_symbols(shown), symmetric)
+    result.atoms = max(len(atoms.info), len(opaque.info) if opaque is not None else 0,
+                       len(layered.atoms.info) if layered is not None else 0)
 
     if too_large is not None:
         result.reason = f"too large: the normal form of entry {too_large}"
@@ -424,8 +445,12 @@ def check(spec: Spec) -> Result:
         result.method = "normal form"
     elif unsupported is None and not nonzero:
         result.method = "normal form" + (" + atom relations" if relations_used else "")
-        if len(wanted) < total:
-            result.method += f" ({len(wanted)} of {total} entries; the rest by symmetry)"
+        if layered is not None and layered.settled:
+            result.method += (" with tape values as indeterminates" + (
+                " per seed block" if layered.split else "") +
+                ("" if not entries else f" ({len(layered.settled)} entries; the rest composed)"))
+        if result.checked < total:
+            result.method += f" ({result.checked} of {total} entries; the rest by symmetry)"
         t_alarm = time.perf_counter()
         try:
             checked = soundness_alarm(spec, sides, conditions) or soundness_alarm(
@@ -690,16 +715,68 @@ def _alarm_points(spec, sides, conditions, rng, inputs, cot, symbols_, positive,
     return found > 0
 
 
+@dataclass
+class LayeredPass:
+    """What the pass with tape values as indeterminates settled (see :func:`_layered_pass`)."""
+
+    settled: set
+    atoms: Atoms
+    meaning: dict
+    terms: int = 0
+    relations: bool = False
+    split: bool = False
+    witness: Witness | None = None
+    nonzero: list = field(default_factory=list)   #: (entry, residual text)
+
+    def composed(self, c: Condition) -> Condition:
+        """A side condition over tape values, restated over the inputs (what the soundness
+        alarm and the witness search evaluate)."""
+        return Condition(c.expr.xreplace(self.meaning), c.relation, c.reason)
+
+
+def _layered_pass(spec, sides, atoms, wanted) -> LayeredPass:
+    """Normal forms of each wanted entry's seed-block identities with tape values as
+    indeterminates (:mod:`symgrad.prove.layered`); an entry is settled when every one of
+    its identities is zero. Where one is not zero as a polynomial, the quick witness search
+    runs on it restated over the inputs (a refuted engine needs no relations, nor the
+    composed normal form); the rest go to the composed check."""
+    lay = spec.layered(sides["arrays"], sides["g"])
+    own = Atoms(positive=atoms.positive, known_positive=atoms.known_positive)
+    own.memory_bytes = atoms.memory_bytes
+    items = [(i, index, lhs, rhs) for i, index in wanted for lhs, rhs in lay.sides(i, index)]
+    out = LayeredPass(settled=set(), atoms=own, meaning=lay.meaning, split=lay.split)
+
+    def composed(item):
+        i, index, lhs, rhs = item
+        return i, index, lhs.xreplace(lay.meaning), rhs.xreplace(lay.meaning)
+
+    outcomes, out.witness = _outcomes(spec, sides, own, items, restate=composed)
+    unsettled = set()
+    for item, (kind, terms, detail) in zip(items, outcomes):
+        out.terms += terms
+        if kind == "relations":
+            out.relations = True
+        elif kind != "zero":
+            unsettled.add(item[:2])
+            if kind == "nonzero":
+                out.nonzero.append((item, detail))
+    out.settled = {w for w in wanted if w not in unsettled}
+    for h in lay.steps:   # every jump of the forward, over the tape values
+        own.scan(h)
+    return out
+
+
 #: relation-stage budget (terms) of the pass with sums kept whole: it is speculative
 OPAQUE_RELATION_BUDGET = 200_000
 #: points a quick witness search tries before the atom relations are applied
 QUICK_POINTS = 4
 
 
-def _outcomes(spec, sides, atoms, entries, budget=None):
+def _outcomes(spec, sides, atoms, entries, budget=None, restate=None):
     """Normal forms of every entry, then — only for residuals not zero as polynomials — a
     quick certified witness search (a refuted rule needs no relations), and the atom
-    relations where it finds none. Returns (outcomes, witness or None)."""
+    relations where it finds none. Returns (outcomes, witness or None). ``restate``: the
+    entry as the witness search evaluates it (over the inputs only)."""
     atoms.prepare_exponents([e for entry in entries for e in entry[2:]])
     keep: dict = {}
     outcomes = normal_forms(atoms, entries, spec, reduce=False, keep=keep)
@@ -708,7 +785,8 @@ def _outcomes(spec, sides, atoms, entries, budget=None):
         return outcomes, None
     declared = sides["declared"]
     domain = witness_domain(Atoms(positive=_positive_symbols(declared)), sides, declared)
-    witness = search_witness(spec, sides, [entries[k] for k in pending], domain,
+    witness = search_witness(spec, sides, [(restate or (lambda e: e))(entries[k])
+                                           for k in pending], domain,
                              _positive_symbols(domain), points=QUICK_POINTS)
     if witness is not None:
         for k in pending:

@@ -26,6 +26,7 @@ from ..ops import get_op
 from ..tensor import symbols
 from .check import Spec, check
 from .isolate import memory_limit_mb, run_isolated
+from .layered import Layered, is_linear_in
 from .result import Result, Verdict
 
 DAG_THEOREM = "docs/dag-theorem.md"
@@ -127,36 +128,16 @@ def end_to_end_spec(graph: Graph, backprop=None, block: int | None = None) -> Sp
         cot = run_backprop(graph, copies, seeds)
         return tuple(cot[:len(graph.inputs)])
 
+    def layered(arrays, g):
+        return Layered(graph, run_backprop, blocks, arrays, g, values(arrays))
+
     what = "end to end" if block is None else f"end to end, seed on {graph.values[block]}"
     labels = [graph.axis_labels.get(name) for name, _ in graph.inputs]
     return Spec(name=f"{graph.name}: {what}", forward=forward, vjp=rule,
                 inputs=list(graph.inputs), symmetry=any(labels),
                 axis_labels=labels if any(labels) else None,
                 blocks=[int(np.prod(s)) for s in shapes], abstract_sums=every_value,
-                user_code=False)
-
-
-def seed_degree(expr, seeds: frozenset, memo: dict) -> float:
-    """An upper bound on the degree of ``expr`` in the ``seeds`` symbols (∞ when a seed
-    sits inside a function, a root or a denominator)."""
-    d = memo.get(expr)
-    if d is not None:
-        return d
-    if isinstance(expr, se.Symbol):
-        d = 1 if expr in seeds else 0
-    elif not expr.args:
-        d = 0
-    elif isinstance(expr, se.Add):
-        d = max(seed_degree(a, seeds, memo) for a in expr.args)
-    elif isinstance(expr, se.Mul):
-        d = sum(seed_degree(a, seeds, memo) for a in expr.args)
-    elif isinstance(expr, se.Pow) and isinstance(expr.args[1], se.Integer) \
-            and int(expr.args[1]) >= 0:
-        d = seed_degree(expr.args[0], seeds, memo) * int(expr.args[1])
-    else:
-        d = math.inf if any(seed_degree(a, seeds, memo) for a in expr.args) else 0
-    memo[expr] = d
-    return d
+                layered=layered, user_code=False)
 
 
 def backprop_is_linear(graph: Graph, backprop=None) -> Result:
@@ -169,14 +150,10 @@ def backprop_is_linear(graph: Graph, backprop=None) -> Result:
     vals = graph.eval(xs)
     seeds = {i: symbols(f"s{i}_", graph.shape(i)) for i in range(len(vals))}
     seed_set = frozenset(v for a in seeds.values() for v in a.flat)
-    memo: dict = {}
     cot = run_backprop(graph, vals, seeds)[:len(xs)]
-    worst = max((seed_degree(se.sympify(e), seed_set, memo) for c in cot
-                 for e in np.asarray(c, dtype=object).flat), default=0)
     zeros = {i: np.zeros(graph.shape(i), dtype=object) for i in range(len(vals))}
     zero = run_backprop(graph, vals, zeros)[:len(xs)]
-    at_zero = all(se.sympify(e) == 0 for c in zero for e in np.asarray(c, dtype=object).flat)
-    ok = worst <= 1 and at_zero
+    ok, worst = is_linear_in(cot, seed_set, zero)
     return Result(name=f"{graph.name}: backprop linear in the seed",
                   verdict=Verdict.PROVED if ok else Verdict.UNKNOWN,
                   method="degree bound in the seed symbols", seconds=time.perf_counter() - t0,

@@ -1,0 +1,197 @@
+"""The end-to-end identity with tape values as indeterminates (docs/method.md, "Layered").
+
+Expanding the fully composed forward of a Transformer block is what does not scale: a
+LayerNorm's 1/√(var + ε) over the FFN's GELU of the first LayerNorm's output multiplies out
+into tens of millions of terms. Here every tape value k in a set S is a fresh symbol V_k
+(printed as the value's name, ``ffn.hidden[0,1]``), and every other one is its node's
+forward of the representations of what it reads — one level, never the whole composition.
+On both sides of one seed block's identity, for an input entry x_e:
+
+* the **reference** is forward mode through the tape: dV_k/dx_e = Σ_p ∂f_k/∂p · dV_p/dx_e,
+  each local Jacobian ∂f_k/∂p from SymEngine's derivative of the node's forward (never a
+  VJP rule), evaluated at the representations of what node k reads; paired with the
+  block's seed ḡ;
+* the **engine under test** gets the representations as its saved values (copies) and the
+  block's seed, and its input cotangent at x_e is the other side.
+
+If the difference is zero as a normal form with every V_k a free indeterminate, it is zero
+at the tape's actual values: the chain rule makes the reference the true derivative there
+(the relation V_k = f_k(…) is never needed by it), and the engine's cotangent is what it
+computes from those values. Sound as any abstraction; incomplete where the engine's
+correctness needs a relation V_k = f_k(…) — softmax's backward reads its output, so a value
+whose node's rule reads its own output is not put in S (it is its forward of its reads). An
+entry this pass does not settle goes to the composed check.
+
+The identity is split by seed block when the engine is linear in the seed (degree ≤ 1 in
+the seed symbols and 0 at the zero seed, checked on these same values): one block's pieces
+do not meet another's sums.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import symengine as se
+
+from ..graph import Graph
+from ..ops import get_op
+from ..tensor import symbols
+from .check import _canonical_arrays, step_frozen_diff
+
+
+def seed_degree(expr, seeds: frozenset, memo: dict) -> float:
+    """An upper bound on the degree of ``expr`` in the ``seeds`` symbols (∞ when a seed
+    sits inside a function, a root or a denominator)."""
+    d = memo.get(expr)
+    if d is not None:
+        return d
+    if isinstance(expr, se.Symbol):
+        d = 1 if expr in seeds else 0
+    elif not expr.args:
+        d = 0
+    elif isinstance(expr, se.Add):
+        d = max(seed_degree(a, seeds, memo) for a in expr.args)
+    elif isinstance(expr, se.Mul):
+        d = sum(seed_degree(a, seeds, memo) for a in expr.args)
+    elif isinstance(expr, se.Pow) and isinstance(expr.args[1], se.Integer) \
+            and int(expr.args[1]) >= 0:
+        d = seed_degree(expr.args[0], seeds, memo) * int(expr.args[1])
+    else:
+        d = math.inf if any(seed_degree(a, seeds, memo) for a in expr.args) else 0
+    memo[expr] = d
+    return d
+
+
+def is_linear_in(cot, seeds: frozenset, zero) -> tuple:
+    """(linear?, worst degree): every cotangent entry has degree ≤ 1 in ``seeds`` and the
+    cotangents at the zero seed (``zero``) are exactly 0."""
+    memo: dict = {}
+    worst = max((seed_degree(se.sympify(e), seeds, memo) for c in cot
+                 for e in np.asarray(c, dtype=object).flat), default=0)
+    at_zero = all(se.sympify(e) == 0 for c in zero for e in np.asarray(c, dtype=object).flat)
+    return worst <= 1 and at_zero, worst
+
+
+def _placeholders(graph: Graph, node) -> list:
+    return [symbols(f"_p{j}", graph.shape(r), unique=True) for j, r in enumerate(node.reads)]
+
+
+def reads_own_output(graph: Graph, node) -> bool:
+    """Whether the node's op's VJP rule reads the node's output (softmax's, exp's do)."""
+    op = get_op(node.op)
+    args = _placeholders(graph, node)
+    try:
+        out = np.asarray(op.forward(*args, **node.params), dtype=object)
+        mark = symbols("_out", out.shape, unique=True)
+        grads = op.vjp(symbols("_g", out.shape, unique=True), mark, *args, **node.params)
+    except Exception:   # noqa: BLE001 — a rule that cannot run here: keep the value composed
+        return True
+    marks = frozenset(mark.flat)
+    return any(not marks.isdisjoint(se.sympify(e).free_symbols)
+               for gr in grads if gr is not None for e in np.asarray(gr, dtype=object).flat)
+
+
+class Layered:
+    """The tape with the values of ``kept`` as indeterminates: representations, local
+    Jacobians, and each seed block's two sides at an input entry."""
+
+    def __init__(self, graph: Graph, backprop, blocks: list, arrays: list, g, composed: list):
+        self.graph, self.backprop, self.blocks = graph, backprop or Graph.backprop, blocks
+        n_in = len(graph.inputs)
+        taken = {str(s) for a in arrays for s in a.flat} | {str(s) for s in g.flat}
+        self.kept = [n_in + k for k, node in enumerate(graph.nodes)
+                     if not reads_own_output(graph, node)]
+        kept = set(self.kept)
+        self.meaning: dict = {}        # V symbol -> the composed value it stands for
+        rep = list(arrays)
+        self.jacobians: list = []      # per node: {output index: [(read, index, ∂)]}
+        self.steps: list = []          # the forward's steps, over the representations
+        for k, node in enumerate(graph.nodes):
+            v = n_in + k
+            args = _placeholders(graph, node)
+            out = np.asarray(get_op(node.op).forward(*args, **node.params), dtype=object)
+            out = np.vectorize(se.sympify, otypes=[object])(out) if out.size else out
+            (out,), steps = _canonical_arrays([out], f"the forward of {graph.values[v]}")
+            at = {}
+            for a, r in zip(args, node.reads):
+                for index in np.ndindex(a.shape):
+                    at[a[index]] = rep[r][index]
+            jac: dict = {}
+            for oi in np.ndindex(out.shape):
+                free = out[oi].free_symbols
+                for a, r in zip(args, node.reads):
+                    for index in np.ndindex(a.shape):
+                        if a[index] in free:
+                            d = step_frozen_diff(out[oi], a[index], steps)
+                            if d != 0:
+                                jac.setdefault(oi, []).append((r, index, d.xreplace(at)))
+            self.jacobians.append(jac)
+            self.steps.extend(h.xreplace(at) for h in steps)
+            if v in kept:
+                name = graph.values[v]
+                V = symbols(name, graph.shape(v), unique=any(
+                    str(s) in taken for s in symbols(name, graph.shape(v)).flat))
+                for index in np.ndindex(V.shape):
+                    self.meaning[V[index]] = se.sympify(composed[v][index])
+                rep.append(V)
+            else:
+                rep.append(np.vectorize(lambda e: e.xreplace(at), otypes=[object])(out)
+                           if out.size else out)
+        self.rep = rep
+        self.n_in = n_in
+        self.cot = self._engine(g)
+
+    def _engine(self, g) -> list:
+        """Per block: the engine's input cotangents with only that block seeded (all blocks
+        at once when the engine is not linear in the seed), canonical."""
+        graph, shapes = self.graph, [self.graph.shape(b) for b in self.blocks]
+        seeds, pos = {}, 0
+        for b, shape in zip(self.blocks, shapes):
+            size = math.prod(shape)
+            seeds[b] = np.array(g[pos:pos + size].reshape(shape), dtype=object)
+            pos += size
+        self.seeds = seeds
+
+        def run(seeded):
+            full = {i: np.zeros(graph.shape(i), dtype=object) for i in range(len(graph.values))}
+            for b in seeded:
+                full[b] = np.array(seeds[b], dtype=object)
+            copies = [np.array(v, dtype=object) for v in self.rep]
+            cot = self.backprop(graph, copies, full)[:self.n_in]
+            arrays = [np.vectorize(se.sympify, otypes=[object])(np.asarray(c, dtype=object))
+                      for c in cot]
+            return _canonical_arrays(arrays, "the engine's cotangents")[0]
+
+        self.split = len(self.blocks) > 1
+        if self.split:
+            whole, zero = run(self.blocks), run([])
+            self.split, _ = is_linear_in(whole, frozenset(g.flat), zero)
+        groups = [[b] for b in self.blocks] if self.split else [list(self.blocks)]
+        return [(group, run(group)) for group in groups]
+
+    def derivatives(self, i: int, index: tuple) -> dict:
+        """Forward mode from input entry (i, index): {value: {entry: dV/dx}} (zeros left
+        out)."""
+        D = {i: {index: se.Integer(1)}}
+        for k, jac in enumerate(self.jacobians):
+            out = {}
+            for oi, parts in jac.items():
+                acc = []
+                for r, idx, d in parts:
+                    dp = D.get(r)
+                    if dp is not None and idx in dp:
+                        acc.append(d * dp[idx])
+                if acc:
+                    out[oi] = se.Add(*acc)
+            if out:
+                D[self.n_in + k] = out
+        return D
+
+    def sides(self, i: int, index: tuple) -> list:
+        """[(reference, engine)] at input entry (i, index): one pair per seed group."""
+        D = self.derivatives(i, index)
+        out = []
+        for group, cot in self.cot:
+            ref = [self.seeds[b][oi] * d for b in group for oi, d in D.get(b, {}).items()]
+            out.append((se.Add(*ref) if ref else se.Integer(0), se.sympify(cot[i][index])))
+        return out
