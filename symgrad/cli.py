@@ -21,7 +21,7 @@ from .api import parse_param, verify_node, weakest
 from .errors import InputError, InternalError
 from .models.catalog import GRAPHS, GRAPH_OPTIONS, build_graph, graph_option_error
 from .ops import OPS
-from .prove.isolate import check_environment, timeout_seconds
+from .prove.isolate import check_environment, memory_limit_mb, run_peak_mb, timeout_seconds
 from .prove.result import Verdict, conditions_summary
 from .tensor import parse_shape
 
@@ -68,7 +68,10 @@ def _print_details(results, out, verbose: bool):
 def report(results, as_json: bool, verbose: bool = False):
     verdict = weakest(results)
     if as_json:
+        # the run's memory: the resident sum of this process and its checks, as sampled
         click.echo(json.dumps({"verdict": verdict.value, "symgrad": __version__,
+                               "peak_memory_mb": round(run_peak_mb(), 1),
+                               "memory_budget_mb": memory_limit_mb(),
                                "obligations": [r.to_json() for r in results]}, indent=2))
     else:
         out = sys.stdout

@@ -84,7 +84,7 @@ def test_a_bad_environment_does_not_break_the_import():
     proc = subprocess.run([sys.executable, "-c", "import symgrad.prove.isolate as i; "
                            "print(i.DEFAULT_TIMEOUT, i.DEFAULT_MEMORY_MB)"],
                           capture_output=True, text=True, env=env)
-    assert proc.returncode == 0 and proc.stdout.split() == ["600.0", "8192"], proc.stderr
+    assert proc.returncode == 0 and proc.stdout.split() == ["600.0", "4096"], proc.stderr
     proc = subprocess.run([sys.executable, "-m", "symgrad.cli", "verify", "node", "relu"],
                           capture_output=True, text=True, env=env)
     assert proc.returncode == 2 and proc.stderr == ("error: SYMGRAD_TIMEOUT='nan' is not a "

@@ -380,12 +380,15 @@ def check(spec: Spec) -> Result:
         result.terms += layered.terms
         early = layered.witness
         nonzero = layered.nonzero if early is not None else []
-        wanted = [] if early is not None else [w for w in wanted if w not in layered.settled]
+        # composed, an entry too large with tape values kept whole is larger still
+        wanted = [] if early is not None or layered.too_large else \
+            [w for w in wanted if w not in layered.settled]
     lhs = reference(sides, wanted)
     phases["derivative"] = time.perf_counter() - t0 - sum(phases.values())
 
     entries = [(i, index, lhs[(i, index)], sides["rhs"][i][index]) for i, index in wanted]
-    unsupported = too_large = None
+    unsupported = None
+    too_large = layered.too_large if layered is not None and early is None else None
     relations_used = layered is not None and layered.relations
     opaque = None
     if not entries:
@@ -431,7 +434,15 @@ def check(spec: Spec) -> Result:
         new = [c for c in extra.side_conditions() if (c.expr, c.relation) not in seen]
         shown += new
         conditions += [layered.composed(c) for c in new] if extra is not opaque else new
-    empty_domain(conditions)
+    layered_settled = layered is not None and bool(layered.settled)
+    try:
+        empty_domain(conditions)
+    except InputError:
+        if not layered_settled:
+            raise
+        # a step of a tape value whose argument is 0 outright (relu after a zero column):
+        # the composed check states the domain over the inputs
+        return _without_layered(spec)
     positive = _positive_symbols(conditions)
     symmetric = orbits is not None and orbits.generators and result.checked < total
     result.side_conditions = _listed(shown, _positive_symbols(shown), symmetric)
@@ -456,7 +467,11 @@ def check(spec: Spec) -> Result:
             checked = soundness_alarm(spec, sides, conditions) or soundness_alarm(
                 spec, sides, witness_domain(Atoms(positive=positive), sides, declared),
                 seed=104729)
-        except VanishesOnOpenSet as exc:
+        except (VanishesOnOpenSet, InternalError) as exc:
+            if layered_settled:   # what the layered pass assumed does not hold here: the
+                return _without_layered(spec)   # composed check decides (and explains)
+            if isinstance(exc, InternalError):
+                raise
             checked = False
             result.reason = (f"the normal form is zero under the side condition "
                              f"{exc.condition.text()}, but that step argument is 0 on a whole "
@@ -727,6 +742,7 @@ class LayeredPass:
     split: bool = False
     witness: Witness | None = None
     nonzero: list = field(default_factory=list)   #: (entry, residual text)
+    too_large: str | None = None   #: the first entry too large with tape values kept whole
 
     def composed(self, c: Condition) -> Condition:
         """A side condition over tape values, restated over the inputs (what the soundness
@@ -743,7 +759,11 @@ def _layered_pass(spec, sides, atoms, wanted) -> LayeredPass:
     lay = spec.layered(sides["arrays"], sides["g"])
     own = Atoms(positive=atoms.positive, known_positive=atoms.known_positive)
     own.memory_bytes = atoms.memory_bytes
-    items = [(i, index, lhs, rhs) for i, index in wanted for lhs, rhs in lay.sides(i, index)]
+    per_entry = [[(i, index, lhs, rhs) for lhs, rhs in lay.sides(i, index)]
+                 for i, index in wanted]
+    # the blocks nearest the output first: the largest, so one too large stops early
+    items = [entry[b] for b in reversed(range(max(map(len, per_entry), default=0)))
+             for entry in per_entry if b < len(entry)]
     out = LayeredPass(settled=set(), atoms=own, meaning=lay.meaning, split=lay.split)
 
     def composed(item):
@@ -760,10 +780,49 @@ def _layered_pass(spec, sides, atoms, wanted) -> LayeredPass:
             unsettled.add(item[:2])
             if kind == "nonzero":
                 out.nonzero.append((item, detail))
+            elif kind == "too large" and out.too_large is None:
+                out.too_large = f"{entry_name(sides['names'][item[0]], item[1])}: {detail}"
     out.settled = {w for w in wanted if w not in unsettled}
-    for h in lay.steps:   # every jump of the forward, over the tape values
-        own.scan(h)
+    try:   # every node's forward, over the tape values: its jumps, roots, logs and
+        for e in lay.steps + lay.forwards:   # denominators bound the domain too
+            own.scan(e)
+    except Unsupported:
+        out.settled = set()
+    if out.settled and not _engine_consistent(spec, sides, lay, sorted(out.settled)):
+        out.settled = set()
     return out
+
+
+def _engine_consistent(spec, sides, lay, wanted, scales=(3, 60, 2400)) -> bool:
+    """Whether the engine computed the same on the tape values as indeterminates as on the
+    composed values — the assumption of the layered pass, which an engine that compares or
+    memoises its saved values breaks: its cotangents restated over the inputs and its
+    cotangents on the composed values, at random points, in ball arithmetic. False on a
+    certain disagreement (the composed check then decides). Sampling: a disagreement
+    confined to a region none of the points reaches is not seen (docs/method.md §8)."""
+    rng = random.Random(spec.seed + 4099)
+    pairs = [(lay.restated(i, index), sides["rhs"][i][index]) for i, index in wanted]
+    free = set()
+    for a, b in pairs:
+        free |= a.free_symbols | b.free_symbols
+    free = sorted(free, key=str)
+    for scale in scales:   # small, moderate and large magnitudes
+        point = {v: Fraction(rng.randint(-32 * scale, 32 * scale), 32) for v in free}
+        ev = Evaluator(point, 128)
+        for a, b in pairs:
+            try:
+                d = ev(a) - ev(b)
+            except CannotEvaluate:
+                continue
+            if not d.contains(0):
+                return False
+    return True
+
+
+def _without_layered(spec):
+    """The obligation checked again without the layered pass."""
+    from dataclasses import replace
+    return check(replace(spec, layered=None))
 
 
 #: relation-stage budget (terms) of the pass with sums kept whole: it is speculative
@@ -983,8 +1042,16 @@ def normal_forms(atoms: Atoms, entries, spec, reduce=True, keep=None, budget=Non
         except Unsupported:
             pass
     budget = budget or spec.relation_budget
-    parts = fork_map(lambda part: _run(atoms, part, budget, reduce, fallback=False),
-                     [entries[w::k] for w in range(k)])
+    whole = atoms.memory_bytes
+
+    def share(part):   # k processes at once: each expands within its share of the memory
+        atoms.memory_bytes = None if whole is None else whole // k
+        try:
+            return _run(atoms, part, budget, reduce, fallback=False)
+        finally:
+            atoms.memory_bytes = whole
+
+    parts = fork_map(share, [entries[w::k] for w in range(k)])
     out = [None] * len(entries)
     for w, part in enumerate(parts):
         out[w::k] = part

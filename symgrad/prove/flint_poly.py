@@ -7,6 +7,7 @@ Coefficients are exact: :func:`to_fraction` reads a SymEngine number as a Fracti
 """
 from __future__ import annotations
 
+import os
 from fractions import Fraction
 
 import symengine as se
@@ -21,9 +22,24 @@ BYTES_PER_8_VARS, BYTES_PER_TERM, HEADROOM = 8, 48, 3
 
 
 def term_limit(memory_bytes: int, nvars: int) -> int:
-    """How many terms a product may have in a process with ``memory_bytes``."""
+    """How many terms a product may have in a process with ``memory_bytes`` — of which what
+    the process's address space already holds (earlier stages, freed memory the allocator
+    keeps) is not available."""
     per_term = BYTES_PER_8_VARS * -(-max(nvars, 1) // 8) + BYTES_PER_TERM
-    return max(memory_bytes // (per_term * HEADROOM), 1)
+    free = max(memory_bytes - address_space_bytes(), memory_bytes // 8)
+    return max(free // (per_term * HEADROOM), 1)
+
+
+def address_space_bytes() -> int:
+    """This process's virtual size (what RLIMIT_AS limits), 0 where /proc has none."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[0]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 def to_fraction(n) -> Fraction:

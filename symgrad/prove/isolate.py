@@ -2,8 +2,12 @@
 
 FLINT and SymEngine calls cannot be interrupted from Python, so a limit needs a process: the
 child runs the check and sends back the result; past the time limit it is killed and the
-verdict is UNKNOWN("timeout"). The memory limit (RLIMIT_AS) turns a runaway expansion into
-UNKNOWN("out of memory") instead of swapping. Errors in the user's input come back as the
+verdict is UNKNOWN("timeout"). Memory has one budget for the whole run (``SYMGRAD_MEMORY_MB``,
+4096 MiB unless told otherwise): each checking process gets it as its address-space limit
+(RLIMIT_AS, which turns a runaway expansion into UNKNOWN("out of memory") instead of
+swapping), and a watchdog thread sums the resident memory of this process and of every
+checking process it started, with what they forked, and kills the largest when the sum
+passes the budget — that check comes back UNKNOWN("out of memory"), naming the budget. Errors in the user's input come back as the
 same exception class with the same one-sentence message. The child leads its own process
 group and ignores Ctrl-C: the parent handles it, killing the group (the child and whatever
 it forked). The limits come from arguments or the ``SYMGRAD_*`` variables, read when used
@@ -21,6 +25,7 @@ import resource
 import signal
 import sys
 import tempfile
+import threading
 import time
 import traceback
 
@@ -30,7 +35,7 @@ from .result import Result, Verdict
 #: the limits' environment variables: name -> (what a value must be, built-in default)
 LIMITS = {
     "SYMGRAD_TIMEOUT": ("a positive number of seconds", 600.0),
-    "SYMGRAD_MEMORY_MB": ("a positive whole number of MiB", 8192),
+    "SYMGRAD_MEMORY_MB": ("a positive whole number of MiB", 4096),
     "SYMGRAD_WORKERS": ("a positive whole number of processes", None),   # None: the cores
     "SYMGRAD_MAX_ENTRIES": ("a positive whole number of entries", 65536),
 }
@@ -66,8 +71,9 @@ def timeout_seconds(value=None, name: str = "timeout") -> float:
 
 
 def memory_limit_mb(value=None, name: str = "memory_mb") -> int:
-    """Address-space limit of a checking process in MiB: ``value``, else
-    ``SYMGRAD_MEMORY_MB``, else 8192 — a whole number > 0."""
+    """Memory budget of a run in MiB (the checking processes' resident memory together, and
+    each one's address-space limit): ``value``, else ``SYMGRAD_MEMORY_MB``, else 4096 — a
+    whole number > 0."""
     return _limit("SYMGRAD_MEMORY_MB", value, name, integer=True)
 
 
@@ -98,13 +104,112 @@ def _or_default(read, variable):
 
 #: seconds per obligation unless told otherwise (``SYMGRAD_TIMEOUT`` overrides)
 DEFAULT_TIMEOUT = _or_default(timeout_seconds, "SYMGRAD_TIMEOUT")
-#: address-space limit of a checking process in MiB (``SYMGRAD_MEMORY_MB`` overrides)
+#: memory budget of a run in MiB (``SYMGRAD_MEMORY_MB`` overrides)
 DEFAULT_MEMORY_MB = _or_default(memory_limit_mb, "SYMGRAD_MEMORY_MB")
 #: processes one obligation may use for its entries (``SYMGRAD_WORKERS`` overrides)
 workers = worker_count
 
 #: process groups of the checking processes this process started and has not reaped
 _RUNNING: set = set()
+
+
+class _Watch:
+    """The run's memory watchdog: every :data:`WATCH_SECONDS`, the resident memory of this
+    process plus every process in the groups of running checks; past the smallest budget
+    among them, the largest group is killed (and remembered, so its check says why). Keeps
+    the peak sum it saw."""
+
+    def __init__(self):
+        self.budgets: dict = {}      # pgid -> budget in MiB
+        self.over: dict = {}         # pgid -> the sum (MiB) that passed the budget
+        self.peak_mb = 0.0
+        self.lock = threading.Lock()
+        self.thread = None
+
+    def add(self, pgid: int, budget_mb: int):
+        with self.lock:
+            self.budgets[pgid] = budget_mb
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, name="symgrad-memory",
+                                               daemon=True)
+                self.thread.start()
+
+    def remove(self, pgid: int):
+        with self.lock:
+            self.budgets.pop(pgid, None)
+
+    def _run(self):
+        while True:
+            with self.lock:
+                if not self.budgets:
+                    self.thread = None
+                    return
+                budgets = dict(self.budgets)
+            by_group = _resident_by_group(set(budgets))
+            total = _own_resident_mb() + sum(by_group.values())
+            self.peak_mb = max(self.peak_mb, total)
+            budget = min(budgets.values())
+            if total > budget and by_group:
+                largest = max(by_group, key=by_group.get)
+                with self.lock:
+                    self.over[largest] = total
+                _kill_group(largest)
+            time.sleep(WATCH_SECONDS)
+
+
+#: how often the memory watchdog samples
+WATCH_SECONDS = 0.05
+_PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2 ** 20 if hasattr(os, "sysconf") else 4096 / 2 ** 20
+
+
+def _resident_mb(pid) -> float:
+    """The proportional resident memory (PSS, MiB) of a process: pages a forked child still
+    shares with its parent count once between them, not once in each. RSS where the kernel
+    has no smaps_rollup."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * _PAGE_MB
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def _own_resident_mb() -> float:
+    return _resident_mb("self")
+
+
+def _resident_by_group(groups: set) -> dict:
+    """{process group: resident MiB of its processes} for ``groups`` (Linux /proc; empty
+    elsewhere, where only the address-space limit applies)."""
+    out: dict = {}
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return out
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                pgrp = int(f.read().rsplit(")", 1)[1].split()[2])
+        except (OSError, IndexError, ValueError):
+            continue
+        if pgrp in groups:
+            out[pgrp] = out.get(pgrp, 0.0) + _resident_mb(pid)
+    return out
+
+
+_WATCH = _Watch()
+
+
+def run_peak_mb() -> float:
+    """The largest resident memory (MiB) this process and its running checks held together,
+    as the watchdog sampled it (0 before any check ran)."""
+    return _WATCH.peak_mb
 
 
 def stop_checks():
@@ -208,6 +313,8 @@ def _printed(text: str) -> str:
         if line.startswith("FLINT exception"):
             skip = True
             continue
+        if line.startswith("cannot allocate memory"):   # glibc, at the limit
+            continue
         if skip and (line.startswith(" ") or not line.strip()):
             continue
         skip = False
@@ -241,6 +348,7 @@ def run_isolated(target, name: str, timeout: float | None = None,
         except OSError:  # the child did it first, or is gone already
             pass
         _RUNNING.add(proc.pid)
+        _WATCH.add(proc.pid, memory_mb)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     send.close()
@@ -259,14 +367,21 @@ def run_isolated(target, name: str, timeout: float | None = None,
             proc.kill()
         proc.join()
         _RUNNING.discard(proc.pid)
+        _WATCH.remove(proc.pid)
         recv.close()
+    over = _WATCH.over.pop(proc.pid, None)
     seconds = time.perf_counter() - t0
     errors.seek(0)
     said = _printed(errors.read().decode("utf-8", "replace"))
     errors.close()
-    if said:
-        sys.stdout.write(said + "\n")
-        sys.stdout.flush()
+    if said:   # on stderr: a --json report on stdout stays one JSON document
+        sys.stderr.write(said + "\n")
+        sys.stderr.flush()
+    if over is not None and (msg is None or msg[0] != "ok"):
+        return Result(name, Verdict.UNKNOWN, method="limit", seconds=seconds,
+                      reason=f"out of memory: the run held {over:,.0f} MiB, past its budget of "
+                             f"{memory_mb} MiB, and this check was the largest part of it",
+                      advice=MEMORY_ADVICE)
     if msg is None:
         return Result(name, Verdict.UNKNOWN, method="limit", seconds=seconds,
                       reason=f"the checking process died (exit code {proc.exitcode}); most "

@@ -28,6 +28,7 @@ do not meet another's sums.
 """
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -98,7 +99,6 @@ class Layered:
     def __init__(self, graph: Graph, backprop, blocks: list, arrays: list, g, composed: list):
         self.graph, self.backprop, self.blocks = graph, backprop or Graph.backprop, blocks
         n_in = len(graph.inputs)
-        taken = {str(s) for a in arrays for s in a.flat} | {str(s) for s in g.flat}
         self.kept = [n_in + k for k, node in enumerate(graph.nodes)
                      if not reads_own_output(graph, node)]
         kept = set(self.kept)
@@ -106,6 +106,7 @@ class Layered:
         rep = list(arrays)
         self.jacobians: list = []      # per node: {output index: [(read, index, ∂)]}
         self.steps: list = []          # the forward's steps, over the representations
+        self.forwards: list = []       # every node's forward, over the representations
         for k, node in enumerate(graph.nodes):
             v = n_in + k
             args = _placeholders(graph, node)
@@ -127,23 +128,26 @@ class Layered:
                                 jac.setdefault(oi, []).append((r, index, d.xreplace(at)))
             self.jacobians.append(jac)
             self.steps.extend(h.xreplace(at) for h in steps)
+            here = np.vectorize(lambda e: e.xreplace(at), otypes=[object])(out) \
+                if out.size else out
+            self.forwards.extend(here.flat)
             if v in kept:
-                name = graph.values[v]
-                V = symbols(name, graph.shape(v), unique=any(
-                    str(s) in taken for s in symbols(name, graph.shape(v)).flat))
+                # dummies: printed as the value's entries, equal to no symbol of the
+                # graph's (a parameter named like a tape value is another symbol)
+                V = symbols(graph.values[v], graph.shape(v), unique=True)
                 for index in np.ndindex(V.shape):
                     self.meaning[V[index]] = se.sympify(composed[v][index])
                 rep.append(V)
             else:
-                rep.append(np.vectorize(lambda e: e.xreplace(at), otypes=[object])(out)
-                           if out.size else out)
+                rep.append(here)
         self.rep = rep
         self.n_in = n_in
         self.cot = self._engine(g)
 
     def _engine(self, g) -> list:
-        """Per block: the engine's input cotangents with only that block seeded (all blocks
-        at once when the engine is not linear in the seed), canonical."""
+        """The engine's input cotangents from one run with every block seeded, canonical;
+        per block (the other blocks' seeds set to 0 in that one result — never a second
+        run, whose result need not add up to it) when the engine is linear in the seed."""
         graph, shapes = self.graph, [self.graph.shape(b) for b in self.blocks]
         seeds, pos = {}, 0
         for b, shape in zip(self.blocks, shapes):
@@ -156,18 +160,32 @@ class Layered:
             full = {i: np.zeros(graph.shape(i), dtype=object) for i in range(len(graph.values))}
             for b in seeded:
                 full[b] = np.array(seeds[b], dtype=object)
+            # the engine gets copies of the graph and of the values: what it writes into
+            # them is not what the reference reads
             copies = [np.array(v, dtype=object) for v in self.rep]
-            cot = self.backprop(graph, copies, full)[:self.n_in]
+            cot = self.backprop(copy.deepcopy(graph), copies, full)[:self.n_in]
             arrays = [np.vectorize(se.sympify, otypes=[object])(np.asarray(c, dtype=object))
                       for c in cot]
             return _canonical_arrays(arrays, "the engine's cotangents")[0]
 
+        self.whole = run(self.blocks)
         self.split = len(self.blocks) > 1
         if self.split:
-            whole, zero = run(self.blocks), run([])
-            self.split, _ = is_linear_in(whole, frozenset(g.flat), zero)
-        groups = [[b] for b in self.blocks] if self.split else [list(self.blocks)]
-        return [(group, run(group)) for group in groups]
+            self.split, _ = is_linear_in(self.whole, frozenset(g.flat), run([]))
+        if not self.split:
+            return [(list(self.blocks), self.whole)]
+        out = []
+        for b in self.blocks:
+            zero = {s: se.Integer(0) for c in self.blocks if c != b for s in seeds[c].flat}
+            out.append(([b], [np.vectorize(lambda e: e.xreplace(zero), otypes=[object])(c)
+                              if c.size else c for c in self.whole]))
+        return out
+
+    def restated(self, i: int, index: tuple):
+        """The engine's cotangent at (i, index) from these values, with every tape value's
+        indeterminates replaced by what they stand for — what the engine gives on the
+        composed values, if it computes the same function on both."""
+        return self.whole[i][index].xreplace(self.meaning)
 
     def derivatives(self, i: int, index: tuple) -> dict:
         """Forward mode from input entry (i, index): {value: {entry: dV/dx}} (zeros left

@@ -71,6 +71,10 @@ class EntryForm:
         # must not be reused once q_A is 2 (the variable then stands for another power)
         memo_key = (self.ctx, tuple(sorted(self.index.items(), key=lambda kv: kv[1])),
                     tuple(atoms.info[k].q for k in keys))
+        if memo_key not in atoms.memos and sum(atoms.memo_terms.values()) > MEMO_TERMS:
+            # other variable layouts' memos (other seed blocks, say) are not reused here
+            atoms.memos.clear()
+            atoms.memo_terms.clear()
         self.memo = atoms.memos.setdefault(memo_key, {})
         if atoms.memo_terms.get(memo_key, 0) > MEMO_TERMS:
             # the memo mostly holds earlier entries' derivative polynomials: start afresh
@@ -81,7 +85,12 @@ class EntryForm:
         self.limit = None if atoms.memory_bytes is None else \
             term_limit(atoms.memory_bytes, len(names))
         self.held = 0   # terms of the polynomials this entry has memoised
-        self.polys = [self.convert(e) for e in exprs]
+        try:
+            self.polys = [self.convert(e) for e in exprs]
+        except TooLarge:   # what was expanded of an entry too large is no use to the next
+            self.memo.clear()
+            atoms.memo_terms[memo_key] = 0
+            raise
 
     def _mul(self, a, b):
         if self.limit is not None and self.held + len(a) * len(b) > self.limit:

@@ -13,6 +13,7 @@
 """
 from __future__ import annotations
 
+import copy
 import math
 import re
 import time
@@ -25,7 +26,7 @@ from ..graph import Graph
 from ..ops import get_op
 from ..tensor import symbols
 from .check import Spec, check
-from .isolate import memory_limit_mb, run_isolated
+from .isolate import memory_limit_mb, run_isolated, timeout_seconds
 from .layered import Layered, is_linear_in
 from .result import Result, Verdict
 
@@ -125,7 +126,7 @@ def end_to_end_spec(graph: Graph, backprop=None, block: int | None = None) -> Sp
         # the engine gets copies: what it writes into the saved values or the seed
         # buffers is not what the reference reads
         copies = [np.array(v, dtype=object) for v in values(xs)]
-        cot = run_backprop(graph, copies, seeds)
+        cot = run_backprop(copy.deepcopy(graph), copies, seeds)
         return tuple(cot[:len(graph.inputs)])
 
     def layered(arrays, g):
@@ -219,6 +220,8 @@ EVIDENCE = ("auto", "exact", "randomized")
 #: exact check within this many MiB
 AUTO_EXACT_ENTRIES = 1000
 AUTO_EXACT_MB = 2048
+#: … and within this many seconds
+AUTO_EXACT_SECONDS = 10.0
 #: the exact check's reasons for UNKNOWN that send ``auto`` to the randomized test (any
 #: other UNKNOWN — no domain point found, a step region — is the answer)
 OUT_OF_REACH = ("too large", "timeout", "out of memory", "the checking process died")
@@ -243,13 +246,17 @@ def end_to_end(graph: Graph, backprop=None, timeout=None, memory_mb=None, progre
         return _randomized(graph, backprop, timeout, memory_mb, progress), None
     if progress:
         progress("end to end")
-    exact_mb = memory_mb
+    exact_mb, exact_s = memory_mb, timeout
     if evidence == "auto":   # exact only within this budget; beyond it, randomized
         exact_mb = min(memory_limit_mb(memory_mb), AUTO_EXACT_MB)
+        exact_s = min(timeout_seconds(timeout), AUTO_EXACT_SECONDS)
     spec = end_to_end_spec(graph, backprop)
-    whole = run_isolated(lambda: check(spec), spec.name, timeout, exact_mb)
+    whole = run_isolated(lambda: check(spec), spec.name, exact_s, exact_mb)
     blocks = None
-    if whole.verdict is Verdict.UNKNOWN and whole.reason.startswith("too large"):
+    # the layered pass splits by seed block already: a block per process helps only when
+    # exact evidence was asked for (auto has the randomized test to go to)
+    if evidence == "exact" and whole.verdict is Verdict.UNKNOWN and \
+            whole.reason.startswith("too large"):
         whole, blocks = by_seed_block(graph, whole, backprop, timeout, exact_mb, progress)
     if evidence == "auto" and whole.verdict is Verdict.UNKNOWN and \
             whole.reason.startswith(OUT_OF_REACH):
