@@ -62,9 +62,9 @@ class Spec:
     relation_budget: int = 2_000_000
     #: a first pass keeps sums unexpanded: True for the output's, or (*inputs) -> values
     abstract_sums: bool | Callable = False
-    #: a first pass with tape values as indeterminates: (arrays, g) -> an object with
-    #: ``sides(i, index)`` [(expected, got)] and ``meaning`` {symbol: composed value}
-    #: (see :mod:`symgrad.prove.layered`)
+    #: a first pass with tape values as indeterminates: (arrays, g) -> a
+    #: :class:`symgrad.prove.layered.Layered` (``sides(i, index)`` [(expected, got)],
+    #: ``restated``, ``meaning`` {symbol: composed value}, ``steps``, ``forwards``, ``split``)
     layered: Callable | None = None
     axis_labels: list | None = None   #: per input, a label per axis (whole-tape obligations)
     blocks: list | None = None        #: sizes of the output's blocks (tape values), in order

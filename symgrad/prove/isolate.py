@@ -146,7 +146,7 @@ class _Watch:
                     return
                 budgets = dict(self.budgets)
             by_group = _resident_by_group(set(budgets))
-            total = _own_resident_mb() + sum(by_group.values())
+            total = _resident_mb("self") + sum(by_group.values())
             self.peak_mb = max(self.peak_mb, total)
             budget = min(budgets.values())
             if total > budget and by_group:
@@ -178,10 +178,6 @@ def _resident_mb(pid) -> float:
             return int(f.read().split()[1]) * _PAGE_MB
     except (OSError, ValueError, IndexError):
         return 0.0
-
-
-def _own_resident_mb() -> float:
-    return _resident_mb("self")
 
 
 def _resident_by_group(groups: set) -> dict:

@@ -77,13 +77,11 @@ def _placeholders(graph: Graph, node) -> list:
     return [symbols(f"_p{j}", graph.shape(r), unique=True) for j, r in enumerate(node.reads)]
 
 
-def reads_own_output(graph: Graph, node) -> bool:
-    """Whether the node's op's VJP rule reads the node's output (softmax's, exp's do)."""
-    op = get_op(node.op)
-    args = _placeholders(graph, node)
+def reads_own_output(op, node, args, out) -> bool:
+    """Whether the op's VJP rule reads the node's output (softmax's, exp's do): the rule at
+    the placeholders ``args`` with a fresh mark for the output ``out``."""
+    mark = symbols("_out", out.shape, unique=True)
     try:
-        out = np.asarray(op.forward(*args, **node.params), dtype=object)
-        mark = symbols("_out", out.shape, unique=True)
         grads = op.vjp(symbols("_g", out.shape, unique=True), mark, *args, **node.params)
     except Exception:   # noqa: BLE001 — a rule that cannot run here: keep the value composed
         return True
@@ -92,16 +90,37 @@ def reads_own_output(graph: Graph, node) -> bool:
                for gr in grads if gr is not None for e in np.asarray(gr, dtype=object).flat)
 
 
+def block_seeds(graph: Graph, blocks: list, g) -> dict:
+    """{tape value: its seed array} from the flat seed ``g`` of ``blocks``, in order."""
+    seeds, pos = {}, 0
+    for b in blocks:
+        shape = graph.shape(b)
+        size = math.prod(shape)
+        seeds[b] = np.array(g[pos:pos + size].reshape(shape), dtype=object)
+        pos += size
+    return seeds
+
+
+def run_engine(backprop, graph: Graph, values: list, seeds: dict) -> list:
+    """The engine's input cotangents with ``seeds`` {value: array} (zeros elsewhere). The
+    engine gets copies of the graph, the values and the seeds: what it writes into them is
+    not what the reference reads."""
+    full = {i: np.zeros(graph.shape(i), dtype=object) for i in range(len(graph.values))}
+    for b, s in seeds.items():
+        full[b] = np.array(s, dtype=object)
+    copies = [np.array(v, dtype=object) for v in values]
+    return list((backprop or Graph.backprop)(copy.deepcopy(graph), copies, full)
+                [:len(graph.inputs)])
+
+
 class Layered:
     """The tape with the values of ``kept`` as indeterminates: representations, local
     Jacobians, and each seed block's two sides at an input entry."""
 
     def __init__(self, graph: Graph, backprop, blocks: list, arrays: list, g, composed: list):
-        self.graph, self.backprop, self.blocks = graph, backprop or Graph.backprop, blocks
+        self.graph, self.backprop, self.blocks = graph, backprop, blocks
         n_in = len(graph.inputs)
-        self.kept = [n_in + k for k, node in enumerate(graph.nodes)
-                     if not reads_own_output(graph, node)]
-        kept = set(self.kept)
+        self.kept: list = []           # the values that are indeterminates
         self.meaning: dict = {}        # V symbol -> the composed value it stands for
         rep = list(arrays)
         self.jacobians: list = []      # per node: {output index: [(read, index, ∂)]}
@@ -110,7 +129,9 @@ class Layered:
         for k, node in enumerate(graph.nodes):
             v = n_in + k
             args = _placeholders(graph, node)
-            out = np.asarray(get_op(node.op).forward(*args, **node.params), dtype=object)
+            op = get_op(node.op)
+            out = np.asarray(op.forward(*args, **node.params), dtype=object)
+            composed_here = reads_own_output(op, node, args, out)
             out = np.vectorize(se.sympify, otypes=[object])(out) if out.size else out
             (out,), steps = _canonical_arrays([out], f"the forward of {graph.values[v]}")
             at = {}
@@ -131,7 +152,8 @@ class Layered:
             here = np.vectorize(lambda e: e.xreplace(at), otypes=[object])(out) \
                 if out.size else out
             self.forwards.extend(here.flat)
-            if v in kept:
+            if not composed_here:
+                self.kept.append(v)
                 # dummies: printed as the value's entries, equal to no symbol of the
                 # graph's (a parameter named like a tape value is another symbol)
                 V = symbols(graph.values[v], graph.shape(v), unique=True)
@@ -148,22 +170,11 @@ class Layered:
         """The engine's input cotangents from one run with every block seeded, canonical;
         per block (the other blocks' seeds set to 0 in that one result — never a second
         run, whose result need not add up to it) when the engine is linear in the seed."""
-        graph, shapes = self.graph, [self.graph.shape(b) for b in self.blocks]
-        seeds, pos = {}, 0
-        for b, shape in zip(self.blocks, shapes):
-            size = math.prod(shape)
-            seeds[b] = np.array(g[pos:pos + size].reshape(shape), dtype=object)
-            pos += size
-        self.seeds = seeds
+        graph = self.graph
+        self.seeds = seeds = block_seeds(graph, self.blocks, g)
 
         def run(seeded):
-            full = {i: np.zeros(graph.shape(i), dtype=object) for i in range(len(graph.values))}
-            for b in seeded:
-                full[b] = np.array(seeds[b], dtype=object)
-            # the engine gets copies of the graph and of the values: what it writes into
-            # them is not what the reference reads
-            copies = [np.array(v, dtype=object) for v in self.rep]
-            cot = self.backprop(copy.deepcopy(graph), copies, full)[:self.n_in]
+            cot = run_engine(self.backprop, graph, self.rep, {b: seeds[b] for b in seeded})
             arrays = [np.vectorize(se.sympify, otypes=[object])(np.asarray(c, dtype=object))
                       for c in cot]
             return _canonical_arrays(arrays, "the engine's cotangents")[0]

@@ -13,13 +13,11 @@
 """
 from __future__ import annotations
 
-import copy
 import math
 import re
 import time
 
 import numpy as np
-import symengine as se
 
 from ..errors import InputError
 from ..graph import Graph
@@ -27,7 +25,7 @@ from ..ops import get_op
 from ..tensor import symbols
 from .check import Spec, check
 from .isolate import memory_limit_mb, run_isolated, timeout_seconds
-from .layered import Layered, is_linear_in
+from .layered import Layered, block_seeds, is_linear_in, run_engine
 from .result import Result, Verdict
 
 DAG_THEOREM = "docs/dag-theorem.md"
@@ -93,7 +91,6 @@ def end_to_end_spec(graph: Graph, backprop=None, block: int | None = None) -> Sp
     """The whole tape as one obligation: forward = every tape value (flattened), rule =
     the engine's backprop from a whole-tape seed. ``block``: only tape value ``block`` is
     seeded (and is the forward) — one seed block of the split identity."""
-    run_backprop = backprop or Graph.backprop
     blocks = list(range(len(graph.values))) if block is None else [block]
     shapes = [graph.shape(i) for i in blocks]
     evaluated: dict = {}
@@ -117,20 +114,10 @@ def end_to_end_spec(graph: Graph, backprop=None, block: int | None = None) -> Sp
     def rule(g, out, *xs):
         # every tape value gets a seed (zeros outside the block), so a block's backprop is
         # the whole-tape backprop restricted to it — what backprop_is_linear speaks about
-        seeds, pos = {i: np.zeros(graph.shape(i), dtype=object)
-                      for i in range(len(graph.values))}, 0
-        for i, shape in zip(blocks, shapes):
-            size = int(np.prod(shape))
-            seeds[i] = np.array(g[pos:pos + size].reshape(shape), dtype=object)
-            pos += size
-        # the engine gets copies: what it writes into the saved values or the seed
-        # buffers is not what the reference reads
-        copies = [np.array(v, dtype=object) for v in values(xs)]
-        cot = run_backprop(copy.deepcopy(graph), copies, seeds)
-        return tuple(cot[:len(graph.inputs)])
+        return tuple(run_engine(backprop, graph, values(xs), block_seeds(graph, blocks, g)))
 
     def layered(arrays, g):
-        return Layered(graph, run_backprop, blocks, arrays, g, values(arrays))
+        return Layered(graph, backprop, blocks, arrays, g, values(arrays))
 
     what = "end to end" if block is None else f"end to end, seed on {graph.values[block]}"
     labels = [graph.axis_labels.get(name) for name, _ in graph.inputs]
