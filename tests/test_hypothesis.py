@@ -3,6 +3,7 @@
 not at its witness."""
 
 import numpy as np
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from symgrad.api import op_params
@@ -43,3 +44,19 @@ def test_proved_rules_vanish_at_random_rational_points(name, data):
     for (i, ix), e in lhs.items():
         r = ev(e) - ev(sides["rhs"][i][ix])
         assert r.contains(0) and float(r.rad()) < 1e-20, (name, ix, r)
+
+
+def test_a_ball_around_zero_raised_to_a_power_is_a_ball_not_nan():
+    """The LayerNorm radicand at x = (0, 7/3, −7/3): the first deviation evaluates to a ball
+    around 0, and python-flint's ``arb ** 2`` of such a ball is NaN — the radicand must
+    still come out certainly positive (found by the property test above)."""
+    from fractions import Fraction
+    import symengine as se
+    a, b, c = se.symbols("a b c")
+    mean = (a + b + c) / 3
+    radicand = se.Rational(1, 100000) + ((a - mean) ** 2 + (b - mean) ** 2 + (c - mean) ** 2) / 3
+    ev = Evaluator({a: Fraction(0), b: Fraction(7, 3), c: Fraction(-7, 3)}, prec=128)
+    v = ev(radicand)
+    assert v > 0 and float(v.mid()) == pytest.approx(1e-5 + 2 * 49 / 27)
+    tiny = ev(a - mean)
+    assert tiny.contains(0) and ev((a - mean) ** 3).contains(0)

@@ -51,6 +51,7 @@ from flint import arb, arb_mat, ctx as flint_ctx
 from ..errors import InternalError, RuleError
 from ..scalar import Relation
 from .result import Result, Verdict, Witness
+from .witness import ball_power
 
 #: the error bound a randomized verdict must reach
 TARGET_LOG2_ERROR = -64
@@ -637,8 +638,8 @@ class BallRun(_Run):
         return self._new(a.v * b.v, up=((a, b), (b, a)))
 
     def _power(self, a, k: int):
-        partial = self._new(k * a.v ** (k - 1)) if self.record is not None else None
-        return self._new(a.v ** k, up=((a, partial),) if partial is not None else None)
+        partial = self._new(k * ball_power(a.v, k - 1)) if self.record is not None else None
+        return self._new(ball_power(a.v, k), up=((a, partial),) if partial is not None else None)
 
     def _products(self, a, b):
         """The entries of a @ b by python-flint's ball matrix product."""

@@ -36,6 +36,24 @@ _UNARY = {
 }
 
 
+def ball_power(base: arb, k: int) -> arb:
+    """``base ** k`` for an integer k: python-flint's ``arb ** int`` is NaN for a ball that
+    contains 0 (a centred deviation evaluated to [0 ± 1e-38], squared), so such a ball is
+    raised by repeated multiplication — a valid, slightly wider enclosure."""
+    if k < 0:
+        return 1 / ball_power(base, -k)
+    if not base.contains(0):
+        return base ** k
+    out, square = arb(1), base
+    while k:
+        if k & 1:
+            out *= square
+        k >>= 1
+        if k:
+            square *= square
+    return out
+
+
 class Evaluator:
     """Evaluates SymEngine expressions at a rational point with balls of ``prec`` bits."""
 
@@ -87,7 +105,7 @@ class Evaluator:
                 k = int(e)
                 if k < 0 and base.contains(0):
                     raise CannotEvaluate(f"{b} may be 0")
-                return base ** k
+                return ball_power(base, k)
             base = self._eval(b)
             if not base > 0:
                 raise CannotEvaluate(f"{b} is not certainly positive")
