@@ -64,7 +64,7 @@ class Spec:
     abstract_sums: bool | Callable = False
     #: a first pass with tape values as indeterminates: (arrays, g) -> a
     #: :class:`symgrad.prove.layered.Layered` (``sides(i, index)`` [(expected, got)],
-    #: ``restated``, ``meaning`` {symbol: composed value}, ``steps``, ``forwards``, ``split``)
+    #: ``restate``, ``restated``, ``steps``, ``forwards``, ``split``)
     layered: Callable | None = None
     axis_labels: list | None = None   #: per input, a label per axis (whole-tape obligations)
     blocks: list | None = None        #: sizes of the output's blocks (tape values), in order
@@ -736,7 +736,7 @@ class LayeredPass:
 
     settled: set
     atoms: Atoms
-    meaning: dict
+    restate: Callable             #: an expression over tape values -> over the inputs
     terms: int = 0
     relations: bool = False
     split: bool = False
@@ -747,7 +747,7 @@ class LayeredPass:
     def composed(self, c: Condition) -> Condition:
         """A side condition over tape values, restated over the inputs (what the soundness
         alarm and the witness search evaluate)."""
-        return Condition(c.expr.xreplace(self.meaning), c.relation, c.reason)
+        return Condition(self.restate(c.expr), c.relation, c.reason)
 
 
 def _layered_pass(spec, sides, atoms, wanted) -> LayeredPass:
@@ -764,11 +764,11 @@ def _layered_pass(spec, sides, atoms, wanted) -> LayeredPass:
     # the blocks nearest the output first: the largest, so one too large stops early
     items = [entry[b] for b in reversed(range(max(map(len, per_entry), default=0)))
              for entry in per_entry if b < len(entry)]
-    out = LayeredPass(settled=set(), atoms=own, meaning=lay.meaning, split=lay.split)
+    out = LayeredPass(settled=set(), atoms=own, restate=lay.restate, split=lay.split)
 
     def composed(item):
         i, index, lhs, rhs = item
-        return i, index, lhs.xreplace(lay.meaning), rhs.xreplace(lay.meaning)
+        return i, index, lay.restate(lhs), lay.restate(rhs)
 
     outcomes, out.witness = _outcomes(spec, sides, own, items, restate=composed)
     unsettled = set()

@@ -192,11 +192,15 @@ class Layered:
                               if c.size else c for c in self.whole]))
         return out
 
+    def restate(self, expr):
+        """``expr`` with every tape value's indeterminates replaced by what they stand for:
+        over the inputs only."""
+        return expr.xreplace(self.meaning)
+
     def restated(self, i: int, index: tuple):
-        """The engine's cotangent at (i, index) from these values, with every tape value's
-        indeterminates replaced by what they stand for — what the engine gives on the
-        composed values, if it computes the same function on both."""
-        return self.whole[i][index].xreplace(self.meaning)
+        """The engine's cotangent at (i, index) from these values, restated — what the
+        engine gives on the composed values, if it computes the same function on both."""
+        return self.restate(self.whole[i][index])
 
     def derivatives(self, i: int, index: tuple) -> dict:
         """Forward mode from input entry (i, index): {value: {entry: dV/dx}} (zeros left
