@@ -1,6 +1,8 @@
 """The public entry points: check a user's rule, a library op, or a whole graph."""
 from __future__ import annotations
 
+import math
+
 import inspect
 import os
 from fractions import Fraction
@@ -263,7 +265,12 @@ def verify(graph: Graph, *, end_to_end: bool = True, timeout=None, memory_mb=Non
                                              evidence))
     labels = [f"node {k + 1}/{len(todo)}: {node.op}" for k, (node, _, _) in
               enumerate(todo)] + ["end to end"]
-    done = _concurrently(jobs, labels, progress)
+    # the largest first, so the last job to start is a short one (two workers are not left
+    # waiting on one big affine); results come back in tape order
+    sizes = [sum(math.prod(s) for s in shapes) for _, shapes, _ in todo] + \
+        ([math.inf] if end_to_end else [])
+    done = _concurrently(jobs, labels, progress,
+                         order=sorted(range(len(jobs)), key=lambda k: -sizes[k]))
     results = done[:len(todo)]
     nodes_ok = all(r.verdict is Verdict.PROVED for r in results)
     corollary = Result(
@@ -288,27 +295,29 @@ def verify(graph: Graph, *, end_to_end: bool = True, timeout=None, memory_mb=Non
     return GraphResult(graph.name, weakest(results), results, info)
 
 
-def _concurrently(jobs, labels, progress) -> list:
+def _concurrently(jobs, labels, progress, order=None) -> list:
     """The results of ``jobs`` (each runs its checks in child processes), in order, as many
-    at a time as there are worker processes: the threads only wait for their children. A
-    Ctrl-C or an error stops every check this process started."""
+    at a time as there are worker processes, started in ``order`` (indices; default: as
+    given): the threads only wait for their children. A Ctrl-C or an error stops every
+    check this process started."""
+    order = list(range(len(jobs))) if order is None else list(order)
     width = min(worker_count(), len(jobs))
     if width <= 1:
-        out = []
-        for job, label in zip(jobs, labels):
+        out = [None] * len(jobs)
+        for k in order:
             if progress:
-                progress(label)
-            out.append(job())
+                progress(labels[k])
+            out[k] = jobs[k]()
         return out
     from concurrent.futures import ThreadPoolExecutor
     pool = ThreadPoolExecutor(width)
     try:
-        futures = [pool.submit(job) for job in jobs]
-        out = []
-        for k, (future, label) in enumerate(zip(futures, labels)):
+        futures = {k: pool.submit(jobs[k]) for k in order}
+        out = [None] * len(jobs)
+        for done, k in enumerate(order):
             if progress:
-                progress(f"{label} ({k} of {len(jobs)} done)")
-            out.append(future.result())
+                progress(f"{labels[k]} ({done} of {len(jobs)} done)")
+            out[k] = futures[k].result()
         return out
     except BaseException:
         stop_checks()

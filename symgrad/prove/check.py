@@ -33,6 +33,7 @@ from .isolate import DEFAULT_MEMORY_MB, LIMITS, fork_map, workers
 from .notation import readable
 from .normal_form import Atoms, Condition, EntryForm, TooLarge, Unsupported, _smaller_than, \
     _is_step, holds_everywhere, innermost, nodes_under as _nodes, steps_under, to_fraction
+from . import sparse
 from .result import Result, SideCondition, Verdict, Witness
 from .symmetry import InferredOrbits, Orbits
 from .witness import CannotEvaluate, Evaluator, ball_bounds, condition_holds, \
@@ -331,6 +332,10 @@ def check(spec: Spec) -> Result:
     t0 = time.perf_counter()
     phases = {}
     validate_shapes(spec.inputs, spec.max_entries)
+    if sparse.eligible(spec):   # a polynomial obligation at a large shape: every entry
+        found = sparse.prove(spec)   # compared as a sparse polynomial, or None
+        if found is not None:
+            return found
     sides = build_sides(spec)
     phases["build"] = time.perf_counter() - t0
     empty_domain(sides["declared"])
@@ -919,7 +924,15 @@ def residual_text(form, residual) -> tuple:
     text = str(residual)
     text = (text[:400] + " …") if len(text) > 400 else text
     shown = set(re.findall(r"\bA\d+(?:inv)?\b", text))
-    return text, {k: v for k, v in form.legend().items() if k in shown}
+    legend = {k: v for k, v in form.legend().items() if k in shown}
+    # the shown atoms renumbered A0, A1, … in order of appearance: the registry's numbers
+    # follow its discovery order, which hash order can shift from run to run
+    order: dict = {}
+    for m in re.finditer(r"\bA(\d+)(?:inv)?\b", text):
+        order.setdefault(m.group(1), str(len(order)))
+    rename = lambda m: "A" + order[m.group(1)] + (m.group(2) or "")  # noqa: E731
+    pattern = re.compile(r"\bA(\d+)(inv)?\b")
+    return pattern.sub(rename, text), {pattern.sub(rename, k): v for k, v in legend.items()}
 
 
 def _inner_step(exprs):
