@@ -29,6 +29,7 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
+from ..prove.budget import _smaller_than
 from .docs import markdown_page
 from .drawing import tape_layout
 from .statements import corollary_statement, end_to_end_statement, node_statement
@@ -122,6 +123,8 @@ def _shapes_text(o) -> str:
 def mathml(expr) -> str | None:
     """SymPy's presentation MathML of ``expr`` in a display <math> element, or None when
     the expression is too large to read."""
+    if isinstance(expr, se.Basic) and not _smaller_than(expr, 4 * _MAX_NODES):
+        return None     # SymPy's operation count would walk a shared DAG as a tree first
     e = sp.sympify(expr)
     if sp.count_ops(e, visual=False) > _MAX_NODES:
         return None
