@@ -52,8 +52,10 @@ def symbols(name: str, shape, backend: str = "symengine", unique: bool = False) 
 
 def constant(value, backend: str = "symengine"):
     """An exact symbolic number: ints, Fractions, strings like ``"1/3"``; floats exactly."""
-    if isinstance(value, float):
-        value = Fraction(value)
+    if isinstance(value, (float, np.floating)):     # exact for float16 … long double
+        value = Fraction(*value.as_integer_ratio())
+    elif isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = int(value)
     elif isinstance(value, str):
         value = Fraction(value)
     if isinstance(value, Fraction):
@@ -76,8 +78,9 @@ def as_symengine(arr) -> np.ndarray:
 
 
 def float_to_exact(v):
-    """A bare Python float or Fraction as an exact number; anything else unchanged."""
-    return constant(v) if isinstance(v, (float, Fraction)) else v
+    """A bare Python or NumPy float, NumPy integer or Fraction as an exact number; anything
+    else unchanged."""
+    return constant(v) if isinstance(v, (float, Fraction, np.floating, np.integer)) else v
 
 
 def shape_tuple(shape) -> str:

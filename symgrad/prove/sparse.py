@@ -25,11 +25,12 @@ forward and the rule run again on exact rationals (python-flint ``fmpq``) at a r
 and ⟨ḡ, Df(x)[ẋ]⟩ — exact, from the forward at x + tẋ for t = −m … m, with the weights of
 the derivative at 0 of the interpolating polynomial (exact for degree ≤ 2m, and m is chosen
 from the forward's degree) — must equal ⟨vjp(ḡ), ẋ⟩ exactly, for a direction ẋ on every
-input entry. This evaluation shares no arithmetic with :class:`Poly`; a disagreement is an
-InternalError (a bug in symgrad), never a PROVED.
+input entry. This evaluation shares no arithmetic with :class:`Poly`; on a disagreement (a
+forward that changes between calls, or a bug here) the general path decides, never this one.
 
 The rule never sees the forward's objects: the forward's polynomials are copied the moment
-it returns, the rule gets fresh inputs, fresh ḡ and a fresh copy of the output.
+it returns, the rule gets fresh inputs (one array per argument, an input read twice
+included), fresh ḡ and a fresh copy of the output, as SymArrays like the general path's.
 """
 from __future__ import annotations
 
@@ -42,8 +43,7 @@ import numpy as np
 import symengine as se
 from flint import fmpq, fmpq_mat
 
-from ..errors import InternalError
-from ..scalar import Scalar
+from ..scalar import Scalar, SymArray
 from .result import Result, Verdict
 
 #: obligations with at least this many input entries try this path first (smaller ones are
@@ -77,6 +77,9 @@ class _Context:
 
 
 _CONTEXT: _Context | None = None
+#: what this path handed to user code in the last check, kept alive while the general path
+#: runs after it: a user's memo keyed by id() must not meet a reused id
+_HELD: list = []
 
 
 def _number(v):
@@ -86,9 +89,9 @@ def _number(v):
     if isinstance(v, (int, np.integer)):
         return int(v)
     if isinstance(v, (float, np.floating)):
-        if not math.isfinite(v):
+        if not np.isfinite(v):
             raise NotPolynomial("a non-finite constant")
-        return _coef(Fraction(*float(v).as_integer_ratio()))
+        return _coef(Fraction(*v.as_integer_ratio()))   # exact for float16 … long double
     if isinstance(v, Fraction):
         return _coef(v)
     if isinstance(v, se.Integer):
@@ -156,59 +159,80 @@ class Poly:
     """A sparse polynomial: ``terms`` maps a sorted tuple of variable numbers (with
     repetition: x·y² is (x, y, y)) to its non-zero exact coefficient (int or Fraction).
     Arithmetic builds new objects; comparisons, truth values and anything else raise
-    :class:`NotPolynomial` (the general path handles them)."""
+    :class:`NotPolynomial` (the general path handles them).
 
-    __slots__ = ("terms",)
+    ``bare``: a SymEngine value stood on the left of an operation that built this one. On
+    the general path that result is a bare SymEngine expression, not a Scalar, and SymEngine
+    folds the floats that meet it afterwards (c·x·0.1·10 becomes 1.0·c·x); a float meeting a
+    bare Poly therefore sends the obligation to the general path, so both paths read the
+    program alike."""
 
-    def __init__(self, terms: dict):
+    __slots__ = ("terms", "bare")
+
+    def __init__(self, terms: dict, bare: bool = False):
         self.terms = terms
+        self.bare = bare
+
+    def _with(self, other, reflected: bool):
+        """(other's terms, whether the result is bare), or (NotImplemented, _)."""
+        bare = self.bare or (isinstance(other, Poly) and other.bare) or (
+            reflected and isinstance(other, se.Basic))
+        if bare and isinstance(other, (float, np.floating)):
+            raise NotPolynomial("a float meeting a bare SymEngine value")
+        return _terms_of(other), bare
 
     # -- arithmetic --------------------------------------------------------------------
     def __add__(self, other):
-        o = _terms_of(other)
-        return NotImplemented if o is NotImplemented else Poly(_add(self.terms, o))
+        o, bare = self._with(other, False)
+        return NotImplemented if o is NotImplemented else Poly(_add(self.terms, o), bare)
 
-    __radd__ = __add__
+    def __radd__(self, other):
+        o, bare = self._with(other, True)
+        return NotImplemented if o is NotImplemented else Poly(_add(self.terms, o), bare)
 
     def __sub__(self, other):
-        o = _terms_of(other)
-        return NotImplemented if o is NotImplemented else Poly(_add(self.terms, o, -1))
+        o, bare = self._with(other, False)
+        return NotImplemented if o is NotImplemented else Poly(_add(self.terms, o, -1), bare)
 
     def __rsub__(self, other):
-        o = _terms_of(other)
-        return NotImplemented if o is NotImplemented else Poly(_add(o, self.terms, -1))
+        o, bare = self._with(other, True)
+        return NotImplemented if o is NotImplemented else Poly(_add(o, self.terms, -1), bare)
 
     def __mul__(self, other):
-        o = _terms_of(other)
-        return NotImplemented if o is NotImplemented else Poly(_mul(self.terms, o))
+        o, bare = self._with(other, False)
+        return NotImplemented if o is NotImplemented else Poly(_mul(self.terms, o), bare)
 
-    __rmul__ = __mul__
+    def __rmul__(self, other):
+        o, bare = self._with(other, True)
+        return NotImplemented if o is NotImplemented else Poly(_mul(self.terms, o), bare)
 
     def __truediv__(self, other):
-        o = _terms_of(other)
+        o, bare = self._with(other, False)
         if o is NotImplemented:
             return NotImplemented
         c = _constant_of(o)
         if c is None or c == 0:
             raise NotPolynomial("a division by a non-constant or by zero")
-        return Poly(_scaled(self.terms, Fraction(1) / c))
+        return Poly(_scaled(self.terms, Fraction(1) / c), bare)
 
     def __rtruediv__(self, other):
-        o = _terms_of(other)
+        o, bare = self._with(other, True)
         if o is NotImplemented:
             return NotImplemented
         c = _constant_of(self.terms)
         if c is None or c == 0:
             raise NotPolynomial("a division by a non-constant or by zero")
-        return Poly(_scaled(o, Fraction(1) / c))
+        return Poly(_scaled(o, Fraction(1) / c), bare)
 
     def __neg__(self):
-        return Poly({m: -c for m, c in self.terms.items()})
+        return Poly({m: -c for m, c in self.terms.items()}, self.bare)
 
     def __pos__(self):
         return self
 
     def __pow__(self, n):
+        if self.bare and isinstance(n, (float, np.floating)):
+            raise NotPolynomial("a float meeting a bare SymEngine value")
         k = _number(n) if not isinstance(n, Poly) else _constant_of(n.terms)
         if k is None or k != int(k) or k < 0:
             raise NotPolynomial("a power that is not a whole number ≥ 0")
@@ -219,7 +243,7 @@ class Poly:
             k >>= 1
             if k:
                 base = _mul(base, base)
-        return Poly(result)
+        return Poly(result, self.bare)
 
     def __rpow__(self, other):
         raise NotPolynomial("a power with a variable exponent")
@@ -237,6 +261,8 @@ class Poly:
         accumulated in one dict; when every entry of a row and a column is one variable
         times a number (a node's inputs), the entry is one comprehension, kept when no two
         products are the same monomial."""
+        if any(isinstance(v, Poly) and v.bare for v in list(a.flat) + list(b.flat)):
+            raise NotPolynomial("a product with a bare SymEngine value")
         A = [[_terms_of(v, strict=True) for v in row] for row in a]
         B = [[_terms_of(v, strict=True) for v in col] for col in b.T]
         linear_a = [_single_variables(row) for row in A]
@@ -341,6 +367,7 @@ def prove(spec) -> Result | None:
     sizes = [math.prod(s) for _, s in spec.inputs]
     n_inputs = sum(sizes)
     _CONTEXT = _Context(first=1 << 40)
+    _HELD.clear()
     try:
         sides = _sides(spec, sizes)
         if sides is None:
@@ -355,19 +382,15 @@ def prove(spec) -> Result | None:
             return None
         t_alarm = time.perf_counter()
         agreed = _exact_alarm(spec, sizes, len(out_terms), degree)
-    except InternalError:
-        raise
     except Exception:     # noqa: BLE001 — anything not modelled: the general path decides
         return None
     finally:
         _CONTEXT = None
-    if agreed is None:
-        return None
     if not agreed:
-        raise InternalError(
-            f"soundness alarm in {spec.name}: every entry's polynomials agree, but the "
-            f"forward's directional derivative and the rule differ at an exact rational point "
-            f"— a bug in symgrad; please report it with this obligation")
+        # None: the code does not run on rationals. False: exact evaluation contradicts the
+        # polynomials — a forward that changes between calls (a fresh random mask, a memo
+        # by id()), or a bug here; either way the general path decides, on its own
+        return None
     seconds = time.perf_counter() - t0
     return Result(name=spec.name, verdict=Verdict.PROVED, backend=spec.backend,
                   shapes=[list(s) for _, s in spec.inputs],
@@ -382,7 +405,7 @@ def prove(spec) -> Result | None:
 def _variables(shape, first: int) -> np.ndarray:
     out = np.empty(shape, dtype=object)
     out.flat[:] = [Poly({(first + k,): 1}) for k in range(out.size)]
-    return out
+    return out.view(SymArray)   # the array type user code gets on the general path
 
 
 def _as_terms_array(value, shape=None):
@@ -397,9 +420,10 @@ def _sides(spec, sizes):
     n_inputs = sum(sizes)
     reads = spec.reads if spec.reads is not None else tuple(range(len(sizes)))
 
-    def fresh():
-        arrays = [_variables(s, start) for (_, s), start in zip(spec.inputs, starts)]
-        return [arrays[r] for r in reads]
+    def fresh():   # one array per argument, even for an input read twice (as wrap() does)
+        arrays = [_variables(spec.inputs[r][1], starts[r]) for r in reads]
+        _HELD.extend(arrays)
+        return arrays
 
     out_terms, out_shape = _as_terms_array(spec.forward(*fresh()))   # copied at once
     if not out_terms or len(out_terms) > spec.max_entries * 16:
@@ -433,8 +457,11 @@ def _sides(spec, sizes):
     reference = [{m: c for m, c in d.items() if c} for d in reference]
 
     g = _variables(out_shape, g_first)
+    _HELD.append(g)
     out_copy = np.empty(out_shape, dtype=object)
     out_copy.flat[:] = [Poly(dict(t)) for t in out_terms]
+    out_copy = out_copy.view(SymArray)
+    _HELD.append(out_copy)
     cots = spec.vjp(g, out_copy, *fresh())
     if isinstance(cots, np.ndarray) or not isinstance(cots, (tuple, list)) or \
             len(cots) != len(reads):
@@ -594,13 +621,14 @@ def _exact_alarm(spec, sizes, n_out: int, degree: int):
     direction = [[fmpq(rng.choice([-3, -2, -1, 1, 2, 3])) for _ in range(n)] for n in sizes]
     g_values = draw(n_out)
 
-    def args_at(t):
+    def args_at(t):   # one fresh array per argument
         arrays = []
-        for (_, shape), xs, ds in zip(spec.inputs, point, direction):
-            a = np.empty(shape, dtype=object)
-            a.flat[:] = [_Q(x + t * d) for x, d in zip(xs, ds)]
-            arrays.append(a)
-        return [arrays[r] for r in reads]
+        for r in reads:
+            a = np.empty(spec.inputs[r][1], dtype=object)
+            a.flat[:] = [_Q(x + t * d) for x, d in zip(point[r], direction[r])]
+            arrays.append(a.view(SymArray))
+        _HELD.extend(arrays)
+        return arrays
 
     def values(arr, n):
         arr = np.asarray(arr, dtype=object)
@@ -621,6 +649,8 @@ def _exact_alarm(spec, sizes, n_out: int, degree: int):
         g.flat[:] = [_Q(v) for v in g_values]
         out_q = np.empty(out.shape, dtype=object)
         out_q.flat[:] = [_Q(_q_of(v, True)) for v in out.flat]
+        g, out_q = g.view(SymArray), out_q.view(SymArray)
+        _HELD.extend([g, out_q])
         cots = spec.vjp(g, out_q, *args_at(0))
         rhs = fmpq(0)
         for c, r in zip(cots, reads):
