@@ -19,7 +19,8 @@ memory budget's watchdog sampled it):
   decoder (8,32,4,8,64) — PROVED or VERIFIED (≤ 2^-64), ≤ 30 s;
   decoder (16,64,4,16,256) — VERIFIED, ≤ 25 s, ≤ 4 GiB, beside torch.autograd.gradcheck
   (float64, numeric, the same block written in PyTorch) when torch is installed;
-  decoder (16,64,4,16,256) --no-end-to-end — ≤ 5 s;
+  decoder (16,64,4,16,256) --no-end-to-end — ≤ 5 s; its largest node, affine
+  (16x256, 256x64, 64), alone: the sparse path against the general path (the baseline);
   the engine wiring mutants at (16,64,4,16,256) — REFUTED with a certified witness.
 Each check runs in its own process (the end-to-end entries split over SYMGRAD_WORKERS
 processes, default the cores); MHA (4,4,2,2) is repeated in one process, and without the
@@ -157,6 +158,10 @@ def evidence_rows(timeout):
         ("  decoder (16,64,4,16,256) --no-end-to-end", lambda: M.gpt_decoder_block(*gpt),
          {"end_to_end": False}, None, "≤ 5 s"),
     ]
+    affine = [(16, 256), (256, 64), (64,)]
+    rows += [("  node affine(16x256,256x64,64)", "node", {}, None, ""),
+             ("    the same, general path (baseline)", "node", {"general": True}, None,
+              "baseline")]
     from symgrad.mutants import ENGINE_MUTANTS
     for name, bp in sorted(ENGINE_MUTANTS.items()):
         rows.append((f"  {name} (16,64,…)", lambda: M.gpt_decoder_block(*gpt), {}, bp,
@@ -165,6 +170,16 @@ def evidence_rows(timeout):
     print(head)
     print("-" * (len(head) + 30))
     for label, build, options, bp, target in rows:
+        if build == "node":   # the largest node obligation alone, sparse path or general
+            def job(general=options.get("general", False)):
+                from symgrad.prove import sparse
+                if general:
+                    sparse.SPARSE_FROM = float("inf")
+                return sg.verify_node("affine", affine, timeout=timeout)
+            r, wall, peak = _forked(job)
+            print(f"{label:<44} {r.verdict.value:<9} {wall:>8.2f} {peak:>8.0f}  {target:<14} "
+                  f"{r.method[:150]}")
+            continue
         if bp is not None:   # the end to end alone: the node obligations are the row above
             def job(build=build, bp=bp):
                 from symgrad.prove.randomized import randomized_end_to_end
