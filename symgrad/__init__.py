@@ -8,6 +8,7 @@ from . import fn, models
 from .api import check_vjp, verify, verify_node
 from .errors import InputError, InternalError, RuleError, ShapeError
 from .graph import Graph
+from .intervals import Bounds, bounds
 from .ops import OPS, get_op
 from .prove.result import GraphResult, Result, SideCondition, Verdict, Witness
 from .tensor import symbols
@@ -16,5 +17,5 @@ from .version import __version__
 __all__ = [
     "check_vjp", "verify_node", "verify", "Graph", "GraphResult", "models", "symbols", "fn",
     "Verdict", "Result", "Witness", "SideCondition", "OPS", "get_op", "InputError",
-    "RuleError", "ShapeError", "InternalError", "__version__",
+    "RuleError", "ShapeError", "InternalError", "bounds", "Bounds", "__version__",
 ]

@@ -325,6 +325,8 @@ def graph_command(name):
     @click.option("--fixed-weights", is_flag=True,
                   help="decoder only: TorchLean's variant with the merge (Wo) and FFN weights "
                   "as fixed constants instead of inputs.")
+    @click.option("--layers", default=2, show_default=True, type=click.IntRange(min=1),
+                  help="stack only: how many encoder blocks.")
     @click.option("--no-end-to-end", is_flag=True,
                   help="Skip the end-to-end obligation (node obligations + corollary only).")
     @click.option("--evidence", type=click.Choice(["auto", "exact", "randomized"]),
@@ -339,8 +341,8 @@ def graph_command(name):
     @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead.")
     @verbose_option
     @report_option
-    def command(n, d_model, heads, head_dim, d_ff, layout, form, fixed_weights, no_end_to_end,
-                evidence, timeout, as_json, verbose, report_dir):
+    def command(n, d_model, heads, head_dim, d_ff, layout, form, fixed_weights, layers,
+                no_end_to_end, evidence, timeout, as_json, verbose, report_dir):
         from .api import verify as verify_graph
         for key, shown in given(*GRAPH_OPTIONS).items():
             message = name != "all" and graph_option_error(key, name, shown)
@@ -349,7 +351,8 @@ def graph_command(name):
         if no_end_to_end and given("evidence"):
             raise click.UsageError("--evidence applies to the end-to-end obligation, which "
                                    "--no-end-to-end skips")
-        dims = dict(n=n, d_model=d_model, heads=heads, head_dim=head_dim, d_ff=d_ff)
+        dims = dict(n=n, d_model=d_model, heads=heads, head_dim=head_dim, d_ff=d_ff,
+                    layers=layers)
         names = sorted(GRAPHS) if name == "all" else [name]
         progress = _progress_printer()
         results, outcomes, interrupted = [], [], None
@@ -386,6 +389,92 @@ def graph_command(name):
 
 for _graph in list(GRAPHS) + ["all"]:
     graph_command(_graph)
+
+
+@main.command("bounds")
+@click.argument("graph_name", metavar="GRAPH", type=click.Choice(sorted(GRAPHS)))
+@click.option("--n", default=4, show_default=True, help="Sequence length.")
+@click.option("--d-model", default=8, show_default=True, help="Model width.")
+@click.option("--heads", default=2, show_default=True, help="Attention heads.")
+@click.option("--head-dim", default=4, show_default=True, help="Width of one head.")
+@click.option("--d-ff", default=16, show_default=True, help="FFN hidden width.")
+@click.option("--layout", type=click.Choice(["pytorch", "torchlean"]), default="pytorch",
+              show_default=True, help="Head split (as for verify).")
+@click.option("--layers", default=2, show_default=True, type=click.IntRange(min=1),
+              help="stack only: how many encoder blocks.")
+@click.option("--values", "values_path", type=click.Path(dir_okay=False), default=None,
+              help="A .npz file with every graph input by its name (default: drawn at random "
+                   "with --seed: x ~ N(0,1), weights N(0,1)/√fan-in, γ ~ 1+0.1·N, β and "
+                   "biases 0.1·N).")
+@click.option("--seed", default=0, show_default=True, help="Seed of the default values.")
+@click.option("--radius", default="0.1", show_default=True,
+              help="L∞ radius of the box around each perturbed input.")
+@click.option("--perturb", "perturb", multiple=True, metavar="NAME",
+              help="An input to perturb (repeatable; default x). The others stay fixed.")
+@click.option("--method", type=click.Choice(["ibp", "ops", "centered", "subdivide", "auto"]),
+              default="auto", show_default=True,
+              help="ibp: each node's code on intervals (the naive baseline); ops: with "
+                   "softmax by cancellation, LayerNorm as a whole, monotone pieces; centered: "
+                   "the mean-value form with the proved VJPs; subdivide: centered on pieces "
+                   "of the box; auto: subdivide within --budget (the tightest).")
+@click.option("--budget", default=20.0, show_default=True, type=click.FloatRange(min=0),
+              help="Seconds subdivision may spend.")
+@click.option("--grad", is_flag=True,
+              help="Also enclose ∂out/∂input over the box for every perturbed input.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead.")
+@report_option
+def bounds_cmd(graph_name, n, d_model, heads, head_dim, d_ff, layout, layers, values_path,
+               seed, radius, perturb, method, budget, grad, as_json, report_dir):
+    """Sound interval enclosures of every tape value of GRAPH over a box of inputs: each
+    perturbed input anywhere within RADIUS of its value (L∞), the others fixed; outward
+    rounded (float64 endpoints, arb for the transcendental functions); the theorems are in
+    docs/bounds.md. Default shapes: n=4, d_model=8, heads=2, head_dim=4, d_ff=16."""
+    from .intervals import bounds, default_values, load_values
+    for key, shown in given("n", "d_model", "heads", "head_dim", "d_ff", "layout",
+                            "layers").items():
+        message = graph_option_error(key, graph_name, shown)
+        if message:
+            raise click.UsageError(message)
+    dims = dict(n=n, d_model=d_model, heads=heads, head_dim=head_dim, d_ff=d_ff,
+                layers=layers)
+    graph = build_graph(graph_name, dims, layout, "whole")
+    values = load_values(values_path) if values_path else default_values(graph, seed)
+    try:
+        r = float(radius)
+    except ValueError:
+        raise InputError(f"--radius {radius!r} is not a number") from None
+    found = bounds(graph, values, r, perturb=perturb or ("x",), method=method, grad=grad,
+                   budget=budget)
+    if report_dir:
+        from .report.bounds_page import write_bounds_report
+        click.echo(f"report: {write_bounds_report(report_dir, graph, values, found)}",
+                   err=True)
+    if as_json:
+        click.echo(json.dumps(found.to_json()))
+        return
+    _print_bounds(found, graph)
+
+
+def _print_bounds(found, graph):
+    click.echo(f"{graph.name}: {found.method} enclosures over the L∞ box of radius "
+               f"{found.radius:g} around {', '.join(found.perturb)} ({found.pieces} "
+               f"piece{'s' if found.pieces != 1 else ''}, {found.seconds:.2f} s)")
+    rows = [("value", "shape", "mean width", "max width")]
+    for name, (lo, hi) in found.values.items():
+        w = hi - lo
+        rows.append((name, "x".join(map(str, lo.shape)) or "scalar",
+                     f"{float(w.mean()):.4g}" if w.size else "-",
+                     f"{float(w.max()):.4g}" if w.size else "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for k, row in enumerate(rows):
+        click.echo("  ".join(c.ljust(wd) for c, wd in zip(row, widths)).rstrip())
+        if k == 0:
+            click.echo("  ".join("-" * wd for wd in widths))
+    if found.per_method:
+        click.echo("\nout, mean width by method: " + ", ".join(
+            f"{m} {float((hi - lo).mean()):.4g}" for m, (lo, hi) in found.per_method.items()))
+    for name, (lo, hi) in found.jacobian.items():
+        click.echo(f"∂out/∂{name}: enclosed, mean width {float((hi - lo).mean()):.4g}")
 
 
 @main.command("check")

@@ -26,7 +26,9 @@ def run_one(ob: Obligation) -> Outcome:
     s = ob.spec
     try:
         if ob.kind == "graph":
-            graph = build_graph(s["graph"], {d: s[d] for d in DIMS}, s.get("layout", "pytorch"),
+            graph = build_graph(s["graph"], dict({d: s[d] for d in DIMS},
+                                                 layers=s.get("layers", 2)),
+                                s.get("layout", "pytorch"),
                                 s.get("form", "whole"), s.get("fixed_weights", False))
             g = verify(graph, end_to_end=s.get("end_to_end", True), timeout=ob.timeout,
                        evidence=s.get("evidence", "auto"),

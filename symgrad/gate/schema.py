@@ -29,8 +29,8 @@ EXPECTATIONS = ("proved", "verified", "refuted")
 DIMS = ("n", "d_model", "heads", "head_dim", "d_ff")
 DEFAULT_DIMS = dict(n=2, d_model=2, heads=1, head_dim=2, d_ff=4)
 KEYS = {
-    "graph": {"graph", "name", *DIMS, "layout", "form", "fixed_weights", "end_to_end",
-              "evidence", "backprop", "timeout", "expect"},
+    "graph": {"graph", "name", *DIMS, "layout", "form", "fixed_weights", "layers",
+              "end_to_end", "evidence", "backprop", "timeout", "expect"},
     "node": {"op", "name", "shapes", "params", "reads", "symmetry", "timeout", "expect"},
     "mutant": {"mutant", "name", "timeout", "expect"},
 }
@@ -60,8 +60,8 @@ class Obligation:
             defaults = {"layout": "pytorch", "form": "whole", "fixed_weights": False,
                         "end_to_end": True, "evidence": "auto"}
             extra = "".join(f" {k}={str(s[k]).lower() if isinstance(s[k], bool) else s[k]}"
-                            for k in ("layout", "form", "fixed_weights", "end_to_end", "evidence",
-                                      "backprop")
+                            for k in ("layout", "form", "fixed_weights", "layers",
+                                      "end_to_end", "evidence", "backprop")
                             if k in s and s[k] != defaults.get(k))
             return f"graph {s['graph']} ({dims}){extra}"
         if self.kind == "node":
@@ -160,7 +160,7 @@ TYPES = {
     "params": (dict, 'a table, like params = { c = "1/2" }'),
     "shapes": (list, 'a list with one shape per input, like ["2x3"] or [[2, 3]]'),
     "reads": (list, "a list of input indices, like [0, 0]"),
-    **{d: _DIM for d in DIMS},
+    **{d: _DIM for d in DIMS}, "layers": _DIM,
 }
 #: the key that names what an entry checks
 SUBJECT = {"graph": "graph", "node": "op", "mutant": "mutant"}

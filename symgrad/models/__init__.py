@@ -16,10 +16,11 @@ blocks), ``decoder`` (the GPT decoder block); ``catalog`` maps the CLI's graph n
 from __future__ import annotations
 
 from .attention import LAYOUTS, masked_core, masked_mha, mha, mha_residual
-from .blocks import encoder_block, ffn, mha_postnorm, prenorm_encoder_block
+from .blocks import encoder_block, encoder_stack, ffn, mha_postnorm, prenorm_encoder_block
 from .decoder import gpt_decoder_block
 from .norm import DEFAULT_EPS, layer_norm
 
 __all__ = ["mha", "mha_residual", "layer_norm", "mha_postnorm", "ffn", "encoder_block",
+           "encoder_stack",
            "masked_core", "masked_mha", "gpt_decoder_block", "prenorm_encoder_block",
            "LAYOUTS", "DEFAULT_EPS"]

@@ -88,3 +88,36 @@ def prenorm_encoder_block(n, d_model, heads, head_dim, d_ff, layout="pytorch", c
     f = _ffn(g, b, 7, 8, 9, 10)
     g.add("add", h, f, name="out")
     return _labelled(g)
+
+
+def encoder_stack(n, d_model, heads, head_dim, d_ff, layers=2, layout="pytorch", c=None,
+                  eps=None) -> Graph:
+    """``layers`` post-norm encoder blocks in sequence (LeanCert's encoder stack): layer k
+    reads the previous layer's output and has its own weights, named with the suffix ``.k``
+    (``Wq.1``, ``gamma2.2``, …); tape values are prefixed ``layerk.``; the last is ``out``."""
+    _check_dims(n=n, d_model=d_model, heads=heads, head_dim=head_dim, d_ff=d_ff)
+    if not isinstance(layers, int) or layers < 1:
+        from ..errors import InputError
+        raise InputError(f"an encoder stack needs layers ≥ 1, got {layers!r}")
+    block = encoder_block(n, d_model, heads, head_dim, d_ff, layout, c, eps)
+    weights = block.inputs[1:]
+    g = Graph([block.inputs[0]] + [(f"{name}.{k}", shape) for k in range(1, layers + 1)
+                                   for name, shape in weights],
+              name="encoder_stack", info=dict(block.info, layers=layers))
+    previous = 0
+    for k in range(1, layers + 1):
+        where = {0: previous}
+        where.update({j: 1 + (k - 1) * len(weights) + (j - 1)
+                      for j in range(1, len(block.inputs))})
+        for node in block.nodes:
+            last = k == layers and node.name == "out"
+            index = g.add(node.op, *[where[r] for r in node.reads],
+                          name="out" if last else f"layer{k}.{node.name}", **node.params)
+            where[len(where)] = index
+        previous = index
+    g.axis_labels = {name: block.axis_labels[name.rsplit(".", 1)[0]]
+                     for name, _ in g.inputs
+                     if name.rsplit(".", 1)[0] in block.axis_labels}
+    if "x" in block.axis_labels:
+        g.axis_labels["x"] = block.axis_labels["x"]
+    return g

@@ -17,12 +17,14 @@ GRAPHS = {
                 ("layout", "fixed_weights")),
     "prenorm": ("prenorm_encoder_block", ("n", "d_model", "heads", "head_dim", "d_ff"),
                 ("layout",)),
+    "stack": ("encoder_stack", ("n", "d_model", "heads", "head_dim", "d_ff"),
+              ("layout", "layers")),
 }
 
 
 #: what a graph can be told beyond its name; which of them apply is in GRAPHS
 GRAPH_OPTIONS = ("n", "d_model", "heads", "head_dim", "d_ff", "layout", "form",
-                 "fixed_weights")
+                 "fixed_weights", "layers")
 
 
 def graph_option_error(key: str, graph: str, shown: str | None = None) -> str | None:
@@ -50,6 +52,8 @@ def build_graph(name, dims, layout, form, fixed_weights=False):
         kwargs["form"] = form
     if "causal" in extra:
         kwargs["causal"] = True
+    if "layers" in extra:
+        kwargs["layers"] = dims.get("layers", 2)
     positional = [dims[a] for a in args]
     if builder == "layer_norm":   # LayerNorm of an n × d_model input
         return models.layer_norm(*positional, **kwargs)
