@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import InputError, ShapeError
 from ..tensor import shape_tuple
-from .enclose import METHODS, Box, enclose
+from .enclose import METHODS, Box, enclose_box
 from .interval import NotSupported, bounds_arrays
 
 #: seconds the default method (auto) may spend subdividing
@@ -134,7 +134,7 @@ def bounds(graph, values: dict, radius: float = 0.1, perturb=("x",), method: str
     box = Box(graph, values, float(radius), perturbed)
     chosen = "subdivide" if method == "auto" else method
     try:
-        found = enclose(graph, box, chosen, budget, grad=grad)
+        found = enclose_box(graph, box, chosen, budget, grad=grad)
     except (NotSupported, ZeroDivisionError, OverflowError) as exc:
         raise InputError(f"cannot enclose graph {graph.name} with {chosen}: {exc}") from None
     vals = {name: bounds_arrays(v) for name, v in zip(graph.values, found["values"])}

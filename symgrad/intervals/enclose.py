@@ -136,47 +136,97 @@ def _local_jacobians(op, node, args, out) -> list:
     return list(zip(lo, hi))
 
 
+def _up(x):
+    return np.nextafter(x, np.inf)
+
+
+def _relative(n: int) -> float:
+    """1 + a bound on the relative rounding error of a sum of n nonnegative float products."""
+    return 1 + 1.01 * (n + 2) * U / (1 - (n + 2) * U)
+
+
+def _product_reach(a, b):   # |ΔA·ΔB| ≤ reach_A · reach_B, rounded up
+    k = a.shape[-1]
+    return _up((a @ b) * _relative(k))
+
+
+#: bilinear ops: the bound on their second-order term from the operands' reaches
+BILINEAR = {"matmul": _product_reach, "batched_matmul": _product_reach,
+            "mul": lambda a, b: _up(a * b * _relative(1))}
+
+
 def mean_value(graph, box: Box) -> tuple:
-    """Every tape value enclosed by the mean-value form in forward order: each value v gets
-    the interval Jacobian J_v = Σ_p L_p · J_{read p} over the box (L_p from the node's
-    proved VJP rule on the enclosures of what it reads), and v ⊆ v(x₀) + J_v (X − x₀),
-    intersected with the ``ops`` enclosure. Returns (values, {input: J of out})."""
+    """Every tape value v enclosed by a first-order form in the input noise ε ∈ [−1, 1]^m
+    (x = x₀ + r ⊙ ε): v(x) ∈ v* + A_v ε ± e_v, where v* is v at the box's centre. A node
+    f with reads u: f(u) − f(u*) = J(ξ)(u − u*) (the mean value theorem, per entry) =
+    M(u − u*) + (J(ξ) − M)(u − u*) for any matrix M, so A_f = M·A_u (cancellations kept:
+    the residual x + attn adds the coefficients of both) and e_f = |M|·e_u +
+    mag(J(U) − M)·(|A_u|·1 + e_u) + rounding, with J(U) the node's interval Jacobian over
+    the enclosures U of what it reads — from its **proved** VJP rule — and M its midpoint.
+    Each enclosure is the form's range intersected with ``ops``. The interval Jacobian of
+    the output, J_out = Σ L · J_read over the box, comes along. Returns (values, {input:
+    J of out})."""
     mid, rad = box.center()
     point = forward(graph, [interval_array(m, m) for m in mid], tight=False)
     offsets, total = {}, 0
     for i in box.perturbed:
         offsets[i] = total
         total += box.lo[i].size
-    r_flat = np.concatenate([rad[i].ravel() for i in box.perturbed]) if total else np.zeros(0)
     vals = list(box.intervals())
-    jac = []
+    forms, jac = [], []
     for i in range(len(graph.inputs)):
+        n = box.lo[i].size
+        A = np.zeros((n, total))
         if i in offsets:
-            n = box.lo[i].size
+            A[np.arange(n), offsets[i] + np.arange(n)] = rad[i].ravel()
             eye = np.zeros((n, total))
             eye[np.arange(n), offsets[i] + np.arange(n)] = 1.0
             jac.append((eye, eye.copy()))
         else:
             jac.append(None)
+        forms.append((A, np.zeros(n)))
     for node in graph.nodes:
         op = get_op(node.op)
         args = [vals[r] for r in node.reads]
         out = forward_node(node, args)
-        J = None
-        if any(jac[r] is not None for r in node.reads):
-            local = _local_jacobians(op, node, args, out)
+        size = out.size
+        c_lo, c_hi = bounds_arrays(point[len(vals)])
+        half = _up((c_hi - c_lo) / 2).ravel()       # |c − v*| where c is the centre's midpoint
+        varying = [forms[r][0].any() or forms[r][1].any() for r in node.reads]
+        A, err, J = np.zeros((size, total)), np.zeros(size), None
+        if any(varying):
+            box_local = _local_jacobians(op, node, args, out)
+            # a product of two varying values: f(u) − f(u*) = J(u*)(u − u*) + B(Δ₁, Δ₂)
+            # exactly, |B| bounded by the product of the reaches (half the mean-value bound)
+            bilinear = node.op in BILINEAR and len(set(node.reads)) == 2 and all(varying)
+            local = _local_jacobians(op, node, [point[r] for r in node.reads],
+                                     point[len(vals)]) if bilinear else box_local
+            reaches = []
             for p, r in enumerate(node.reads):
+                A_r, e_r = forms[r]
+                if not varying[p]:
+                    continue
+                L_lo, L_hi = local[p]
+                M = (L_lo + L_hi) / 2
+                spread = np.maximum(_up(M - L_lo), _up(L_hi - M))   # mag(J − M)
+                reach = _up(np.abs(A_r).sum(axis=1) * _relative(total) + e_r)   # |u − u*|
+                reaches.append(reach.reshape(np.shape(args[p])))
+                absM = np.abs(M)
+                A = A + M @ A_r
+                k = M.shape[1]
+                rounding = (absM @ np.abs(A_r)).sum(axis=1) * (2.02 * (k + total + 2) * U)
+                err = err + (absM @ e_r + spread @ reach) * _relative(k) + rounding
                 if jac[r] is not None:
-                    J = _pair_add(J, matmul_bounds(local[p][0], local[p][1], *jac[r]))
-        if J is not None:
-            mag = np.maximum(np.abs(J[0]), np.abs(J[1]))
-            spread = np.nextafter((np.nextafter(mag * r_flat, np.inf)).sum(axis=1) *
-                                  (1 + 1.01 * (total + 1) * U / (1 - (total + 1) * U)),
-                                  np.inf).reshape(out.shape)
-            c_lo, c_hi = bounds_arrays(point[len(vals)])
-            centre = interval_array(np.nextafter(c_lo - spread, -np.inf),
-                                    np.nextafter(c_hi + spread, np.inf))
-            out = _intersect(out, centre)
+                    J = _pair_add(J, matmul_bounds(*box_local[p], *jac[r]))
+            if bilinear:
+                err = err + BILINEAR[node.op](*reaches).ravel()
+            err = _up(err * _relative(len(node.reads) + 1))
+        radius = _up((np.abs(A).sum(axis=1) * _relative(total) + err) * _relative(2) + half)
+        centre = ((c_lo + c_hi) / 2).ravel()
+        form_range = interval_array(np.nextafter(centre - radius, -np.inf).reshape(out.shape),
+                                    np.nextafter(centre + radius, np.inf).reshape(out.shape))
+        out = _intersect(out, form_range)
+        forms.append((A, _up(err + half)))
         vals.append(out)
         jac.append(J)
     J_out = jac[graph.output]
@@ -210,7 +260,7 @@ def forward_node(node, args):
     return special if naive is None else _intersect(naive, special)
 
 
-def enclose(graph, box: Box, method: str, budget: float, grad: bool = False) -> dict:
+def enclose_box(graph, box: Box, method: str, budget: float, grad: bool = False) -> dict:
     """Every tape value's enclosure by ``method`` (and, with ``grad`` or where the method
     computes it, J over the box). Returns {"values": [...], "jacobian": J or None,
     "pieces": n, "per_method": {method: out enclosure}}."""
