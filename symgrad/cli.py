@@ -410,7 +410,8 @@ for _graph in list(GRAPHS) + ["all"]:
 @click.option("--radius", default="0.1", show_default=True,
               help="L∞ radius of the box around each perturbed input.")
 @click.option("--perturb", "perturb", multiple=True, metavar="NAME",
-              help="An input to perturb (repeatable; default x). The others stay fixed.")
+              help="An input to perturb (repeatable; default x, or the first input of a "
+                   "graph without one). The others stay fixed.")
 @click.option("--method", type=click.Choice(["ibp", "ops", "centered", "subdivide", "auto"]),
               default="auto", show_default=True,
               help="ibp: each node's code on intervals (the naive baseline); ops: with "
@@ -443,7 +444,7 @@ def bounds_cmd(graph_name, n, d_model, heads, head_dim, d_ff, layout, layers, va
         r = float(radius)
     except ValueError:
         raise InputError(f"--radius {radius!r} is not a number") from None
-    found = bounds(graph, values, r, perturb=perturb or ("x",), method=method, grad=grad,
+    found = bounds(graph, values, r, perturb=perturb or None, method=method, grad=grad,
                    budget=budget)
     if report_dir:
         from .report.bounds_page import write_bounds_report

@@ -168,3 +168,19 @@ def test_the_report_plots_each_method_against_the_sampled_range(tmp_path):
     assert "<svg" in page and "values outside an enclosure:\n<b>0</b>" in page
     for method in ("ibp", "ops", "centered", "subdivide"):
         assert method in page
+
+
+def test_several_perturbed_inputs_and_the_attention_core():
+    graph = sg.models.mha(3, 4, 2, 2)
+    values = default_values(graph, seed=4)
+    found = sg.bounds(graph, values, 0.02, perturb=("x", "Wq"), method="centered", grad=True)
+    assert set(found.jacobian) == {"x", "Wq"}
+    names = [n for n, _ in graph.inputs]
+    box = Box(graph, values, 0.02, [names.index("x"), names.index("Wq")])
+    inner = inner_range(graph, box, samples=16, corners=16, ascent=2)
+    assert not _outside(graph, found, inner)
+    core = sg.models.masked_core(3, 2, 2, causal=True)
+    found = sg.bounds(core, default_values(core), 0.05, method="subdivide", budget=0.5)
+    assert found.perturb == [core.inputs[0][0]]     # no x: the first input
+    box = Box(core, default_values(core), 0.05, [0])
+    assert not _outside(core, found, inner_range(core, box, samples=16, corners=16, ascent=2))

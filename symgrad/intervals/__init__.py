@@ -122,13 +122,17 @@ def check_inputs(graph, values, radius, perturb, method) -> list:
     return [names.index(n) for n in dict.fromkeys(perturb)]
 
 
-def bounds(graph, values: dict, radius: float = 0.1, perturb=("x",), method: str = "auto",
+def bounds(graph, values: dict, radius: float = 0.1, perturb=None, method: str = "auto",
            grad: bool = False, budget: float = DEFAULT_BUDGET) -> Bounds:
     """Sound enclosures of every tape value of ``graph`` over the box: each input named in
-    ``perturb`` anywhere in [v − radius, v + radius] entrywise (L∞), the others fixed at
+    ``perturb`` (default: x, or the first input of a graph without one — the attention
+    core's Q) anywhere in [v − radius, v + radius] entrywise (L∞), the others fixed at
     ``values``. ``method``: ibp, ops, centered, subdivide or auto (subdivide within
     ``budget`` seconds; the tightest). ``grad``: also enclose ∂out/∂input over the box for
     every perturbed input."""
+    if not perturb:
+        names = [n for n, _ in graph.inputs]
+        perturb = ("x",) if "x" in names else (names[0],)
     perturbed = check_inputs(graph, values, radius, perturb, method)
     t0 = time.perf_counter()
     box = Box(graph, values, float(radius), perturbed)
