@@ -24,7 +24,7 @@ import numpy as np
 from ..ops import get_op
 from .interval import U, NotSupported, as_interval, bounds_arrays, interval_array, \
     matmul_bounds
-from .rules import LOCAL, RULES
+from .rules import ELEMENTWISE, LOCAL, RULES
 
 METHODS = ("ibp", "ops", "centered", "subdivide", "auto")
 
@@ -119,6 +119,14 @@ def _local_jacobians(op, node, args, out) -> list:
     shape = out.shape
     size = int(np.prod(shape))
     sizes = [int(np.prod(np.shape(a))) for a in args]
+    if node.op in ELEMENTWISE:   # a diagonal Jacobian: one pass with ḡ = 1 gives it
+        ones = np.empty(shape, dtype=object)
+        ones.fill(1)
+        d_lo, d_hi = bounds_arrays(op.vjp(ones, out, *args, **node.params)[0])
+        lo, hi = np.zeros((size, size)), np.zeros((size, size))
+        lo[np.arange(size), np.arange(size)] = d_lo.ravel()
+        hi[np.arange(size), np.arange(size)] = d_hi.ravel()
+        return [(lo, hi)]
     lo = [np.zeros((size, n)) for n in sizes]
     hi = [np.zeros((size, n)) for n in sizes]
     for row, k in enumerate(np.ndindex(shape)):
@@ -143,6 +151,29 @@ def _up(x):
 def _relative(n: int) -> float:
     """1 + a bound on the relative rounding error of a sum of n nonnegative float products."""
     return 1 + 1.01 * (n + 2) * U / (1 - (n + 2) * U)
+
+
+def _padded(A, columns: int) -> np.ndarray:
+    """A with zero columns appended up to ``columns`` (symbols created after it)."""
+    if A.shape[1] == columns:
+        return A
+    return np.hstack([A, np.zeros((A.shape[0], columns - A.shape[1]))])
+
+
+#: pieces of [0, 1] over which a node's remainder integral is bounded
+SPLITS = 4
+
+
+def _scaled(centre, box, reach, t: float) -> np.ndarray:
+    """u* + t·D with D = [−reach, reach] ∩ (U − u*), as intervals (u* in ``centre``)."""
+    c_lo, c_hi = bounds_arrays(centre)
+    u_lo, u_hi = bounds_arrays(box)
+    r = reach.reshape(c_lo.shape)
+    d_lo = np.maximum(-r, np.nextafter(u_lo - c_hi, -np.inf))
+    d_hi = np.minimum(r, np.nextafter(u_hi - c_lo, np.inf))
+    lo = np.nextafter(c_lo + np.nextafter(t * d_lo, -np.inf), -np.inf)
+    hi = np.nextafter(c_hi + np.nextafter(t * d_hi, np.inf), np.inf)
+    return interval_array(np.minimum(lo, c_lo), np.maximum(hi, c_hi))
 
 
 def _product_reach(a, b):   # |ΔA·ΔB| ≤ reach_A · reach_B, rounded up
@@ -174,6 +205,7 @@ def mean_value(graph, box: Box) -> tuple:
         total += box.lo[i].size
     vals = list(box.intervals())
     forms, jac = [], []
+    columns = total        # noise symbols: the inputs', then one per remainder
     for i in range(len(graph.inputs)):
         n = box.lo[i].size
         A = np.zeros((n, total))
@@ -193,35 +225,68 @@ def mean_value(graph, box: Box) -> tuple:
         c_lo, c_hi = bounds_arrays(point[len(vals)])
         half = _up((c_hi - c_lo) / 2).ravel()       # |c − v*| where c is the centre's midpoint
         varying = [forms[r][0].any() or forms[r][1].any() for r in node.reads]
-        A, err, J = np.zeros((size, total)), np.zeros(size), None
+        A, err, J = np.zeros((size, columns)), np.zeros(size), None
         if any(varying):
-            box_local = _local_jacobians(op, node, args, out)
             # a product of two varying values: f(u) − f(u*) = J(u*)(u − u*) + B(Δ₁, Δ₂)
-            # exactly, |B| bounded by the product of the reaches (half the mean-value bound)
+            # exactly, |B| bounded by the product of the reaches (half the mean-value bound);
+            # any other node: the remainder ∫₀¹ (J(u* + tΔ) − M)Δ dt, bounded piecewise over
+            # t ∈ [(k−1)/K, k/K] by J on the box u* + (k/K)·D, D = [−reach, reach] ∩ (U − u*)
             bilinear = node.op in BILINEAR and len(set(node.reads)) == 2 and all(varying)
-            local = _local_jacobians(op, node, [point[r] for r in node.reads],
-                                     point[len(vals)]) if bilinear else box_local
+            centre = [point[r] for r in node.reads]
+            local = _local_jacobians(op, node, centre, point[len(vals)])
             reaches = []
+            for p, r in enumerate(node.reads):
+                A_r, e_r = forms[r]
+                reaches.append(_up(np.abs(_padded(A_r, columns)).sum(axis=1) *
+                                   _relative(columns) + e_r) if varying[p] else None)
+            steps = [1.0] if bilinear else [k / SPLITS for k in range(1, SPLITS + 1)]
+            spreads = []
+            for t in steps:
+                args_t = [_scaled(point[r], vals[r], reaches[p], t) if varying[p] else vals[r]
+                          for p, r in enumerate(node.reads)]
+                loc_t = _local_jacobians(op, node, args_t, forward_node(node, args_t))
+                spreads.append(loc_t)
+            box_local = spreads[-1]
+            remainder = np.zeros(size)
             for p, r in enumerate(node.reads):
                 A_r, e_r = forms[r]
                 if not varying[p]:
                     continue
+                A_r = _padded(A_r, columns)
                 L_lo, L_hi = local[p]
                 M = (L_lo + L_hi) / 2
-                spread = np.maximum(_up(M - L_lo), _up(L_hi - M))   # mag(J − M)
-                reach = _up(np.abs(A_r).sum(axis=1) * _relative(total) + e_r)   # |u − u*|
-                reaches.append(reach.reshape(np.shape(args[p])))
+                reach = reaches[p]
                 absM = np.abs(M)
                 A = A + M @ A_r
                 k = M.shape[1]
-                rounding = (absM @ np.abs(A_r)).sum(axis=1) * (2.02 * (k + total + 2) * U)
-                err = err + (absM @ e_r + spread @ reach) * _relative(k) + rounding
+                rounding = (absM @ np.abs(A_r)).sum(axis=1) * (2.02 * (k + columns + 2) * U)
+                err = err + absM @ e_r * _relative(k) + rounding
+                if bilinear:   # J(u*) − M: the width of the centre's enclosure only
+                    spread = np.maximum(_up(M - L_lo), _up(L_hi - M))
+                    remainder = remainder + spread @ reach * _relative(k)
+                else:
+                    for loc_t in spreads:
+                        t_lo, t_hi = loc_t[p]
+                        spread = np.maximum(_up(M - t_lo), _up(t_hi - M))
+                        remainder = remainder + (spread @ reach) * (_relative(k) / len(spreads))
                 if jac[r] is not None:
                     J = _pair_add(J, matmul_bounds(*box_local[p], *jac[r]))
+            reaches = [r_ for r_, v in zip(reaches, varying) if v]
+            reaches = [r_.reshape(np.shape(args[p])) for r_, p in
+                       zip(reaches, [p for p, v in enumerate(varying) if v])]
             if bilinear:
-                err = err + BILINEAR[node.op](*reaches).ravel()
+                remainder = remainder + BILINEAR[node.op](*reaches).ravel()
             err = _up(err * _relative(len(node.reads) + 1))
-        radius = _up((np.abs(A).sum(axis=1) * _relative(total) + err) * _relative(2) + half)
+            # the remainder of each entry becomes a noise symbol of its own: later linear
+            # maps combine these coefficients exactly (with cancellation), as they do ε's
+            remainder = _up(remainder * _relative(len(node.reads) + 1))
+            rows = np.nonzero(remainder > 0)[0]
+            if rows.size:
+                fresh = np.zeros((size, rows.size))
+                fresh[rows, np.arange(rows.size)] = remainder[rows]
+                A = np.hstack([A, fresh])
+                columns += rows.size
+        radius = _up((np.abs(A).sum(axis=1) * _relative(columns) + err) * _relative(2) + half)
         centre = ((c_lo + c_hi) / 2).ravel()
         form_range = interval_array(np.nextafter(centre - radius, -np.inf).reshape(out.shape),
                                     np.nextafter(centre + radius, np.inf).reshape(out.shape))
