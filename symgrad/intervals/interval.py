@@ -57,6 +57,10 @@ def _ball_bounds(b: arb) -> tuple:
     return down(float(b.lower())), up(float(b.upper()))
 
 
+#: SymEngine constants (√(2/π), 1/√d_k, ε) met before: their enclosures
+_CONSTANTS: dict = {}
+
+
 def _exact_number(v):
     """An (lo, hi) float enclosure of a number the code meets, or None."""
     if isinstance(v, (bool, np.bool_)):
@@ -72,6 +76,9 @@ def _exact_number(v):
     if isinstance(v, Fraction):
         return _ball_bounds(arb(v.numerator) / v.denominator)
     if isinstance(v, se.Basic):
+        known = _CONSTANTS.get(v)
+        if known is not None:
+            return known
         if v.free_symbols:
             raise NotSupported(f"the symbolic constant {v} has no value; give numbers for "
                                f"every graph input")
@@ -79,7 +86,8 @@ def _exact_number(v):
         old = flint_ctx.prec
         flint_ctx.prec = 128
         try:
-            return _ball_bounds(Evaluator({}, 128)(v))
+            found = _CONSTANTS[v] = _ball_bounds(Evaluator({}, 128)(v))
+            return found
         finally:
             flint_ctx.prec = old
     return None
@@ -170,16 +178,21 @@ FUNCTIONS = {
 }
 
 
+_SQRT_2_PI = se.sqrt(2 / se.pi)
+_GELU_C = se.Rational(8943, 200000)   # 0.044715 exactly
+_SQRT_2 = se.sqrt(2)
+
+
 def _gelu_tanh(a):
     # x/2·(1 + tanh(√(2/π)(x + c·x³))), in interval arithmetic (the ops' tight rule joins
     # monotone pieces instead; this is the naive enclosure)
-    k = as_interval(se.sqrt(2 / se.pi))
-    c = as_interval(Fraction("0.044715"))
+    k = as_interval(_SQRT_2_PI)
+    c = as_interval(_GELU_C)
     return a * (1 + FUNCTIONS["tanh"](k * (a + c * a ** 3))) / 2
 
 
 def _gelu_erf(a):
-    return a * (1 + FUNCTIONS["erf"](a / as_interval(se.sqrt(2)))) / 2
+    return a * (1 + FUNCTIONS["erf"](a / as_interval(_SQRT_2))) / 2
 
 
 FUNCTIONS["gelu_tanh"] = _gelu_tanh

@@ -17,7 +17,7 @@ anywhere in its interval, independently), which contains every point the graph c
   off the corners; |x̂_i| < √(d − 1) bounds it too. Then y = γ·x̂ + β.
 * elementwise functions: the derivative over the interval, from the op's **proved** VJP
   rule run on intervals with ḡ = 1; where its sign is fixed the function is monotone there
-  and its range is the values at the ends; elsewhere the interval is bisected (to depth 10,
+  and its range is the values at the ends; elsewhere the interval is bisected (to depth 7,
   the last pieces by the mean-value form f(m) + f′(X)(X − m)) and the pieces' enclosures
   joined.
 
@@ -155,7 +155,7 @@ ELEMENTWISE = {"exp", "log", "tanh", "sigmoid", "silu", "gelu_tanh", "gelu_erf",
                "sqrt", "inv"}
 
 
-def elementwise_range(op_name, x: Interval, params, depth: int = 10) -> Interval:
+def elementwise_range(op_name, x: Interval, params, depth: int = 7) -> Interval:
     """The range of an elementwise op over one interval: monotone pieces by the sign of its
     proved VJP with ḡ = 1, bisection elsewhere."""
     op = get_op(op_name)
