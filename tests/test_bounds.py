@@ -164,7 +164,7 @@ def test_the_report_plots_each_method_against_the_sampled_range(tmp_path):
                                        "--head-dim", "2", "--radius", "0.02", "--budget", "1",
                                        "--report", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    page = (tmp_path / "bounds.html").read_text()
+    page = (tmp_path / "index.html").read_text()
     assert "<svg" in page and "values outside an enclosure:\n<b>0</b>" in page
     for method in ("ibp", "ops", "centered", "subdivide"):
         assert method in page

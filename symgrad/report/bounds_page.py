@@ -64,7 +64,8 @@ def _svg(entries, inner_lo, inner_hi, methods) -> str:
 
 def write_bounds_report(directory, graph, values, found, samples: int = 64,
                         ascent: int = 4) -> Path:
-    """Write ``bounds.html`` into ``directory``; returns its path."""
+    """Write the page (``index.html``, as every report) into ``directory``; returns its
+    path."""
     from ..intervals.enclose import Box
     from ..intervals.sample import inner_range
     out = Path(directory)
@@ -102,6 +103,6 @@ transcendental functions; theorems: docs/bounds.md.</p>
 {_svg(entries, i_lo, i_hi, methods)}
 <p style="color:#888">symgrad, {datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}</p>
 </body></html>"""
-    path = out / "bounds.html"
+    path = out / "index.html"
     path.write_text(page, encoding="utf-8")
     return path
