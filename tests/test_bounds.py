@@ -184,3 +184,41 @@ def test_several_perturbed_inputs_and_the_attention_core():
     assert found.perturb == [core.inputs[0][0]]     # no x: the first input
     box = Box(core, default_values(core), 0.05, [0])
     assert not _outside(core, found, inner_range(core, box, samples=16, corners=16, ascent=2))
+
+
+def _chain_graph(*weights):
+    g = sg.Graph([("x", (1, weights[0].shape[0]))], name="chain")
+    v = 0
+    for k, W in enumerate(weights):
+        v = g.add("matmul_const", v, W=W, name="out" if k == len(weights) - 1 else f"h{k}")
+    return g
+
+
+@pytest.mark.parametrize("method", ["ibp", "ops", "centered", "subdivide"])
+def test_red_team_regressions_gradients_subnormals_long_doubles(method):
+    # two float matrices in a row: dy/dx = 1 exactly, the float product cancels to 0
+    g = _chain_graph(np.array([[1.0, 1.0, 1.0]]), np.array([[1e16], [1.0], [-1e16]]))
+    found = sg.bounds(g, {"x": np.array([[0.5]])}, 0.1, method=method, grad=True, budget=0.3)
+    lo, hi = found.jacobian["x"]
+    assert lo[0, 0, 0, 0] <= 1 <= hi[0, 0, 0, 0]
+    # coefficients below the normal range: the value at the corner stays inside
+    r = 163 * 2.0 ** -1074
+    g = _chain_graph(np.full((40, 40), 0.3), np.full((40, 1), 0.01))
+    found = sg.bounds(g, {"x": np.zeros((1, 40))}, r, method=method, budget=0.3)
+    from fractions import Fraction
+    exact = Fraction(r) * 40 * Fraction(0.3) * 40 * Fraction(0.01)
+    lo, hi = found.values["out"]
+    assert Fraction(float(lo[0, 0])) <= exact <= Fraction(float(hi[0, 0]))
+    # a long double input is enclosed, not rounded
+    g = _chain_graph(np.array([[2.0]]))
+    x = np.array([[np.longdouble(1) + np.longdouble(2) ** -60]])
+    found = sg.bounds(g, {"x": x}, 0.0, method=method, budget=0.3)
+    lo, hi = found.values["x"]
+    assert lo[0, 0] <= x[0, 0] <= hi[0, 0] or np.longdouble(1) == x[0, 0]
+
+
+def test_layer_norm_with_eps_not_positive_is_refused():
+    g = sg.Graph([("x", (1, 2)), ("g", (2,)), ("b", (2,))], name="ln")
+    g.add("layer_norm", 0, 1, 2, eps=sg.fn.rational(-1, 100), name="out")
+    with pytest.raises(sg.InputError, match="eps > 0"):
+        sg.bounds(g, {"x": np.array([[1.6, 0.0]]), "g": np.ones(2), "b": np.zeros(2)}, 0.3)

@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import InputError, ShapeError
 from ..tensor import shape_tuple
 from .enclose import METHODS, Box, enclose_box
-from .interval import NotSupported, bounds_arrays
+from .interval import NotSupported, as_interval, bounds_arrays
 
 #: seconds the default method (auto) may spend subdividing
 DEFAULT_BUDGET = 20.0
@@ -119,6 +119,12 @@ def check_inputs(graph, values, radius, perturb, method) -> list:
                              f"{graph.name} expects {shape_tuple(shape)}")
         if not np.all(np.isfinite(v)):
             raise InputError(f"input {name!r} holds a non-finite value")
+    for node in graph.nodes:   # LayerNorm's rule and form rest on ε > 0 (as its proof does)
+        if node.op == "layer_norm":
+            eps = as_interval(node.params["eps"])
+            if not eps.lo > 0:
+                raise InputError(f"node {node.name} (layer_norm) has eps = "
+                                 f"{node.params['eps']}; interval bounds need eps > 0")
     return [names.index(n) for n in dict.fromkeys(perturb)]
 
 

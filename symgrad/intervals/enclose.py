@@ -22,8 +22,8 @@ import time
 import numpy as np
 
 from ..ops import get_op
-from .interval import U, NotSupported, as_interval, bounds_arrays, interval_array, \
-    matmul_bounds
+from .interval import FUNCTIONS, U, Interval, NotSupported, as_interval, bounds_arrays, \
+    interval_array, matmul_bounds
 from .rules import ELEMENTWISE, LOCAL, RULES
 
 METHODS = ("ibp", "ops", "centered", "subdivide", "auto")
@@ -66,8 +66,7 @@ def jacobian(graph, vals: list, perturbed: list) -> dict:
     shape = graph.shape(out_index)
     J = {i: np.empty(shape + graph.shape(i), dtype=object) for i in perturbed}
     for k in np.ndindex(shape):
-        seed = np.zeros(shape, dtype=object)
-        seed[k] = 1
+        seed = _unit_seed(shape, k)
         cot = graph.backprop(vals, {out_index: seed})
         for i in perturbed:
             c = np.asarray(cot[i], dtype=object)
@@ -83,13 +82,17 @@ class Box:
         self.graph, self.perturbed = graph, perturbed
         self.lo, self.hi = [], []
         for i, (name, shape) in enumerate(graph.inputs):
-            v = np.asarray(values[name], dtype=float)
-            if i in perturbed:
-                self.lo.append(np.nextafter(v - radius, -np.inf) if radius else v.copy())
-                self.hi.append(np.nextafter(v + radius, np.inf) if radius else v.copy())
-            else:
-                self.lo.append(v.copy())
-                self.hi.append(v.copy())
+            given = np.asarray(values[name])
+            v = given.astype(float)
+            lo, hi = v.copy(), v.copy()
+            if given.dtype.kind == "f" and given.dtype.itemsize > 8:   # a long double: the
+                inexact = v.astype(given.dtype) != given                # box around it
+                lo = np.where(inexact, np.nextafter(v, -np.inf), v)
+                hi = np.where(inexact, np.nextafter(v, np.inf), v)
+            if i in perturbed and radius:
+                lo, hi = np.nextafter(lo - radius, -np.inf), np.nextafter(hi + radius, np.inf)
+            self.lo.append(lo)
+            self.hi.append(hi)
 
     def piece(self, lo, hi) -> "Box":
         b = object.__new__(Box)
@@ -113,6 +116,16 @@ def _pair_add(a, b):
     return (np.nextafter(a[0] + b[0], -np.inf), np.nextafter(a[1] + b[1], np.inf))
 
 
+def _unit_seed(shape, k) -> np.ndarray:
+    """e_k as intervals: every product the VJP code forms with it is then an interval
+    operation, outward rounded — never a float product of the op's float parameters (two
+    float matrices in a row would multiply in plain floats)."""
+    seed = np.empty(shape, dtype=object)
+    seed.flat[:] = [Interval(0.0, 0.0) for _ in range(seed.size)]
+    seed[k] = Interval(1.0, 1.0)
+    return seed
+
+
 def _local_jacobians(op, node, args, out) -> list:
     """Per argument position p, (lo, hi) of ∂out_k/∂arg_e over the box as a |out| × |arg|
     matrix: the op's proved VJP rule run on the intervals with the seed e_k, per k."""
@@ -121,7 +134,7 @@ def _local_jacobians(op, node, args, out) -> list:
     sizes = [int(np.prod(np.shape(a))) for a in args]
     if node.op in ELEMENTWISE:   # a diagonal Jacobian: one pass with ḡ = 1 gives it
         ones = np.empty(shape, dtype=object)
-        ones.fill(1)
+        ones.flat[:] = [Interval(1.0, 1.0) for _ in range(ones.size)]
         d_lo, d_hi = bounds_arrays(op.vjp(ones, out, *args, **node.params)[0])
         lo, hi = np.zeros((size, size)), np.zeros((size, size))
         lo[np.arange(size), np.arange(size)] = d_lo.ravel()
@@ -130,8 +143,7 @@ def _local_jacobians(op, node, args, out) -> list:
     lo = [np.zeros((size, n)) for n in sizes]
     hi = [np.zeros((size, n)) for n in sizes]
     for row, k in enumerate(np.ndindex(shape)):
-        seed = np.zeros(shape, dtype=object)
-        seed[k] = 1
+        seed = _unit_seed(shape, k)
         local = LOCAL.get(node.op)
         cots = local(seed, out, args, node.params) if local is not None else \
             op.vjp(seed, out, *args, **node.params)
@@ -146,6 +158,11 @@ def _local_jacobians(op, node, args, out) -> list:
 
 def _up(x):
     return np.nextafter(x, np.inf)
+
+
+#: the absolute rounding error of one float operation whose result underflows (2⁻¹⁰⁷⁵,
+#: rounded up): relative bounds alone fail below the normal range
+TINY = 2.0 ** -1074
 
 
 def _relative(n: int) -> float:
@@ -178,12 +195,12 @@ def _scaled(centre, box, reach, t: float) -> np.ndarray:
 
 def _product_reach(a, b):   # |ΔA·ΔB| ≤ reach_A · reach_B, rounded up
     k = a.shape[-1]
-    return _up((a @ b) * _relative(k))
+    return _up((a @ b) * _relative(k) + (k + 1) * TINY)
 
 
 #: bilinear ops: the bound on their second-order term from the operands' reaches
 BILINEAR = {"matmul": _product_reach, "batched_matmul": _product_reach,
-            "mul": lambda a, b: _up(a * b * _relative(1))}
+            "mul": lambda a, b: _up(a * b * _relative(1) + TINY)}
 
 
 def mean_value(graph, box: Box) -> tuple:
@@ -226,6 +243,16 @@ def mean_value(graph, box: Box) -> tuple:
         half = _up((c_hi - c_lo) / 2).ravel()       # |c − v*| where c is the centre's midpoint
         varying = [forms[r][0].any() or forms[r][1].any() for r in node.reads]
         A, err, J = np.zeros((size, columns)), np.zeros(size), None
+        chain = None
+        if node.op in CHAINS and varying[0] and not any(varying[1:]):
+            r0 = node.reads[0]
+            x_lo, x_hi = bounds_arrays(point[r0])
+            sym = _Symbols(columns)
+            try:
+                chain = CHAINS[node.op](sym, (((x_lo + x_hi) / 2).ravel(), forms[r0][0],
+                                              forms[r0][1]), node, args)
+            except (NotSupported, ZeroDivisionError, OverflowError):
+                chain = None
         if any(varying):
             # a product of two varying values: f(u) − f(u*) = J(u*)(u − u*) + B(Δ₁, Δ₂)
             # exactly, |B| bounded by the product of the reaches (half the mean-value bound);
@@ -259,16 +286,18 @@ def mean_value(graph, box: Box) -> tuple:
                 absM = np.abs(M)
                 A = A + M @ A_r
                 k = M.shape[1]
-                rounding = (absM @ np.abs(A_r)).sum(axis=1) * (2.02 * (k + columns + 2) * U)
+                rounding = (absM @ np.abs(A_r)).sum(axis=1) * (2.02 * (k + columns + 2) * U) \
+                    + (k + 2) * (columns + 2) * TINY
                 err = err + absM @ e_r * _relative(k) + rounding
                 if bilinear:   # J(u*) − M: the width of the centre's enclosure only
                     spread = np.maximum(_up(M - L_lo), _up(L_hi - M))
-                    remainder = remainder + spread @ reach * _relative(k)
+                    remainder = remainder + spread @ reach * _relative(k) + (k + 1) * TINY
                 else:
                     for loc_t in spreads:
                         t_lo, t_hi = loc_t[p]
                         spread = np.maximum(_up(M - t_lo), _up(t_hi - M))
-                        remainder = remainder + (spread @ reach) * (_relative(k) / len(spreads))
+                        remainder = remainder + (spread @ reach) * (_relative(k) / len(spreads)) \
+                            + (k + 1) * TINY
                 if jac[r] is not None:
                     J = _pair_add(J, matmul_bounds(*box_local[p], *jac[r]))
             reaches = [r_ for r_, v in zip(reaches, varying) if v]
@@ -286,7 +315,17 @@ def mean_value(graph, box: Box) -> tuple:
                 fresh[rows, np.arange(rows.size)] = remainder[rows]
                 A = np.hstack([A, fresh])
                 columns += rows.size
-        radius = _up((np.abs(A).sum(axis=1) * _relative(columns) + err) * _relative(2) + half)
+        if chain is not None:   # the chain of sharp steps, where it is the narrower form
+            c_out, A_c, e_c = chain
+            mid_out = ((c_lo + c_hi) / 2).ravel()
+            e_c = _up((e_c + np.abs(c_out - mid_out)) * _relative(2))
+            if np.mean(np.abs(A_c).sum(axis=1) + e_c) < np.mean(np.abs(A).sum(axis=1) + err):
+                columns = sym.columns
+                A, err = _padded(A_c, columns), e_c
+            else:
+                A = _padded(A, columns)
+        radius = _up((np.abs(A).sum(axis=1) * _relative(columns) + err) * _relative(2) + half +
+                     (columns + 2) * TINY)
         centre = ((c_lo + c_hi) / 2).ravel()
         form_range = interval_array(np.nextafter(centre - radius, -np.inf).reshape(out.shape),
                                     np.nextafter(centre + radius, np.inf).reshape(out.shape))
@@ -398,3 +437,206 @@ def _influence(box: Box, J: dict) -> list:
                 scored.append((float(total[e]), i, e))
     scored.sort(key=lambda t: -t[0])
     return [(i, e) for _, i, e in scored]
+
+
+# ----- LayerNorm and softmax as chains of exact steps on the forms ---------------------------
+#
+# The interval Jacobian of a whole LayerNorm or softmax row is loose (x̂ and y appear several
+# times in it), so its remainder is too. Both are written here as chains of steps whose
+# remainders are sharp: linear maps (none), univariate functions (the piecewise bound with
+# K = 2·SPLITS nested intervals) and products (|Δa·Δb| ≤ reach_a·reach_b). A form is
+# (c, A, e): every value lies in c + A·η ± e, c a float vector.
+
+class _Symbols:
+    """The count of noise symbols, and fresh ones for remainders."""
+
+    def __init__(self, columns: int):
+        self.columns = columns
+
+    def fresh(self, A, remainder):
+        remainder = _up(remainder)
+        rows = np.nonzero(remainder > 0)[0]
+        if not rows.size:
+            return A
+        new = np.zeros((A.shape[0], rows.size))
+        new[rows, np.arange(rows.size)] = remainder[rows]
+        self.columns += rows.size
+        return np.hstack([_padded(A, self.columns - rows.size), new])
+
+
+def _reach(A, e, columns):
+    return _up(np.abs(A).sum(axis=1) * _relative(columns) + e + (columns + 2) * TINY)
+
+
+def _centre(lo, hi):
+    """A float centre of [lo, hi] and the distance bound to every point of it."""
+    c = (lo + hi) / 2
+    return c, np.maximum(_up(c - lo), _up(hi - c))
+
+
+def _linear(sym, parts, offset=None):
+    """Σ M_p·form_p (+ offset, a float vector): parts [(M, (c, A, e))]."""
+    size = parts[0][0].shape[0]
+    c_lo = np.zeros(size) if offset is None else offset.copy()
+    c_hi = c_lo.copy()
+    A = np.zeros((size, sym.columns))
+    e = np.zeros(size)
+    for M, (c, A_p, e_p) in parts:
+        lo, hi = matmul_bounds(M, M, c[:, None], c[:, None])
+        c_lo = np.nextafter(c_lo + lo[:, 0], -np.inf)
+        c_hi = np.nextafter(c_hi + hi[:, 0], np.inf)
+        A_p = _padded(A_p, sym.columns)
+        A = A + M @ A_p
+        k = M.shape[1]
+        e = e + (np.abs(M) @ e_p) * _relative(k) + \
+            (np.abs(M) @ np.abs(A_p)).sum(axis=1) * (2.02 * (k + sym.columns + 2) * U) + \
+            (k + 2) * (sym.columns + 2) * TINY
+    c, half = _centre(c_lo, c_hi)
+    return c, A, _up((e + half) * _relative(len(parts) + 1))
+
+
+def _univariate(sym, form, f, df, domain=(-np.inf, np.inf)):
+    """f(u) entrywise: f(c) + f′(c)(u − c) + R, |R| ≤ Σ_k (1/K)·mag(f′(U_k) − M)·reach."""
+    c, A, e = form
+    reach = _reach(A, e, sym.columns)
+    lo, hi = [], []
+    M, spread_c, rem = np.zeros(c.size), np.zeros(c.size), np.zeros(c.size)
+    K = 2 * SPLITS
+    for j in range(c.size):
+        point = Interval(c[j], c[j])
+        value = f(point)
+        lo.append(value.lo)
+        hi.append(value.hi)
+        slope = df(point)
+        m = (slope.lo + slope.hi) / 2
+        M[j] = m
+        spread_c[j] = max(_up(m - slope.lo), _up(slope.hi - m))
+        total = 0.0
+        for k in range(1, K + 1):
+            t = k / K
+            # the path from c to u: clipped to the domain the true values lie in, never
+            # short of c itself
+            piece = Interval(max(np.nextafter(c[j] - t * reach[j], -np.inf),
+                                 min(domain[0], c[j])),
+                             min(np.nextafter(c[j] + t * reach[j], np.inf),
+                                 max(domain[1], c[j])))
+            s = df(piece)
+            total += max(abs(s.lo - m), abs(s.hi - m))
+        rem[j] = total / K * reach[j] + TINY
+    c_out, half = _centre(np.array(lo), np.array(hi))
+    A_p = _padded(A, sym.columns)
+    A_out = M[:, None] * A_p
+    e_out = np.abs(M) * e + spread_c * reach + np.abs(A_out).sum(axis=1) * (2.02 * U) + half + \
+        (sym.columns + 4) * TINY
+    A_out = sym.fresh(A_out, _up(rem * _relative(K + 2)))
+    return c_out, A_out, _up(e_out * _relative(4))
+
+
+def _product(sym, a, b):
+    """a ⊙ b = c_a c_b + c_b Δa + c_a Δb + Δa Δb, |Δa Δb| ≤ reach_a·reach_b."""
+    c_a, A_a, e_a = a
+    c_b, A_b, e_b = b
+    lo, hi = [], []
+    for x, y in zip(c_a, c_b):
+        v = Interval(x, x) * Interval(y, y)
+        lo.append(v.lo)
+        hi.append(v.hi)
+    c, half = _centre(np.array(lo), np.array(hi))
+    A_a, A_b = _padded(A_a, sym.columns), _padded(A_b, sym.columns)
+    A = c_b[:, None] * A_a + c_a[:, None] * A_b
+    rounding = (np.abs(c_b[:, None] * A_a) + np.abs(c_a[:, None] * A_b)).sum(axis=1) * (4.04 * U)
+    e = np.abs(c_b) * e_a + np.abs(c_a) * e_b + rounding + half + 3 * (sym.columns + 4) * TINY
+    rem = _reach(A_a, e_a, sym.columns) * _reach(A_b, e_b, sym.columns) + TINY
+    A = sym.fresh(A, _up(rem * _relative(2)))
+    return c, A, _up(e * _relative(4))
+
+
+def _rows_matrix(rows: int, d: int, block) -> np.ndarray:
+    return np.kron(np.eye(rows), block)
+
+
+def _layer_norm_chain(sym, x, gamma, beta, eps, shape):
+    """y = γ ⊙ (u · (var + ε)^(-1/2)) + β per row, u = x − mean, var = mean(u²)."""
+    d = shape[-1]
+    rows = int(np.prod(shape[:-1]))
+    centring = _rows_matrix(rows, d, np.eye(d) - np.full((d, d), 1.0 / d))
+    exact = (d & (d - 1)) == 0   # 1/d exact in binary when d is a power of 2
+    u = _linear(sym, [(centring, x)])
+    if not exact:   # the float matrix differs from I − 11ᵀ/d by at most 2⁻⁵² per entry
+        c, A, e = u
+        mag = np.abs(x[0]) + _reach(x[1], x[2], sym.columns)
+        u = (c, A, _up(e + _rows_matrix(rows, d, np.ones((d, d))) @ mag * 2.0 ** -52))
+    square = _product(sym, u, u)
+    mean = _rows_matrix(rows, d, np.full((1, d), 1.0 / d))
+    var = _linear(sym, [(mean, square)])
+    if not exact:
+        c, A, e = var
+        mag = np.abs(square[0]) + _reach(square[1], square[2], sym.columns)
+        var = (c, A, _up(e + mean.astype(bool).astype(float) @ mag * 2.0 ** -52))
+    eps_iv = as_interval(eps)
+
+    def f(v):
+        return FUNCTIONS["sqrt"](v + eps_iv).reciprocal()
+
+    def df(v):
+        root = FUNCTIONS["sqrt"](v + eps_iv)
+        return -0.5 * ((v + eps_iv) * root).reciprocal()
+    scale = _univariate(sym, var, f, df, domain=(0.0, np.inf))
+    spread = _rows_matrix(rows, d, np.ones((d, 1)))
+    scale_b = _linear(sym, [(spread, scale)])
+    xhat = _product(sym, u, scale_b)
+    g_lo, g_hi = bounds_arrays(gamma)
+    b_lo, b_hi = bounds_arrays(beta)
+    if np.any(g_lo != g_hi) or np.any(b_lo != b_hi):
+        return None
+    G = np.diag(np.tile(g_lo.ravel(), rows))
+    return _linear(sym, [(G, xhat)], offset=np.tile(b_lo.ravel(), rows))
+
+
+def _softmax_chain(sym, x, shape, keep=None, bias=None):
+    """y = e ⊙ (Σ e)^(-1) per row, e = exp(x + bias − shift) on the kept entries."""
+    L = shape[-1]
+    rows = int(np.prod(shape[:-1]))
+    b = np.zeros(x[0].size) if bias is None else np.asarray(bias, dtype=float).ravel()
+    keep_flat = np.ones(x[0].size, bool) if keep is None else np.asarray(keep, bool).ravel()
+    if not all(keep_flat[r * L:(r + 1) * L].any() for r in range(rows)):
+        return None     # a fully masked row is the op's own special case
+    approx = x[0] + b
+    shift = np.repeat([max(approx[r * L + j] for j in range(L) if keep_flat[r * L + j])
+                       for r in range(rows)], L)
+    # z = x + bias − shift (softmax does not change under a shift), its centre enclosed
+    lo = np.nextafter(np.nextafter(x[0] + b, -np.inf) - shift, -np.inf)
+    hi = np.nextafter(np.nextafter(x[0] + b, np.inf) - shift, np.inf)
+    c_z, half = _centre(lo, hi)
+    z = (c_z, x[1], _up(x[2] + half))
+    e = _univariate(sym, z, FUNCTIONS["exp"], FUNCTIONS["exp"])
+    mask = np.diag(keep_flat.astype(float))
+    e = _linear(sym, [(mask, e)])
+    total = _linear(sym, [(_rows_matrix(rows, L, np.ones((1, L))), e)])
+    recip = _univariate(sym, total, lambda v: v.reciprocal(),
+                        lambda v: -(v * v).reciprocal(), domain=(np.finfo(float).tiny, np.inf))
+    recip_b = _linear(sym, [(_rows_matrix(rows, L, np.ones((L, 1))), recip)])
+    return _product(sym, e, recip_b)
+
+
+def _ln_chain(sym, x, node, args):
+    return _layer_norm_chain(sym, x, args[1], args[2], node.params["eps"],
+                             np.shape(args[0]))
+
+
+#: ops enclosed by a chain of sharp steps instead of their interval Jacobian
+CHAINS = {
+    "layer_norm": _ln_chain,
+    "softmax": lambda sym, x, node, args: _softmax_chain(sym, x, np.shape(args[0])),
+    "hard_masked_softmax": lambda sym, x, node, args: _softmax_chain(
+        sym, x, np.shape(args[0]), keep=node.params["mask"]),
+    "masked_softmax": lambda sym, x, node, args: _softmax_chain(
+        sym, x, np.shape(args[0]), bias=_numbers(node.params["bias"])),
+}
+
+
+def _numbers(bias):
+    lo, hi = bounds_arrays(np.asarray(bias, dtype=object))
+    if np.any(lo != hi):
+        raise NotSupported("a bias that is not a float")
+    return lo

@@ -90,7 +90,7 @@ def layer_norm_stats(x, eps_value) -> tuple:
     d = lo.shape[-1]
     xhat_lo, xhat_hi = np.zeros(lo.shape), np.zeros(lo.shape)
     inv_lo, inv_hi = np.zeros(lo.shape[:-1] + (1,)), np.zeros(lo.shape[:-1] + (1,))
-    root = math.sqrt(d - 1)
+    root = math.nextafter(math.sqrt(d - 1), math.inf)   # |x̂| < √(d − 1), rounded up
     for row in np.ndindex(lo.shape[:-1]):
         l, h = [_a(v) for v in lo[row]], [_a(v) for v in hi[row]]
         sum_lo, sum_hi = sum(l, arb(0)), sum(h, arb(0))
