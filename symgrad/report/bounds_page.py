@@ -16,9 +16,11 @@ THEOREMS = {
            "monotone in each score, so its range over a box of scores is read off the corners; "
            "LayerNorm's x̂_i = u_i/√(u_i²/d + S_i/d + ε) is monotone in u_i and in S_i; "
            "elementwise ops are monotone where their proved VJP has a fixed sign.",
-    "centered": "Mean value theorem: f(x) ∈ f(x₀) + J(X)(x − x₀) for x in the box X, where J(X) "
-                "encloses the Jacobian over X — built node by node from the proved VJP rules "
-                "on the enclosures of the tape.",
+    "centered": "Mean value theorem, node by node: every value is carried as an affine form "
+                "v* + A·η ± e in the input noise and one noise symbol per node remainder; "
+                "a node's remainder is bounded by its Jacobian enclosed on nested boxes "
+                "(from its proved VJP rule), a product's exactly, LayerNorm and softmax "
+                "also as chains of sharp steps.",
     "subdivide": "The box is the union of its pieces; the hull of the pieces' enclosures "
                  "encloses f over the box.",
 }
