@@ -193,6 +193,19 @@ def _scaled(centre, box, reach, t: float) -> np.ndarray:
     return interval_array(np.minimum(lo, c_lo), np.maximum(hi, c_hi))
 
 
+def _constant_jacobian(op, node, varying) -> bool:
+    """Whether the node's Jacobian with respect to its varying reads is the same everywhere:
+    a linear op, a bilinear one (or affine) whose other reads are fixed. Subdivision then
+    reuses its enclosure over the whole box on every piece — sound for any op, since the
+    whole box contains the piece; tight for these."""
+    if op.linearity == "linear":
+        return True
+    others_fixed = sum(varying) == 1 and len(set(node.reads)) == len(node.reads)
+    if op.linearity == "bilinear":
+        return others_fixed
+    return node.op == "affine" and others_fixed and varying[0]
+
+
 def _product_reach(a, b):   # |ΔA·ΔB| ≤ reach_A · reach_B, rounded up
     k = a.shape[-1]
     return _up((a @ b) * _relative(k) + (k + 1) * TINY)
@@ -203,7 +216,7 @@ BILINEAR = {"matmul": _product_reach, "batched_matmul": _product_reach,
             "mul": lambda a, b: _up(a * b * _relative(1) + TINY)}
 
 
-def mean_value(graph, box: Box) -> tuple:
+def mean_value(graph, box: Box, cache: dict | None = None) -> tuple:
     """Every tape value v enclosed by a first-order form in the input noise ε ∈ [−1, 1]^m
     (x = x₀ + r ⊙ ε): v(x) ∈ v* + A_v ε ± e_v, where v* is v at the box's centre. A node
     f with reads u: f(u) − f(u*) = J(ξ)(u − u*) (the mean value theorem, per entry) =
@@ -259,21 +272,35 @@ def mean_value(graph, box: Box) -> tuple:
             # any other node: the remainder ∫₀¹ (J(u* + tΔ) − M)Δ dt, bounded piecewise over
             # t ∈ [(k−1)/K, k/K] by J on the box u* + (k/K)·D, D = [−reach, reach] ∩ (U − u*)
             bilinear = node.op in BILINEAR and len(set(node.reads)) == 2 and all(varying)
-            centre = [point[r] for r in node.reads]
-            local = _local_jacobians(op, node, centre, point[len(vals)])
             reaches = []
             for p, r in enumerate(node.reads):
                 A_r, e_r = forms[r]
                 reaches.append(_up(np.abs(_padded(A_r, columns)).sum(axis=1) *
                                    _relative(columns) + e_r) if varying[p] else None)
-            steps = [1.0] if bilinear else [k / SPLITS for k in range(1, SPLITS + 1)]
-            spreads = []
-            for t in steps:
-                args_t = [_scaled(point[r], vals[r], reaches[p], t) if varying[p] else vals[r]
-                          for p, r in enumerate(node.reads)]
-                loc_t = _local_jacobians(op, node, args_t, forward_node(node, args_t))
-                spreads.append(loc_t)
-            box_local = spreads[-1]
+            key = (len(vals), tuple(varying))
+            if cache is not None and key in cache:
+                # a Jacobian that cannot vary (below): its enclosure over the whole box,
+                # computed once, holds on every piece (sound whatever the op)
+                local = box_local = cache[key]
+                spreads = [local]
+            else:
+                centre = [point[r] for r in node.reads]
+                local = _local_jacobians(op, node, centre, point[len(vals)])
+                if _constant_jacobian(op, node, varying):
+                    args_1 = [_scaled(point[r], vals[r], reaches[p], 1.0) if varying[p]
+                              else vals[r] for p, r in enumerate(node.reads)]
+                    spreads = [_local_jacobians(op, node, args_1, forward_node(node, args_1))]
+                    if cache is not None:
+                        cache[key] = spreads[0]
+                else:
+                    steps = [1.0] if bilinear else [k / SPLITS for k in range(1, SPLITS + 1)]
+                    spreads = []
+                    for t in steps:
+                        args_t = [_scaled(point[r], vals[r], reaches[p], t) if varying[p]
+                                  else vals[r] for p, r in enumerate(node.reads)]
+                        spreads.append(_local_jacobians(op, node, args_t,
+                                                        forward_node(node, args_t)))
+                box_local = spreads[-1]
             remainder = np.zeros(size)
             for p, r in enumerate(node.reads):
                 A_r, e_r = forms[r]
@@ -385,15 +412,25 @@ def enclose_box(graph, box: Box, method: str, budget: float, grad: bool = False)
         J = jacobian(graph, vals, box.perturbed) if grad else None
         return {"values": vals, "jacobian": J, "pieces": 1, "per_method": per_method}
     t_piece = time.perf_counter()
-    centred, J = mean_value(graph, box)
+    cache: dict = {}
+    centred, J = mean_value(graph, box, cache)
     vals = [_intersect(a, b) for a, b in zip(vals, centred)]
     per_method["centered"] = vals[graph.output]
     t_piece = time.perf_counter() - t_piece + (t_piece - t0)
     if method == "centered":
         return {"values": vals, "jacobian": J, "pieces": 1, "per_method": per_method}
     # subdivide: the most influential coordinates, bisected, as the budget allows
-    left = budget - (time.perf_counter() - t0)
     coords = _influence(box, J)
+    if coords and budget - (time.perf_counter() - t0) > 2 * t_piece:
+        # one piece more, timed: the whole box's pass also filled the cache of Jacobians
+        # that cannot vary, so pieces are cheaper than it was
+        t1 = time.perf_counter()
+        i, e = coords[0]
+        lo = [a.copy() for a in box.lo]
+        lo[i][e] = (box.lo[i][e] + box.hi[i][e]) / 2
+        mean_value(graph, box.piece(lo, box.hi), cache)
+        t_piece = time.perf_counter() - t1
+    left = budget - (time.perf_counter() - t0)
     s = int(math.floor(math.log2(max(left / max(t_piece, 1e-3), 1)))) if left > 0 else 0
     s = max(0, min(s, len(coords), 12))
     if method == "subdivide":
@@ -413,7 +450,7 @@ def enclose_box(graph, box: Box, method: str, budget: float, grad: bool = False)
             else:
                 hi[i][e] = m
         piece = box.piece(lo, hi)
-        pv, pJ = mean_value(graph, piece)
+        pv, pJ = mean_value(graph, piece, cache)
         hull_vals = pv if hull_vals is None else [_hull(a, b) for a, b in zip(hull_vals, pv)]
         hull_J = pJ if hull_J is None else {i: _hull(hull_J[i], pJ[i]) for i in pJ}
         pieces += 1
