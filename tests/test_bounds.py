@@ -222,3 +222,17 @@ def test_layer_norm_with_eps_not_positive_is_refused():
     g.add("layer_norm", 0, 1, 2, eps=sg.fn.rational(-1, 100), name="out")
     with pytest.raises(sg.InputError, match="eps > 0"):
         sg.bounds(g, {"x": np.array([[1.6, 0.0]]), "g": np.ones(2), "b": np.zeros(2)}, 0.3)
+
+
+@pytest.mark.parametrize("method", ["centered", "subdivide"])
+def test_products_of_two_perturbed_values_stay_inside(method):
+    g = sg.Graph([("x", (3, 4)), ("W", (4, 2))], name="product")
+    h = g.add("matmul", 0, 1, name="h")
+    s = g.add("mul", h, h, name="square")
+    g.add("mul", h, s, name="out")
+    rng = np.random.default_rng(5)
+    values = {"x": rng.standard_normal((3, 4)), "W": rng.standard_normal((4, 2))}
+    found = sg.bounds(g, values, 0.2, perturb=("x", "W"), method=method, budget=0.5)
+    box = Box(g, values, 0.2, [0, 1])
+    inner = inner_range(g, box, samples=64, corners=64, ascent=3)
+    assert not _outside(g, found, inner)

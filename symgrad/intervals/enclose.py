@@ -206,6 +206,50 @@ def _constant_jacobian(op, node, varying) -> bool:
     return node.op == "affine" and others_fixed and varying[0]
 
 
+#: noise symbols up to which a product's remainder is bounded as a quadratic form
+QUADRATIC_COLUMNS = 600
+
+
+def _product_pairs(op_name, shapes):
+    """Per output entry of a product, the (row of a, row of b) pairs it sums over."""
+    if op_name == "matmul":
+        (n, k), (_, p) = shapes
+        return [[(i * k + t, t * p + j) for t in range(k)] for i in range(n) for j in range(p)]
+    if op_name == "batched_matmul":
+        (b, n, k), (_, _, p) = shapes
+        return [[(bb * n * k + i * k + t, bb * k * p + t * p + j) for t in range(k)]
+                for bb in range(b) for i in range(n) for j in range(p)]
+    if op_name == "mul" and shapes[0] == shapes[1]:
+        return [[(i, i)] for i in range(int(np.prod(shapes[0])))]
+    return None
+
+
+def _quadratic_bound(pairs, A_a, e_a, A_b, e_b) -> np.ndarray:
+    """|Σ_t Δa_t Δb_t| per output entry, Δa = A_a η ± e_a: the quadratic form ηᵀQη,
+    Q = Σ_t a_t b_tᵀ, is bounded over the box η ∈ [−1, 1]^m by its diagonal's signed sums and
+    Σ_{l<m} |Q_lm + Q_ml| (cancellations across t kept), plus the cross terms with e and the
+    rounding of Q (γ_k Σ_t |a_t|·1·|b_t|·1)."""
+    out = np.zeros(len(pairs))
+    m = A_a.shape[1]
+    for o, terms in enumerate(pairs):
+        ra = [t[0] for t in terms]
+        rb = [t[1] for t in terms]
+        a, b = A_a[ra], A_b[rb]
+        k = len(terms)
+        Q = a.T @ b
+        sym_q = Q + Q.T
+        diag = np.diag(Q)
+        off = (np.abs(sym_q).sum() - np.abs(np.diag(sym_q)).sum()) / 2
+        hi = np.maximum(diag, 0).sum() + off
+        lo = np.minimum(diag, 0).sum() - off
+        mags_a, mags_b = np.abs(a).sum(axis=1), np.abs(b).sum(axis=1)
+        rounding = 2.02 * (k + 2) * U * float(mags_a @ mags_b) * 4
+        cross = float(mags_a @ e_b[rb] + e_a[ra] @ mags_b + e_a[ra] @ e_b[rb])
+        total = max(hi, -lo) + cross + rounding
+        out[o] = total * (1 + 2.02 * (m * m + k + 8) * U) + (m * m * (k + 1) + 8) * TINY
+    return _up(out)
+
+
 def _product_reach(a, b):   # |ΔA·ΔB| ≤ reach_A · reach_B, rounded up
     k = a.shape[-1]
     return _up((a @ b) * _relative(k) + (k + 1) * TINY)
@@ -331,7 +375,13 @@ def mean_value(graph, box: Box, cache: dict | None = None) -> tuple:
             reaches = [r_.reshape(np.shape(args[p])) for r_, p in
                        zip(reaches, [p for p, v in enumerate(varying) if v])]
             if bilinear:
-                remainder = remainder + BILINEAR[node.op](*reaches).ravel()
+                bound = BILINEAR[node.op](*reaches).ravel()
+                pairs = _product_pairs(node.op, [np.shape(a) for a in args])
+                if pairs is not None and columns <= QUADRATIC_COLUMNS:
+                    (A_a, e_a), (A_b, e_b) = [forms[r] for r in node.reads]
+                    bound = np.minimum(bound, _quadratic_bound(
+                        pairs, _padded(A_a, columns), e_a, _padded(A_b, columns), e_b))
+                remainder = remainder + bound
             err = _up(err * _relative(len(node.reads) + 1))
             # the remainder of each entry becomes a noise symbol of its own: later linear
             # maps combine these coefficients exactly (with cancellation), as they do ε's
