@@ -146,6 +146,14 @@ def _scaled(a: dict, c) -> dict:
     return {m: _coef(v * c) for m, v in a.items()} if c else {}
 
 
+def _divided(a: dict, b: dict) -> dict:
+    """a / b for a constant, non-zero b; anything else is not a polynomial."""
+    c = _constant_of(b)
+    if c is None or c == 0:
+        raise NotPolynomial("a division by a non-constant or by zero")
+    return _scaled(a, Fraction(1) / c)
+
+
 def _constant_of(terms: dict):
     """The value of a constant polynomial, or None."""
     if not terms:
@@ -181,48 +189,20 @@ class Poly:
             raise NotPolynomial("a float meeting a bare SymEngine value")
         return _terms_of(other), bare
 
+    def _binary(self, other, reflected: bool, combine):
+        """Poly(combine(own terms, other's terms)), bare as :meth:`_with` says."""
+        o, bare = self._with(other, reflected)
+        return NotImplemented if o is NotImplemented else Poly(combine(self.terms, o), bare)
+
     # -- arithmetic --------------------------------------------------------------------
-    def __add__(self, other):
-        o, bare = self._with(other, False)
-        return NotImplemented if o is NotImplemented else Poly(_add(self.terms, o), bare)
-
-    def __radd__(self, other):
-        o, bare = self._with(other, True)
-        return NotImplemented if o is NotImplemented else Poly(_add(self.terms, o), bare)
-
-    def __sub__(self, other):
-        o, bare = self._with(other, False)
-        return NotImplemented if o is NotImplemented else Poly(_add(self.terms, o, -1), bare)
-
-    def __rsub__(self, other):
-        o, bare = self._with(other, True)
-        return NotImplemented if o is NotImplemented else Poly(_add(o, self.terms, -1), bare)
-
-    def __mul__(self, other):
-        o, bare = self._with(other, False)
-        return NotImplemented if o is NotImplemented else Poly(_mul(self.terms, o), bare)
-
-    def __rmul__(self, other):
-        o, bare = self._with(other, True)
-        return NotImplemented if o is NotImplemented else Poly(_mul(self.terms, o), bare)
-
-    def __truediv__(self, other):
-        o, bare = self._with(other, False)
-        if o is NotImplemented:
-            return NotImplemented
-        c = _constant_of(o)
-        if c is None or c == 0:
-            raise NotPolynomial("a division by a non-constant or by zero")
-        return Poly(_scaled(self.terms, Fraction(1) / c), bare)
-
-    def __rtruediv__(self, other):
-        o, bare = self._with(other, True)
-        if o is NotImplemented:
-            return NotImplemented
-        c = _constant_of(self.terms)
-        if c is None or c == 0:
-            raise NotPolynomial("a division by a non-constant or by zero")
-        return Poly(_scaled(o, Fraction(1) / c), bare)
+    def __add__(self, o): return self._binary(o, False, _add)
+    def __radd__(self, o): return self._binary(o, True, _add)
+    def __sub__(self, o): return self._binary(o, False, lambda a, b: _add(a, b, -1))
+    def __rsub__(self, o): return self._binary(o, True, lambda a, b: _add(b, a, -1))
+    def __mul__(self, o): return self._binary(o, False, _mul)
+    def __rmul__(self, o): return self._binary(o, True, _mul)
+    def __truediv__(self, o): return self._binary(o, False, lambda a, b: _divided(a, b))
+    def __rtruediv__(self, o): return self._binary(o, True, lambda a, b: _divided(b, a))
 
     def __neg__(self):
         return Poly({m: -c for m, c in self.terms.items()}, self.bare)
@@ -490,33 +470,18 @@ class _Q:
     def __init__(self, v):
         self.v = v
 
-    def __add__(self, o):
+    def _binary(self, o, combine):
         o = _q_of(o)
-        return NotImplemented if o is NotImplemented else _Q(self.v + o)
+        return NotImplemented if o is NotImplemented else _Q(combine(self.v, o))
 
-    __radd__ = __add__
-
-    def __sub__(self, o):
-        o = _q_of(o)
-        return NotImplemented if o is NotImplemented else _Q(self.v - o)
-
-    def __rsub__(self, o):
-        o = _q_of(o)
-        return NotImplemented if o is NotImplemented else _Q(o - self.v)
-
-    def __mul__(self, o):
-        o = _q_of(o)
-        return NotImplemented if o is NotImplemented else _Q(self.v * o)
-
-    __rmul__ = __mul__
-
-    def __truediv__(self, o):
-        o = _q_of(o)
-        return NotImplemented if o is NotImplemented else _Q(self.v / o)
-
-    def __rtruediv__(self, o):
-        o = _q_of(o)
-        return NotImplemented if o is NotImplemented else _Q(o / self.v)
+    def __add__(self, o): return self._binary(o, lambda a, b: a + b)
+    def __radd__(self, o): return self._binary(o, lambda a, b: b + a)
+    def __sub__(self, o): return self._binary(o, lambda a, b: a - b)
+    def __rsub__(self, o): return self._binary(o, lambda a, b: b - a)
+    def __mul__(self, o): return self._binary(o, lambda a, b: a * b)
+    def __rmul__(self, o): return self._binary(o, lambda a, b: b * a)
+    def __truediv__(self, o): return self._binary(o, lambda a, b: a / b)
+    def __rtruediv__(self, o): return self._binary(o, lambda a, b: b / a)
 
     def __neg__(self):
         return _Q(-self.v)
