@@ -112,22 +112,18 @@ def _operand(v):
 
 # ----- elementwise functions -----------------------------------------------------------------
 
-def _arb_of(x: float) -> arb:
-    return arb(x)
-
-
 def _increasing(fun):
     def apply(a):
-        lo = _ball_bounds(fun(_arb_of(a.lo)))[0] if a.lo > -_INF else -_INF
-        hi = _ball_bounds(fun(_arb_of(a.hi)))[1] if a.hi < _INF else _INF
+        lo = _ball_bounds(fun(arb(a.lo)))[0] if a.lo > -_INF else -_INF
+        hi = _ball_bounds(fun(arb(a.hi)))[1] if a.hi < _INF else _INF
         return Interval(lo, hi)
     return apply
 
 
 def _decreasing(fun):
     def apply(a):
-        lo = _ball_bounds(fun(_arb_of(a.hi)))[0] if a.hi < _INF else -_INF
-        hi = _ball_bounds(fun(_arb_of(a.lo)))[1] if a.lo > -_INF else _INF
+        lo = _ball_bounds(fun(arb(a.hi)))[0] if a.hi < _INF else -_INF
+        hi = _ball_bounds(fun(arb(a.lo)))[1] if a.lo > -_INF else _INF
         return Interval(lo, hi)
     return apply
 
@@ -141,11 +137,10 @@ def _positive_domain(name, apply):
     return checked
 
 
-def _cosh(a):
-    ends = [_ball_bounds(_arb_of(x).cosh())[1] for x in (a.lo, a.hi)]
-    lo = 1.0 if a.lo <= 0 <= a.hi else min(
-        _ball_bounds(_arb_of(x).cosh())[0] for x in (a.lo, a.hi))
-    return Interval(lo if a.lo <= 0 <= a.hi else lo, max(ends))
+def _cosh(a):   # decreasing, then increasing: 1 at 0
+    ends = [_ball_bounds(arb(x).cosh()) for x in (a.lo, a.hi)]
+    lo = 1.0 if a.lo <= 0 <= a.hi else min(e[0] for e in ends)
+    return Interval(lo, max(e[1] for e in ends))
 
 
 def _step(a):
@@ -209,19 +204,8 @@ class Interval:
             lo, hi = -_INF, _INF
         self.lo, self.hi = lo, hi
 
-    @classmethod
-    def point(cls, x) -> "Interval":
-        return as_interval(x)
-
     def __repr__(self):
         return f"[{self.lo!r}, {self.hi!r}]"
-
-    @property
-    def width(self) -> float:
-        return self.hi - self.lo
-
-    def contains(self, x: float) -> bool:
-        return self.lo <= x <= self.hi
 
     def intersect(self, other: "Interval") -> "Interval":
         return Interval(max(self.lo, other.lo), min(self.hi, other.hi))

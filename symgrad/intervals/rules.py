@@ -36,10 +36,6 @@ from .interval import FUNCTIONS, Interval, _ball_bounds, as_interval, bounds_arr
     interval_array
 
 
-def _a(x: float) -> arb:
-    return arb(x)
-
-
 def _softmax_rows(lo, hi, keep=None, log=False):
     """Bounds of softmax (or log-softmax) along the last axis from score bounds; ``keep``
     marks the unmasked entries (masked ones are exactly 0)."""
@@ -51,8 +47,8 @@ def _softmax_rows(lo, hi, keep=None, log=False):
             big, small = arb(1), arb(1)
             for j in live:
                 if j != k:
-                    big += (_a(hi[row + (j,)]) - _a(lo[row + (k,)])).exp()
-                    small += (_a(lo[row + (j,)]) - _a(hi[row + (k,)])).exp()
+                    big += (arb(hi[row + (j,)]) - arb(lo[row + (k,)])).exp()
+                    small += (arb(lo[row + (j,)]) - arb(hi[row + (k,)])).exp()
             if log:
                 low, high = _ball_bounds(-big.log())[0], _ball_bounds(-small.log())[1]
                 out_lo[row + (k,)], out_hi[row + (k,)] = low, min(high, 0.0)
@@ -92,7 +88,7 @@ def layer_norm_stats(x, eps_value) -> tuple:
     inv_lo, inv_hi = np.zeros(lo.shape[:-1] + (1,)), np.zeros(lo.shape[:-1] + (1,))
     root = math.nextafter(math.sqrt(d - 1), math.inf)   # |x̂| < √(d − 1), rounded up
     for row in np.ndindex(lo.shape[:-1]):
-        l, h = [_a(v) for v in lo[row]], [_a(v) for v in hi[row]]
+        l, h = [arb(v) for v in lo[row]], [arb(v) for v in hi[row]]
         sum_lo, sum_hi = sum(l, arb(0)), sum(h, arb(0))
         u = []
         for i in range(d):   # u_i = (1 − 1/d) x_i − (1/d) Σ_{j≠i} x_j, exact range on the box
@@ -100,8 +96,8 @@ def layer_norm_stats(x, eps_value) -> tuple:
             u_hi = ((d - 1) * h[i] - (sum_lo - l[i])) / d
             u.append((_ball_bounds(u_lo)[0], _ball_bounds(u_hi)[1]))
         squares = [Interval(*u_i) ** 2 for u_i in u]
-        sq_lo = [_a(s.lo) for s in squares]
-        sq_hi = [_a(s.hi) for s in squares]
+        sq_lo = [arb(s.lo) for s in squares]
+        sq_hi = [arb(s.hi) for s in squares]
         total_lo, total_hi = sum(sq_lo, arb(0)), sum(sq_hi, arb(0))
         var = Interval(max(_ball_bounds(total_lo / d)[0], 0.0), _ball_bounds(total_hi / d)[1])
         inv = FUNCTIONS["sqrt"](var + eps).reciprocal()
@@ -111,7 +107,7 @@ def layer_norm_stats(x, eps_value) -> tuple:
             s_hi = arb(_ball_bounds(total_hi - sq_hi[i])[1])
 
             def h_of(uv, s, e, which):
-                val = _a(uv) / (_a(uv) ** 2 / d + s / d + _a(e)).sqrt()
+                val = arb(uv) / (arb(uv) ** 2 / d + s / d + arb(e)).sqrt()
                 return _ball_bounds(val)[0 if which == "lo" else 1]
             u_lo, u_hi = u[i]
             # x̂_i = h(u_i, S_i): increasing in u_i; |h| decreasing in S_i and in ε
