@@ -138,6 +138,34 @@ def verbose_option(f):
                         "in full (default: a summary per obligation).")(f)
 
 
+def shape_options(**defaults):
+    """The graph-size options (--n --d-model --heads --head-dim --d-ff, --layout, --layers)
+    with the command's default sizes."""
+    options = [
+        click.option("--n", default=defaults["n"], show_default=True, help="Sequence length."),
+        click.option("--d-model", default=defaults["d_model"], show_default=True,
+                     help="Model width."),
+        click.option("--heads", default=defaults["heads"], show_default=True,
+                     help="Attention heads."),
+        click.option("--head-dim", default=defaults["head_dim"], show_default=True,
+                     help="Width of one head."),
+        click.option("--d-ff", default=defaults["d_ff"], show_default=True,
+                     help="FFN hidden width."),
+        click.option("--layout", type=click.Choice(["pytorch", "torchlean"]),
+                     default="pytorch", show_default=True,
+                     help="Head split: PyTorch's view+transpose, or TorchLean's direct "
+                          "reshape (a different function)."),
+        click.option("--layers", default=2, show_default=True, type=click.IntRange(min=1),
+                     help="stack only: how many encoder blocks."),
+    ]
+
+    def apply(f):
+        for option in reversed(options):
+            f = option(f)
+        return f
+    return apply
+
+
 def given(*names) -> dict:
     """{parameter name: the option as typed (--d-ff)} of the options among ``names`` that
     were given on the command line."""
@@ -215,6 +243,11 @@ def list_ops():
                                if t)
         rows.append((name, op.signature, op.linearity,
                      ", ".join(p.name for p in op.params) or "-", conditions or "-"))
+    _echo_columns(rows)
+
+
+def _echo_columns(rows):
+    """``rows`` (the first one the header) as left-aligned columns under a rule."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for k, row in enumerate(rows):
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
@@ -312,21 +345,12 @@ def _progress_printer():
 def graph_command(name):
     builder = GRAPHS[name][0] if name != "all" else "every graph"
 
-    @click.option("--n", default=2, show_default=True, help="Sequence length.")
-    @click.option("--d-model", default=2, show_default=True, help="Model width.")
-    @click.option("--heads", default=1, show_default=True, help="Attention heads.")
-    @click.option("--head-dim", default=2, show_default=True, help="Width of one head.")
-    @click.option("--d-ff", default=4, show_default=True, help="FFN hidden width.")
-    @click.option("--layout", type=click.Choice(["pytorch", "torchlean"]), default="pytorch",
-                  show_default=True, help="Head split: PyTorch's view+transpose, or "
-                  "TorchLean's direct reshape (a different function).")
+    @shape_options(n=2, d_model=2, heads=1, head_dim=2, d_ff=4)
     @click.option("--form", type=click.Choice(["whole", "decomposed"]), default="whole",
                   show_default=True, help="LayerNorm as one node or TorchLean's 14 nodes.")
     @click.option("--fixed-weights", is_flag=True,
                   help="decoder only: TorchLean's variant with the merge (Wo) and FFN weights "
                   "as fixed constants instead of inputs.")
-    @click.option("--layers", default=2, show_default=True, type=click.IntRange(min=1),
-                  help="stack only: how many encoder blocks.")
     @click.option("--no-end-to-end", is_flag=True,
                   help="Skip the end-to-end obligation (node obligations + corollary only).")
     @click.option("--evidence", type=click.Choice(["auto", "exact", "randomized"]),
@@ -393,15 +417,7 @@ for _graph in list(GRAPHS) + ["all"]:
 
 @main.command("bounds")
 @click.argument("graph_name", metavar="GRAPH", type=click.Choice(sorted(GRAPHS)))
-@click.option("--n", default=4, show_default=True, help="Sequence length.")
-@click.option("--d-model", default=8, show_default=True, help="Model width.")
-@click.option("--heads", default=2, show_default=True, help="Attention heads.")
-@click.option("--head-dim", default=4, show_default=True, help="Width of one head.")
-@click.option("--d-ff", default=16, show_default=True, help="FFN hidden width.")
-@click.option("--layout", type=click.Choice(["pytorch", "torchlean"]), default="pytorch",
-              show_default=True, help="Head split (as for verify).")
-@click.option("--layers", default=2, show_default=True, type=click.IntRange(min=1),
-              help="stack only: how many encoder blocks.")
+@shape_options(n=4, d_model=8, heads=2, head_dim=4, d_ff=16)
 @click.option("--values", "values_path", type=click.Path(dir_okay=False), default=None,
               help="A .npz file with every graph input by its name (default: drawn at random "
                    "with --seed: x ~ N(0,1), weights N(0,1)/√fan-in, γ ~ 1+0.1·N, β and "
@@ -466,11 +482,7 @@ def _print_bounds(found, graph):
         rows.append((name, "x".join(map(str, lo.shape)) or "scalar",
                      f"{float(w.mean()):.4g}" if w.size else "-",
                      f"{float(w.max()):.4g}" if w.size else "-"))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    for k, row in enumerate(rows):
-        click.echo("  ".join(c.ljust(wd) for c, wd in zip(row, widths)).rstrip())
-        if k == 0:
-            click.echo("  ".join("-" * wd for wd in widths))
+    _echo_columns(rows)
     if found.per_method:
         click.echo("\nout, mean width by method: " + ", ".join(
             f"{m} {float((hi - lo).mean()):.4g}" for m, (lo, hi) in found.per_method.items()))
