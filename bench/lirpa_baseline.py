@@ -129,21 +129,12 @@ def inner_range(graph_name, dims, values, radius, samples=2000, seed=1):
 
 
 def random_values(graph_name, dims, seed=0):
-    """Demo values: x ~ N(0,1); weights N(0,1)/√fan_in; γ = 1 + 0.1N, β and biases 0.1N."""
+    """The graph and symgrad's default values for it (``symgrad.intervals.default_values``:
+    x ~ N(0,1); weights N(0,1)/√fan_in; γ = 1 + 0.1N, β and biases 0.1N)."""
     import symgrad as sg
+    from symgrad.intervals import default_values
     g = sg.models.mha(*dims) if graph_name == "mha" else sg.models.encoder_block(*dims)
-    rng = np.random.default_rng(seed)
-    vals = {}
-    for name, shape in g.inputs:
-        z = rng.standard_normal(shape)
-        if len(shape) == 2 and name != "x":
-            z = z / math.sqrt(shape[0])
-        elif name.startswith("gamma"):
-            z = 1 + 0.1 * z
-        elif name != "x":
-            z = 0.1 * z
-        vals[name] = z
-    return g, vals
+    return g, default_values(g, seed)
 
 
 def _check(g, graph_name, dims, vals):
