@@ -316,11 +316,8 @@ def mean_value(graph, box: Box, cache: dict | None = None) -> tuple:
             # any other node: the remainder ∫₀¹ (J(u* + tΔ) − M)Δ dt, bounded piecewise over
             # t ∈ [(k−1)/K, k/K] by J on the box u* + (k/K)·D, D = [−reach, reach] ∩ (U − u*)
             bilinear = node.op in BILINEAR and len(set(node.reads)) == 2 and all(varying)
-            reaches = []
-            for p, r in enumerate(node.reads):
-                A_r, e_r = forms[r]
-                reaches.append(_up(np.abs(_padded(A_r, columns)).sum(axis=1) *
-                                   _relative(columns) + e_r) if varying[p] else None)
+            reaches = [_reach(_padded(forms[r][0], columns), forms[r][1], columns)
+                       if varying[p] else None for p, r in enumerate(node.reads)]
             key = (len(vals), tuple(varying))
             if cache is not None and key in cache:
                 # a Jacobian that cannot vary (below): its enclosure over the whole box,
@@ -388,13 +385,9 @@ def mean_value(graph, box: Box, cache: dict | None = None) -> tuple:
             err = _up(err * _relative(len(node.reads) + 1))
             # the remainder of each entry becomes a noise symbol of its own: later linear
             # maps combine these coefficients exactly (with cancellation), as they do ε's
-            remainder = _up(remainder * _relative(len(node.reads) + 1))
-            rows = np.nonzero(remainder > 0)[0]
-            if rows.size:
-                fresh = np.zeros((size, rows.size))
-                fresh[rows, np.arange(rows.size)] = remainder[rows]
-                A = np.hstack([A, fresh])
-                columns += rows.size
+            symbols = _Symbols(columns)
+            A = symbols.fresh(A, remainder * _relative(len(node.reads) + 1))
+            columns = symbols.columns
         if chain is not None:   # the chain of sharp steps, where it is the narrower form
             c_out, A_c, e_c = chain
             mid_out = ((c_lo + c_hi) / 2).ravel()
