@@ -44,6 +44,7 @@ import symengine as se
 from flint import fmpq, fmpq_mat
 
 from ..scalar import Scalar, SymArray
+from .flint_poly import to_fraction
 from .result import Result, Verdict
 
 #: obligations with at least this many input entries try this path first (smaller ones are
@@ -94,13 +95,8 @@ def _number(v):
         return _coef(Fraction(*v.as_integer_ratio()))   # exact for float16 … long double
     if isinstance(v, Fraction):
         return _coef(v)
-    if isinstance(v, se.Integer):
-        return int(v)
-    if isinstance(v, se.Rational):
-        p, q = v.get_num_den()
-        return _coef(Fraction(int(p), int(q)))
-    if isinstance(v, se.RealDouble):
-        return _number(float(v))
+    if isinstance(v, se.Number):   # exactly, floats too; NaN, ∞, complex raise: declined
+        return _coef(to_fraction(v))
     return None
 
 
