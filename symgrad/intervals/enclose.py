@@ -22,12 +22,10 @@ import time
 import numpy as np
 
 from ..ops import get_op
-from .interval import FUNCTIONS, U, Interval, NotSupported, as_interval, bounds_arrays, \
+from .chains import CHAINS
+from .interval import U, Interval, NotSupported, as_interval, bounds_arrays, \
     interval_array, matmul_bounds
 from .rules import ELEMENTWISE, LOCAL, RULES
-
-METHODS = ("ibp", "ops", "centered", "subdivide", "auto")
-
 
 def forward(graph, inputs: list, tight: bool) -> list:
     """Interval enclosures of every tape value (object arrays of Interval) from the inputs'
@@ -306,8 +304,8 @@ def mean_value(graph, box: Box, cache: dict | None = None) -> tuple:
             x_lo, x_hi = bounds_arrays(point[r0])
             sym = _Symbols(columns)
             try:
-                chain = CHAINS[node.op](sym, (((x_lo + x_hi) / 2).ravel(), forms[r0][0],
-                                              forms[r0][1]), node, args)
+                x_form = (((x_lo + x_hi) / 2).ravel(), forms[r0][0], forms[r0][1])
+                chain = CHAINS[node.op](Affine(sym), x_form, node, args)
             except (NotSupported, ZeroDivisionError, OverflowError):
                 chain = None
         if any(varying):
@@ -449,98 +447,11 @@ def forward_node(node, args):
     return special if naive is None else _intersect(naive, special)
 
 
-def enclose_box(graph, box: Box, method: str, budget: float, grad: bool = False) -> dict:
-    """Every tape value's enclosure by ``method`` (and, with ``grad`` or where the method
-    computes it, J over the box). Returns {"values": [...], "jacobian": J or None,
-    "pieces": n, "per_method": {method: out enclosure}}."""
-    t0 = time.perf_counter()
-    per_method = {}
-    if method == "ibp":
-        vals = forward(graph, box.intervals(), tight=False)
-        per_method["ibp"] = vals[graph.output]
-        J = jacobian(graph, vals, box.perturbed) if grad else None
-        return {"values": vals, "jacobian": J, "pieces": 1, "per_method": per_method}
-    try:   # the naive baseline, for comparison (it may fail where the others do not)
-        per_method["ibp"] = forward(graph, box.intervals(), tight=False)[graph.output]
-    except NotSupported:
-        pass
-    vals = forward(graph, box.intervals(), tight=True)
-    per_method["ops"] = vals[graph.output]
-    if method == "ops":
-        J = jacobian(graph, vals, box.perturbed) if grad else None
-        return {"values": vals, "jacobian": J, "pieces": 1, "per_method": per_method}
-    t_piece = time.perf_counter()
-    cache: dict = {}
-    centred, J = mean_value(graph, box, cache)
-    vals = [_intersect(a, b) for a, b in zip(vals, centred)]
-    per_method["centered"] = vals[graph.output]
-    t_piece = time.perf_counter() - t_piece + (t_piece - t0)
-    if method == "centered":
-        return {"values": vals, "jacobian": J, "pieces": 1, "per_method": per_method}
-    # subdivide: the most influential coordinates, bisected, as the budget allows
-    coords = _influence(box, J)
-    if coords and budget - (time.perf_counter() - t0) > 2 * t_piece:
-        # one piece more, timed: the whole box's pass also filled the cache of Jacobians
-        # that cannot vary, so pieces are cheaper than it was
-        t1 = time.perf_counter()
-        i, e = coords[0]
-        lo = [a.copy() for a in box.lo]
-        lo[i][e] = (box.lo[i][e] + box.hi[i][e]) / 2
-        mean_value(graph, box.piece(lo, box.hi), cache)
-        t_piece = time.perf_counter() - t1
-    left = budget - (time.perf_counter() - t0)
-    s = int(math.floor(math.log2(max(left / max(t_piece, 1e-3), 1)))) if left > 0 else 0
-    s = max(0, min(s, len(coords), 12))
-    if method == "subdivide":
-        s = max(s, min(1, len(coords)))
-    if s == 0:
-        per_method["subdivide"] = vals[graph.output]
-        return {"values": vals, "jacobian": J, "pieces": 1, "per_method": per_method}
-    chosen = coords[:s]
-    hull_vals, hull_J, pieces = None, None, 0
-    for bits in itertools.product((0, 1), repeat=s):
-        lo = [a.copy() for a in box.lo]
-        hi = [a.copy() for a in box.hi]
-        for bit, (i, e) in zip(bits, chosen):
-            m = (box.lo[i][e] + box.hi[i][e]) / 2
-            if bit:
-                lo[i][e] = m
-            else:
-                hi[i][e] = m
-        piece = box.piece(lo, hi)
-        pv, pJ = mean_value(graph, piece, cache)
-        hull_vals = pv if hull_vals is None else [_hull(a, b) for a, b in zip(hull_vals, pv)]
-        hull_J = pJ if hull_J is None else {i: _hull(hull_J[i], pJ[i]) for i in pJ}
-        pieces += 1
-    vals = [_intersect(a, b) for a, b in zip(vals, hull_vals)]
-    J = {i: _intersect(J[i], hull_J[i]) for i in J}
-    per_method["subdivide"] = vals[graph.output]
-    return {"values": vals, "jacobian": J, "pieces": pieces, "per_method": per_method}
-
-
-def _influence(box: Box, J: dict) -> list:
-    """Perturbed coordinates (input, entry), most influential first: r_e · Σ_k |J_ke|."""
-    _, rad = box.center()
-    scored = []
-    for i in box.perturbed:
-        lo, hi = bounds_arrays(J[i])
-        mag = np.maximum(np.abs(lo), np.abs(hi))
-        out_axes = tuple(range(mag.ndim - len(box.lo[i].shape)))
-        total = mag.sum(axis=out_axes) * rad[i]
-        for e in np.ndindex(total.shape):
-            if box.hi[i][e] > box.lo[i][e]:
-                scored.append((float(total[e]), i, e))
-    scored.sort(key=lambda t: -t[0])
-    return [(i, e) for _, i, e in scored]
-
-
-# ----- LayerNorm and softmax as chains of exact steps on the forms ---------------------------
+# ----- the first-order form as an algebra of the LayerNorm and softmax chains (chains.py) ---
 #
-# The interval Jacobian of a whole LayerNorm or softmax row is loose (x̂ and y appear several
-# times in it), so its remainder is too. Both are written here as chains of steps whose
-# remainders are sharp: linear maps (none), univariate functions (the piecewise bound with
-# K = 2·SPLITS nested intervals) and products (|Δa·Δb| ≤ reach_a·reach_b). A form is
-# (c, A, e): every value lies in c + A·η ± e, c a float vector.
+# Linear maps (no remainder), univariate functions (the piecewise bound with K = 2·SPLITS
+# nested intervals) and products (|Δa·Δb| ≤ reach_a·reach_b). A form is (c, A, e): every
+# value lies in c + A·η ± e, c a float vector.
 
 class _Symbols:
     """The count of noise symbols, and fresh ones for remainders."""
@@ -590,8 +501,8 @@ def _linear(sym, parts, offset=None):
     return c, A, _up((e + half) * _relative(len(parts) + 1))
 
 
-def _univariate(sym, form, f, df, domain=(-np.inf, np.inf)):
-    """f(u) entrywise: f(c) + f′(c)(u − c) + R, |R| ≤ Σ_k (1/K)·mag(f′(U_k) − M)·reach."""
+def _univariate(sym, form, fn, domain=(-np.inf, np.inf)):
+    """f(u) entrywise (``fn``: f and f′): f(c) + f′(c)(u − c) + R, |R| ≤ Σ_k (1/K)·mag(f′(U_k) − M)·reach."""
     c, A, e = form
     reach = _reach(A, e, sym.columns)
     lo, hi = [], []
@@ -599,10 +510,10 @@ def _univariate(sym, form, f, df, domain=(-np.inf, np.inf)):
     K = 2 * SPLITS
     for j in range(c.size):
         point = Interval(c[j], c[j])
-        value = f(point)
+        value = fn.at(point, 0)
         lo.append(value.lo)
         hi.append(value.hi)
-        slope = df(point)
+        slope = fn.at(point, 1)
         m = (slope.lo + slope.hi) / 2
         M[j] = m
         spread_c[j] = max(_up(m - slope.lo), _up(slope.hi - m))
@@ -615,7 +526,7 @@ def _univariate(sym, form, f, df, domain=(-np.inf, np.inf)):
                                  min(domain[0], c[j])),
                              min(np.nextafter(c[j] + t * reach[j], np.inf),
                                  max(domain[1], c[j])))
-            s = df(piece)
+            s = fn.at(piece, 1)
             total += max(abs(s.lo - m), abs(s.hi - m))
         rem[j] = total / K * reach[j] + TINY
     c_out, half = _centre(np.array(lo), np.array(hi))
@@ -646,92 +557,30 @@ def _product(sym, a, b):
     return c, A, _up(e * _relative(4))
 
 
-def _rows_matrix(rows: int, d: int, block) -> np.ndarray:
-    return np.kron(np.eye(rows), block)
+class Affine:
+    """The first-order form (c, A, e) as an algebra of the chains (chains.py)."""
 
+    def __init__(self, sym: _Symbols):
+        self.sym = sym
 
-def _layer_norm_chain(sym, x, gamma, beta, eps, shape):
-    """y = γ ⊙ (u · (var + ε)^(-1/2)) + β per row, u = x − mean, var = mean(u²)."""
-    d = shape[-1]
-    rows = int(np.prod(shape[:-1]))
-    centring = _rows_matrix(rows, d, np.eye(d) - np.full((d, d), 1.0 / d))
-    exact = (d & (d - 1)) == 0   # 1/d exact in binary when d is a power of 2
-    u = _linear(sym, [(centring, x)])
-    if not exact:   # the float matrix differs from I − 11ᵀ/d by at most 2⁻⁵² per entry
-        c, A, e = u
-        mag = np.abs(x[0]) + _reach(x[1], x[2], sym.columns)
-        u = (c, A, _up(e + _rows_matrix(rows, d, np.ones((d, d))) @ mag * 2.0 ** -52))
-    square = _product(sym, u, u)
-    mean = _rows_matrix(rows, d, np.full((1, d), 1.0 / d))
-    var = _linear(sym, [(mean, square)])
-    if not exact:
-        c, A, e = var
-        mag = np.abs(square[0]) + _reach(square[1], square[2], sym.columns)
-        var = (c, A, _up(e + mean.astype(bool).astype(float) @ mag * 2.0 ** -52))
-    eps_iv = as_interval(eps)
+    def linear(self, parts, offset=None):
+        return _linear(self.sym, parts, offset)
 
-    def f(v):
-        return FUNCTIONS["sqrt"](v + eps_iv).reciprocal()
+    def univariate(self, form, fn, domain=(-np.inf, np.inf)):
+        return _univariate(self.sym, form, fn, domain)
 
-    def df(v):
-        root = FUNCTIONS["sqrt"](v + eps_iv)
-        return -0.5 * ((v + eps_iv) * root).reciprocal()
-    scale = _univariate(sym, var, f, df, domain=(0.0, np.inf))
-    spread = _rows_matrix(rows, d, np.ones((d, 1)))
-    scale_b = _linear(sym, [(spread, scale)])
-    xhat = _product(sym, u, scale_b)
-    g_lo, g_hi = bounds_arrays(gamma)
-    b_lo, b_hi = bounds_arrays(beta)
-    if np.any(g_lo != g_hi) or np.any(b_lo != b_hi):
-        return None
-    G = np.diag(np.tile(g_lo.ravel(), rows))
-    return _linear(sym, [(G, xhat)], offset=np.tile(b_lo.ravel(), rows))
+    def product(self, a, b):
+        return _product(self.sym, a, b)
 
+    def centre(self, form):
+        return form[0]
 
-def _softmax_chain(sym, x, shape, keep=None, bias=None):
-    """y = e ⊙ (Σ e)^(-1) per row, e = exp(x + bias − shift) on the kept entries."""
-    L = shape[-1]
-    rows = int(np.prod(shape[:-1]))
-    b = np.zeros(x[0].size) if bias is None else np.asarray(bias, dtype=float).ravel()
-    keep_flat = np.ones(x[0].size, bool) if keep is None else np.asarray(keep, bool).ravel()
-    if not all(keep_flat[r * L:(r + 1) * L].any() for r in range(rows)):
-        return None     # a fully masked row is the op's own special case
-    approx = x[0] + b
-    shift = np.repeat([max(approx[r * L + j] for j in range(L) if keep_flat[r * L + j])
-                       for r in range(rows)], L)
-    # z = x + bias − shift (softmax does not change under a shift), its centre enclosed
-    lo = np.nextafter(np.nextafter(x[0] + b, -np.inf) - shift, -np.inf)
-    hi = np.nextafter(np.nextafter(x[0] + b, np.inf) - shift, np.inf)
-    c_z, half = _centre(lo, hi)
-    z = (c_z, x[1], _up(x[2] + half))
-    e = _univariate(sym, z, FUNCTIONS["exp"], FUNCTIONS["exp"])
-    mask = np.diag(keep_flat.astype(float))
-    e = _linear(sym, [(mask, e)])
-    total = _linear(sym, [(_rows_matrix(rows, L, np.ones((1, L))), e)])
-    recip = _univariate(sym, total, lambda v: v.reciprocal(),
-                        lambda v: -(v * v).reciprocal(), domain=(np.finfo(float).tiny, np.inf))
-    recip_b = _linear(sym, [(_rows_matrix(rows, L, np.ones((L, 1))), recip)])
-    return _product(sym, e, recip_b)
+    def recentre(self, form, lo, hi):
+        c, half = _centre(lo, hi)
+        return c, form[1], _up(form[2] + half)
 
+    def magnitude(self, form):
+        return np.abs(form[0]) + _reach(form[1], form[2], self.sym.columns)
 
-def _ln_chain(sym, x, node, args):
-    return _layer_norm_chain(sym, x, args[1], args[2], node.params["eps"],
-                             np.shape(args[0]))
-
-
-#: ops enclosed by a chain of sharp steps instead of their interval Jacobian
-CHAINS = {
-    "layer_norm": _ln_chain,
-    "softmax": lambda sym, x, node, args: _softmax_chain(sym, x, np.shape(args[0])),
-    "hard_masked_softmax": lambda sym, x, node, args: _softmax_chain(
-        sym, x, np.shape(args[0]), keep=node.params["mask"]),
-    "masked_softmax": lambda sym, x, node, args: _softmax_chain(
-        sym, x, np.shape(args[0]), bias=_numbers(node.params["bias"])),
-}
-
-
-def _numbers(bias):
-    lo, hi = bounds_arrays(np.asarray(bias, dtype=object))
-    if np.any(lo != hi):
-        raise NotSupported("a bias that is not a float")
-    return lo
+    def widen(self, form, extra):
+        return form[0], form[1], _up(form[2] + extra)

@@ -1,0 +1,168 @@
+"""LayerNorm and softmax as chains of steps whose remainders are sharp, for any form algebra.
+
+The interval Jacobian of a whole LayerNorm or softmax row is loose (x̂ and y appear several
+times in it), so a remainder built on it is too. Both ops are written here as chains of
+linear maps (no remainder), univariate functions of one entry (exp, 1/v, (v + ε)^(-1/2)) and
+entrywise products. An *algebra* carries the forms through the chain; two exist:
+
+* the first-order affine form c + A·η ± e (:class:`symgrad.intervals.enclose.Affine`),
+* the second-order Taylor form c + a·ε + εᵀBε ± r (:class:`symgrad.intervals.taylor.Taylor`).
+
+An algebra provides ``linear(parts, offset)``, ``univariate(form, kind, domain, consts)``,
+``product(a, b)``, ``centre(form)``, ``recentre(form, lo, hi)``, ``magnitude(form)`` and
+``widen(form, extra)``.
+
+The univariate functions and their derivatives are SymEngine expressions (``KINDS``, and
+every elementwise op's own forward), enclosed over an interval by :func:`interval_of`.
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import symengine as se
+
+from .interval import FUNCTIONS, Interval, NotSupported, as_interval, bounds_arrays
+
+_T = se.Symbol("t")
+_EPS = se.Symbol("eps")
+
+#: the univariate steps of the chains, as expressions in t (ε a constant of the node)
+KINDS = {"exp": se.exp(_T), "recip": 1 / _T, "rsqrt": (_T + _EPS) ** se.Rational(-1, 2)}
+
+
+def interval_of(expr, env: dict) -> Interval:
+    """An enclosure of a SymEngine expression over intervals for its symbols (``env``):
+    +, ×, whole and half-whole powers, exp and the functions of ``FUNCTIONS``, each
+    outward rounded. Anything else: NotSupported."""
+    if expr in env:
+        return env[expr]
+    if not expr.free_symbols:
+        return as_interval(expr)
+    args = expr.args
+    if isinstance(expr, se.Add):
+        total = interval_of(args[0], env)
+        for a in args[1:]:
+            total = total + interval_of(a, env)
+        return total
+    if isinstance(expr, se.Mul):
+        total = interval_of(args[0], env)
+        for a in args[1:]:
+            total = total * interval_of(a, env)
+        return total
+    if isinstance(expr, se.Pow):
+        base, power = args
+        if base == se.E:
+            return FUNCTIONS["exp"](interval_of(power, env))
+        if power.free_symbols:
+            raise NotSupported(f"a power with a varying exponent ({expr})")
+        q = Fraction(str(power))
+        b = interval_of(base, env)
+        if q.denominator == 1:
+            return b ** q.numerator
+        if q.denominator == 2:
+            return FUNCTIONS["sqrt"](b) ** q.numerator
+        raise NotSupported(f"a power with exponent {q}")
+    fun = FUNCTIONS.get(type(expr).__name__.lower())
+    if fun is not None and len(args) == 1:
+        return fun(interval_of(args[0], env))
+    raise NotSupported(f"no interval enclosure for {type(expr).__name__} in {expr}")
+
+
+class Univariate:
+    """A function of one entry with derivatives up to ``order``: ``at(X, k)`` encloses the
+    k-th derivative over the interval X."""
+
+    def __init__(self, expr, consts: dict | None = None, order: int = 3):
+        self.env = {se.Symbol(k) if isinstance(k, str) else k: as_interval(v)
+                    for k, v in (consts or {}).items()}
+        self.derivatives = [expr]
+        for _ in range(order):
+            self.derivatives.append(se.diff(self.derivatives[-1], _T))
+
+    def at(self, X: Interval, k: int) -> Interval:
+        return interval_of(self.derivatives[k], {**self.env, _T: X})
+
+    @classmethod
+    def of_op(cls, op, params: dict, order: int = 3) -> "Univariate":
+        """An elementwise op's own forward, run on the symbol t."""
+        out = np.asarray(op.forward(np.array([_T], dtype=object), **params), dtype=object)
+        return cls(se.sympify(out.flat[0]), order=order)
+
+    @classmethod
+    def kind(cls, name: str, order: int = 3, **consts) -> "Univariate":
+        return cls(KINDS[name], consts, order)
+
+
+def _rows_matrix(rows: int, d: int, block) -> np.ndarray:
+    return np.kron(np.eye(rows), block)
+
+
+def layer_norm_chain(alg, x, gamma, beta, eps, shape):
+    """y = γ ⊙ (u · (var + ε)^(-1/2)) + β per row, u = x − mean, var = mean(u²)."""
+    d = shape[-1]
+    rows = int(np.prod(shape[:-1]))
+    centring = _rows_matrix(rows, d, np.eye(d) - np.full((d, d), 1.0 / d))
+    exact = (d & (d - 1)) == 0   # 1/d exact in binary when d is a power of 2
+    u = alg.linear([(centring, x)])
+    if not exact:   # the float matrix differs from I − 11ᵀ/d by at most 2⁻⁵² per entry
+        u = alg.widen(u, _rows_matrix(rows, d, np.ones((d, d))) @ alg.magnitude(x) * 2.0 ** -52)
+    square = alg.product(u, u)
+    mean = _rows_matrix(rows, d, np.full((1, d), 1.0 / d))
+    var = alg.linear([(mean, square)])
+    if not exact:
+        var = alg.widen(var, mean.astype(bool).astype(float) @ alg.magnitude(square) * 2.0 ** -52)
+    scale = alg.univariate(var, Univariate.kind("rsqrt", eps=eps), domain=(0.0, np.inf))
+    scale_b = alg.linear([(_rows_matrix(rows, d, np.ones((d, 1))), scale)])
+    xhat = alg.product(u, scale_b)
+    g_lo, g_hi = bounds_arrays(gamma)
+    b_lo, b_hi = bounds_arrays(beta)
+    if np.any(g_lo != g_hi) or np.any(b_lo != b_hi):
+        return None
+    G = np.diag(np.tile(g_lo.ravel(), rows))
+    return alg.linear([(G, xhat)], offset=np.tile(b_lo.ravel(), rows))
+
+
+def softmax_chain(alg, x, shape, keep=None, bias=None):
+    """y = e ⊙ (Σ e)^(-1) per row, e = exp(x + bias − shift) on the kept entries."""
+    L = shape[-1]
+    rows = int(np.prod(shape[:-1]))
+    c = alg.centre(x)
+    b = np.zeros(c.size) if bias is None else np.asarray(bias, dtype=float).ravel()
+    keep_flat = np.ones(c.size, bool) if keep is None else np.asarray(keep, bool).ravel()
+    if not all(keep_flat[r * L:(r + 1) * L].any() for r in range(rows)):
+        return None     # a fully masked row is the op's own special case
+    approx = c + b
+    shift = np.repeat([max(approx[r * L + j] for j in range(L) if keep_flat[r * L + j])
+                       for r in range(rows)], L)
+    # z = x + bias − shift (softmax does not change under a shift), its centre enclosed
+    lo = np.nextafter(np.nextafter(c + b, -np.inf) - shift, -np.inf)
+    hi = np.nextafter(np.nextafter(c + b, np.inf) - shift, np.inf)
+    z = alg.recentre(x, lo, hi)
+    e = alg.univariate(z, Univariate.kind("exp"))
+    e = alg.linear([(np.diag(keep_flat.astype(float)), e)])
+    total = alg.linear([(_rows_matrix(rows, L, np.ones((1, L))), e)])
+    recip = alg.univariate(total, Univariate.kind("recip"),
+                           domain=(np.finfo(float).tiny, np.inf))
+    recip_b = alg.linear([(_rows_matrix(rows, L, np.ones((L, 1))), recip)])
+    return alg.product(e, recip_b)
+
+
+def _numbers(bias):
+    lo, hi = bounds_arrays(np.asarray(bias, dtype=object))
+    if np.any(lo != hi):
+        raise NotSupported("a bias that is not a float")
+    return lo
+
+
+#: ops enclosed by a chain of sharp steps instead of their interval Jacobian:
+#: (algebra, form of the first read, node, the reads' enclosures) → form or None
+CHAINS = {
+    "layer_norm": lambda alg, x, node, args: layer_norm_chain(
+        alg, x, args[1], args[2], node.params["eps"], np.shape(args[0])),
+    "softmax": lambda alg, x, node, args: softmax_chain(alg, x, np.shape(args[0])),
+    "hard_masked_softmax": lambda alg, x, node, args: softmax_chain(
+        alg, x, np.shape(args[0]), keep=node.params["mask"]),
+    "masked_softmax": lambda alg, x, node, args: softmax_chain(
+        alg, x, np.shape(args[0]), bias=_numbers(node.params["bias"])),
+}

@@ -1,0 +1,443 @@
+"""The second-order Taylor form (docs/bounds.md, "taylor").
+
+Every tape value v is carried as v(x₀ + ρ ⊙ ε) ∈ c + a·ε + εᵀBε ± r for all ε ∈ [−1, 1]^n
+(entrywise; x₀ the box's centre, ρ its radii, n the perturbed input entries): c a float
+vector, a the linear and B the quadratic coefficients (floats, read exactly), r a remainder
+radius that also absorbs every rounding error. The quadratic part keeps what the first-order
+form loses as a fresh remainder: the curvature of softmax, LayerNorm and GELU and the
+product of two varying factors, with its signs — the over-approximation left is third
+order in the radius, plus the bound of the quadratic over the box.
+
+A node with reads u = c_u + δ (|δ| ≤ R, δ = p + ρ with p = a·ε + εᵀBε and |ρ| ≤ r):
+
+* affine in its varying reads (a linear op; a product, matmul or affine map whose other
+  reads are fixed): f(u) = f(c_u) + J·δ exactly, J from the op's **proved** VJP rule on
+  intervals (its midpoint M, the rest |J − M| ≤ D into r);
+* a product of two varying values: (c₁ + δ₁)(c₂ + δ₂) expanded, the products of the two
+  linear parts kept in B, the third- and fourth-order terms bounded into r;
+* a smooth elementwise function (and the univariate steps of the LayerNorm and softmax
+  chains): Taylor's theorem with the Lagrange remainder, f(c + δ) = f(c) + f′(c)δ +
+  ½f″(c)δ² + ⅙f‴(ξ)δ³, f‴ enclosed over c + [−R, R] (within the function's domain and the
+  value's enclosure) from the op's own forward differentiated by SymEngine;
+* any other node: the mean-value theorem, f(u) = f(c_u) + J(ξ)·δ, J(ξ) in the interval
+  Jacobian over the reads' enclosures — first order, sound for every op the VJP rules cover.
+
+The range of c + a·ε + εᵀBε over the box is bounded per coordinate, max over ε_i of
+a_i ε_i + B_ii ε_i², plus Σ_{i<j} |B_ij + B_ji|; every float operation's rounding error is
+bounded by γ_k times the same sum on absolute values (plus 2⁻¹⁰⁷⁴ per operation for
+underflow) and added to r.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ops import get_op
+from .chains import CHAINS, Univariate
+from .enclose import TINY, Affine, _constant_jacobian, _intersect, _local_jacobians, _padded, \
+    _product_pairs, _up, forward_node
+from .interval import U, Interval, NotSupported, bounds_arrays, interval_array, matmul_bounds
+from .rules import ELEMENTWISE
+
+#: elementwise ops with three continuous derivatives wherever they are defined
+SMOOTH = ELEMENTWISE - {"relu"}
+
+#: pieces of [0, 1] over which the third-order remainder's integral is bounded, and their
+#: weights ∫ ½(1 − s)² ds, rounded up
+PIECES = 8
+WEIGHTS = [_w * (1 + 2.0 ** -50) for _w in
+           (((1 - (k - 1) / PIECES) ** 3 - (1 - k / PIECES) ** 3) / 6 for k in range(1, PIECES + 1))]
+
+#: an entry whose form's enclosure is this many times wider than the known one restarts as
+#: that interval (it loses its correlations, which no longer pay)
+RESET = 4
+
+#: value entries × n² up to which the quadratic coefficients are kept (8 bytes each)
+MAX_COEFFICIENTS = 16_000_000
+
+
+def _gamma(k: int) -> float:
+    """A bound (with slack) on the relative rounding error of a float sum of k products."""
+    return 2.02 * (k + 2) * U / (1 - (k + 2) * U)
+
+
+def _down(x):
+    return np.nextafter(x, -np.inf)
+
+
+def _centre(lo, hi):
+    """A float centre of [lo, hi] and its distance to every point of it (0 for a point)."""
+    c = (lo + hi) / 2
+    d = np.maximum(c - lo, hi - c)   # 0 only where lo = c = hi
+    return c, np.where(d > 0, _up(d), 0.0)
+
+
+class Symbols:
+    """The noise symbols: the first n the perturbed inputs' (ε), then one per remainder
+    entry (η) — a later linear map combines those coefficients exactly, as it does ε's."""
+
+    def __init__(self, n: int):
+        self.n = self.columns = n
+
+    def fresh(self, a, remainder):
+        remainder = _up(remainder)
+        rows = np.nonzero(remainder > 0)[0]
+        a = _padded(a, self.columns)
+        if not rows.size:
+            return a
+        new = np.zeros((a.shape[0], rows.size))
+        new[rows, np.arange(rows.size)] = remainder[rows]
+        self.columns += rows.size
+        return np.hstack([a, new])
+
+
+class Form:
+    """c + a·(ε, η) + εᵀBε ± r per entry (flattened): c (N,), a (N, columns), B (N, n, n)
+    over the input symbols ε only, r (N,)."""
+
+    __slots__ = ("c", "a", "B", "r")
+
+    def __init__(self, c, a, B, r):
+        self.c, self.a, self.B = c, a, B
+        self.r = np.where(np.isnan(r), np.inf, r)
+
+    @property
+    def varying(self) -> bool:
+        return bool(self.a.any() or self.B.any() or self.r.any())
+
+    def masses(self):
+        """(Σ|a_ε|, Σ|a_η|, Σ|B|) per entry, rounded up: bounds of |a_ε·ε|, |a_η·η| and
+        |εᵀBε| on the box."""
+        n = self.B.shape[1]
+        m = self.a.shape[1]
+        ma = _up(np.abs(self.a[:, :n]).sum(axis=1) * (1 + _gamma(n)))
+        mf = _up(np.abs(self.a[:, n:]).sum(axis=1) * (1 + _gamma(m)))
+        mB = _up(np.abs(self.B).reshape(len(self.B), -1).sum(axis=1) * (1 + _gamma(n * n)))
+        return ma, mf, mB
+
+    def poly_range(self):
+        """(lo, hi) of a·(ε, η) + εᵀBε over the box, per entry: per input symbol the exact
+        range of a_i ε_i + B_ii ε_i², Σ_{i<j} |B_ij + B_ji| for the rest of B, ±|a_η|."""
+        n = self.B.shape[1]
+        a, B = self.a[:, :n], self.B
+        d = np.einsum("kii->ki", B)
+        iu = np.triu_indices(n, 1)
+        off = np.abs(B[:, iu[0], iu[1]] + B[:, iu[1], iu[0]]).sum(axis=1)
+
+        def top(al, be):   # Σ_i max over t ∈ [−1, 1] of al_i t + be_i t²
+            vertex = (be < 0) & (np.abs(al) < -2 * be)    # exact comparisons
+            safe = np.where(vertex, be, -1.0)
+            return np.where(vertex, -al * al / (4 * safe), np.abs(al) + be).sum(axis=1)
+        ma, mf, mB = self.masses()
+        slack = _gamma(n * n + 2 * n) * 2 * (ma + mB) + (n * n + 4 * n) * TINY
+        rest = off * (1 + _gamma(n * n)) + mf + slack
+        lo, hi = _down(-top(-a, -d) - rest), _up(top(a, d) + rest)
+        bad = np.isnan(lo) | np.isnan(hi)
+        return np.where(bad, -np.inf, lo), np.where(bad, np.inf, hi)
+
+    def reach(self):
+        """R with |v − c| ≤ R, and P with |a·(ε, η) + εᵀBε| ≤ P."""
+        lo, hi = self.poly_range()
+        P = np.maximum(hi, -lo)
+        return _up(P + self.r), P
+
+    def enclosure(self):
+        lo, hi = self.poly_range()
+        return _down(_down(self.c + lo) - self.r), _up(_up(self.c + hi) + self.r)
+
+
+def constant(lo, hi, sym: Symbols) -> Form:
+    lo, hi = np.ravel(lo), np.ravel(hi)
+    c, half = _centre(lo, hi)
+    n = sym.n
+    return Form(c, np.zeros((c.size, sym.columns)), np.zeros((c.size, n, n)), half)
+
+
+def linear(parts, base, sym: Symbols) -> Form:
+    """Σ_p J_p·(u_p − c_p) + f(c), J_p = M_p + E_p with |E_p| ≤ D_p (D_p None: 0); ``base``
+    (lo, hi) encloses f(c). The E_p terms become fresh symbols."""
+    c, half = _centre(*base)
+    n = sym.n
+    a = np.zeros((c.size, sym.columns))
+    B = np.zeros((c.size, n, n))
+    r = half.copy()
+    fresh = np.zeros(c.size)
+    terms = len(parts) + 2
+    for M, D, form in parts:
+        k = M.shape[1]
+        absM = np.abs(M)
+        ma, mf, mB = form.masses()
+        a = a + M @ _padded(form.a, sym.columns)
+        B = B + (M @ form.B.reshape(len(form.B), -1)).reshape(-1, n, n)
+        r = r + absM @ form.r * (1 + _gamma(k)) + absM @ (ma + mf + mB) * _gamma(k + terms) + \
+            (k + terms) * (sym.columns + n * n + 2) * TINY
+        if D is not None:
+            R, _ = form.reach()
+            fresh = fresh + D @ R * (1 + _gamma(k))
+    a = sym.fresh(a, fresh * (1 + _gamma(terms)))
+    return Form(c, a, B, _up(r * (1 + _gamma(2 * terms))))
+
+
+def product(x: Form, y: Form, P, Q, sym: Symbols) -> Form:
+    """out_o = Σ_t x[P_ot]·y[Q_ot]: (c_x + p_x + ρ_x)(c_y + p_y + ρ_y) expanded; the product
+    of the two ε-linear parts kept in B, the other terms of p_x·p_y and the ρ·p terms
+    bounded (fresh symbols)."""
+    k = P.shape[1]
+    n = sym.n
+    xc, yc = x.c[P], y.c[Q]
+    xa, ya = _padded(x.a, sym.columns)[P], _padded(y.a, sym.columns)[Q]
+    c = (xc * yc).sum(axis=1)
+    a = np.einsum("ok,okn->on", xc, ya) + np.einsum("ok,okn->on", yc, xa)
+    B = (np.einsum("ok,okij->oij", xc, y.B[Q]) + np.einsum("ok,okij->oij", yc, x.B[P]) +
+         np.einsum("oki,okj->oij", xa[:, :, :n], ya[:, :, :n]))
+    (ma_x, mf_x, mB_x), (ma_y, mf_y, mB_y) = x.masses(), y.masses()
+    P_x, P_y = x.reach()[1], y.reach()[1]
+    ma_x, mf_x, mB_x, P_x, rx = ma_x[P], mf_x[P], mB_x[P], P_x[P], x.r[P]
+    ma_y, mf_y, mB_y, P_y, ry = ma_y[Q], mf_y[Q], mB_y[Q], P_y[Q], y.r[Q]
+    axc, ayc = np.abs(xc), np.abs(yc)
+    rounding = (_gamma(2 * k + 2) * (axc * (ma_y + mf_y + mB_y) + ayc * (ma_x + mf_x + mB_x) +
+                                     ma_x * ma_y + axc * ayc)).sum(axis=1)
+    # p_x·p_y − (a_ε,x·ε)(a_ε,y·ε) and the ρ terms
+    rest = (ma_x * mf_y + mf_x * (ma_y + mf_y) + (ma_x + mf_x) * mB_y + mB_x * P_y +
+            (P_x + rx) * ry + P_y * rx).sum(axis=1)
+    r = (axc * ry + ayc * rx).sum(axis=1) + rounding
+    a = sym.fresh(a, rest * (1 + _gamma(k + 8)))
+    return Form(c, a, B, _up(r * (1 + _gamma(k + 8)) + k * (sym.columns + n * n + 8) * TINY))
+
+
+def univariate(form: Form, fn: Univariate, sym: Symbols, domain=(-np.inf, np.inf),
+               known=None) -> Form:
+    """f entrywise by Taylor's theorem (module docstring); ``known`` (lo, hi) encloses the
+    argument too. The remainder's terms become fresh symbols."""
+    c = form.c
+    R, _ = form.reach()
+    ma, mf, mB = form.masses()
+    N = c.size
+    v0 = np.zeros((2, N))
+    f1, s1, f2, s2, t3 = (np.zeros(N) for _ in range(5))
+    for j in range(N):
+        point = Interval(c[j], c[j])
+        d0 = fn.at(point, 0)
+        d1 = fn.at(point, 1)
+        d2 = fn.at(point, 2)
+        v0[:, j] = d0.lo, d0.hi
+        f1[j], s1[j] = _centre(np.float64(d1.lo), np.float64(d1.hi))
+        f2[j], s2[j] = _centre(_down(np.float64(d2.lo) / 2), _up(np.float64(d2.hi) / 2))
+        # the integral remainder ∫₀¹ ½(1 − s)² f‴(c + sδ) δ³ ds, bounded piecewise over
+        # s ∈ [s_{k−1}, s_k] by f‴ on c + s_k·[−R, R] (the domain and ``known`` clip it
+        # where the true argument cannot go; c itself always stays in)
+        total = 0.0
+        for k in range(1, PIECES + 1):
+            s_k = k / PIECES
+            lo = max(_down(c[j] - s_k * R[j]), min(domain[0], c[j]))
+            hi = min(_up(c[j] + s_k * R[j]), max(domain[1], c[j]))
+            if known is not None:
+                lo = min(max(lo, known[0][j]), c[j])
+                hi = max(min(hi, known[1][j]), c[j])
+            d3 = fn.at(Interval(lo, hi), 3)
+            total += max(abs(d3.lo), abs(d3.hi)) * WEIGHTS[k - 1]
+        t3[j] = _up(total * (1 + _gamma(PIECES)))
+    c_out, half = _centre(v0[0], v0[1])
+    n = sym.n
+    a_in = form.a[:, :n]
+    a = f1[:, None] * _padded(form.a, sym.columns)
+    B = f1[:, None, None] * form.B + f2[:, None, None] * np.einsum("ki,kj->kij", a_in, a_in)
+    W = mf + mB + form.r   # δ = a_ε·ε + w, |w| ≤ W: δ² − (a_ε·ε)² = 2(a_ε·ε)w + w²
+    rest = s1 * R + s2 * R * R + np.abs(f2) * (2 * ma * W + W * W) + t3 * R * R * R
+    r = np.abs(f1) * form.r + half + _gamma(3) * (np.abs(f1) * (ma + mf + mB) +
+                                                 np.abs(f2) * ma * ma)
+    a = sym.fresh(a, rest * (1 + _gamma(12)))
+    return Form(c_out, a, B, _up(r * (1 + _gamma(12)) + (sym.columns + n * n + 16) * TINY))
+
+
+class Taylor:
+    """The second-order form as an algebra of the chains (chains.py)."""
+
+    def __init__(self, sym: Symbols):
+        self.sym = sym
+
+    def linear(self, parts, offset=None):
+        size = parts[0][0].shape[0]
+        c_lo = np.zeros(size) if offset is None else offset.astype(float)
+        c_hi = c_lo.copy()
+        for M, form in parts:
+            lo, hi = matmul_bounds(M, M, form.c[:, None], form.c[:, None])
+            c_lo, c_hi = _down(c_lo + lo[:, 0]), _up(c_hi + hi[:, 0])
+        return linear([(M, None, form) for M, form in parts], (c_lo, c_hi), self.sym)
+
+    def univariate(self, form, fn, domain=(-np.inf, np.inf)):
+        return univariate(form, fn, self.sym, domain)
+
+    def product(self, a, b):
+        idx = np.arange(a.c.size)[:, None]
+        return product(a, b, idx, idx, self.sym)
+
+    def centre(self, form):
+        return form.c
+
+    def recentre(self, form, lo, hi):
+        c, half = _centre(lo, hi)
+        return Form(c, form.a, form.B, _up(form.r + half))
+
+    def magnitude(self, form):
+        R, _ = form.reach()
+        return _up(np.abs(form.c) + R)
+
+    def widen(self, form, extra):
+        return Form(form.c, form.a, form.B, _up(form.r + extra))
+
+
+def _first_order(form: Form, sym: Symbols) -> tuple:
+    """The form as a first-order one (c, A, e): εᵀBε ∈ m ± h becomes c + m and a fresh
+    symbol with coefficient h."""
+    n = sym.n
+    quad = Form(np.zeros(form.c.size), np.zeros((form.c.size, n)), form.B, np.zeros(form.c.size))
+    lo, hi = quad.poly_range()
+    m, h = _centre(lo, hi)
+    c = form.c + m
+    e = form.r + np.abs(c) * U + TINY   # the rounding of c + m
+    return c, sym.fresh(form.a, h), _up(e)
+
+
+def _second_order(form: tuple, sym: Symbols) -> Form:
+    c, A, e = form
+    n = sym.n
+    return Form(c, _padded(A, sym.columns), np.zeros((c.size, n, n)), e)
+
+
+def _narrowest(forms: list, sym: Symbols) -> Form:
+    """Per entry, the row of the form (of two) whose enclosure is narrowest."""
+    if len(forms) == 1:
+        return forms[0]
+    widths = []
+    for f in forms:
+        lo, hi = f.enclosure()
+        widths.append(hi - lo)
+    return _narrowest_rows(forms[0], forms[1], widths[1] < widths[0], sym)
+
+
+def _narrowest_rows(first: Form, second: Form, take, sym: Symbols) -> Form:
+    """The rows of ``second`` where ``take``, of ``first`` elsewhere."""
+    t = take[:, None]
+    return Form(np.where(take, second.c, first.c),
+                np.where(t, _padded(second.a, sym.columns), _padded(first.a, sym.columns)),
+                np.where(t[:, :, None], second.B, first.B), np.where(take, second.r, first.r))
+
+
+def _jacobian_parts(centre, local, forms, varying):
+    """[(M, D, form)] per varying read: M the midpoint of its Jacobian at the centre,
+    D ≥ |J − M| over ``local`` (the enclosure where J is taken)."""
+    parts = []
+    for p, form in enumerate(forms):
+        if varying[p]:
+            M = (centre[p][0] + centre[p][1]) / 2
+            D = np.maximum(_up(M - local[p][0]), _up(local[p][1] - M))
+            parts.append((M, D if D.any() else None, form))
+    return parts
+
+
+def _node(node, forms, vals, args_point, sym, cache, key):
+    """One node's second-order form from its reads' forms (``vals`` their enclosures)."""
+    op = get_op(node.op)
+    varying = [f.varying for f in forms]
+    base = bounds_arrays(np.asarray(forward_node(node, args_point), dtype=object))
+    base = (base[0].ravel(), base[1].ravel())
+    if _constant_jacobian(op, node, varying):
+        local = cache.get(key) if cache is not None else None
+        if local is None:
+            local = _local_jacobians(op, node, args_point,
+                                     np.asarray(forward_node(node, args_point), dtype=object))
+            if cache is not None:
+                cache[key] = local
+        return linear(_jacobian_parts(local, local, forms, varying), base, sym)
+    if node.op in CHAINS and varying[0] and not any(varying[1:]):
+        # the chain in both algebras, each entry from the narrower (all rows share the
+        # symbols: each is a sound form on its own)
+        found = []
+        for algebra, form in ((Taylor(sym), forms[0]), (Affine(sym), _first_order(forms[0], sym))):
+            try:
+                out = CHAINS[node.op](algebra, form, node, vals)
+            except (NotSupported, ZeroDivisionError, OverflowError):
+                continue
+            if out is not None:
+                found.append(out if isinstance(out, Form) else _second_order(out, sym))
+        if found:
+            return _narrowest(found, sym)
+    reads = node.reads
+    if node.op in ("matmul", "batched_matmul", "mul") and len(set(reads)) == 2 and all(varying):
+        pairs = _product_pairs(node.op, [np.shape(v) for v in vals])
+        if pairs is not None:
+            P = np.array([[t[0] for t in o] for o in pairs], dtype=np.intp)
+            Q = np.array([[t[1] for t in o] for o in pairs], dtype=np.intp)
+            return product(forms[0], forms[1], P, Q, sym)
+    if node.op in SMOOTH and len(reads) == 1:
+        try:
+            fn = Univariate.of_op(op, node.params)
+            lo, hi = bounds_arrays(vals[0])
+            return univariate(forms[0], fn, sym, known=(lo.ravel(), hi.ravel()))
+        except (NotSupported, ZeroDivisionError, OverflowError):
+            pass
+    # the mean-value theorem over the reads' enclosures: first order
+    local = _local_jacobians(op, node, vals, np.asarray(forward_node(node, vals), dtype=object))
+    centre = _local_jacobians(op, node, args_point,
+                              np.asarray(forward_node(node, args_point), dtype=object))
+    return linear(_jacobian_parts(centre, local, forms, varying), base, sym)
+
+
+def taylor_form(graph, box, ops_vals=None, cache: dict | None = None) -> list:
+    """Every tape value's enclosure over ``box`` by the second-order form (intersected with
+    ``ops_vals`` where given). NotSupported when the coefficients would not fit."""
+    mid, rad = box.center()
+    offsets, n = {}, 0
+    for i in box.perturbed:
+        offsets[i] = n
+        n += box.lo[i].size
+    largest = max(int(np.prod(graph.shape(v))) for v in range(len(graph.values)))
+    if largest * n * n > MAX_COEFFICIENTS:
+        raise NotSupported(f"the second-order form would hold {largest}×{n}² coefficients "
+                           f"per value (more than {MAX_COEFFICIENTS:,})")
+    sym = Symbols(n)
+    forms, vals = [], []
+    for i in range(len(graph.inputs)):
+        form = constant(box.lo[i], box.hi[i], sym)
+        if i in offsets:
+            size = box.lo[i].size
+            form.c = mid[i].ravel().copy()
+            form.r = np.zeros(size)
+            form.a[np.arange(size), offsets[i] + np.arange(size)] = rad[i].ravel()
+        forms.append(form)
+        vals.append(interval_array(box.lo[i], box.hi[i]))
+    last = {}
+    for j, node in enumerate(graph.nodes):
+        for r in node.reads:
+            last[r] = j
+    for j, node in enumerate(graph.nodes):
+        index = len(forms)
+        shape = graph.shape(index)
+        reads = [forms[r] for r in node.reads]
+        args = [vals[r] for r in node.reads]
+        point = [interval_array(f.c.reshape(np.shape(v)), f.c.reshape(np.shape(v)))
+                 for f, v in zip(reads, args)]
+        if not any(f.varying for f in reads):
+            lo, hi = bounds_arrays(np.asarray(forward_node(node, args), dtype=object))
+            form = constant(lo, hi, sym)
+        else:
+            try:
+                form = _node(node, reads, args, point, sym, cache, index)
+            except (ZeroDivisionError, OverflowError) as exc:
+                raise NotSupported(f"node {node.name} ({node.op}): {exc}") from None
+        lo, hi = form.enclosure()
+        if ops_vals is not None:   # entries the known enclosure bounds better: a constant
+            k_lo, k_hi = (v.ravel() for v in bounds_arrays(ops_vals[index]))
+            wider = RESET * (k_hi - k_lo) < (hi - lo)
+            if wider.any():
+                known = constant(k_lo, k_hi, sym)
+                form = _narrowest_rows(form, known, wider, sym)
+            lo, hi = np.maximum(lo, k_lo), np.minimum(hi, k_hi)
+        out = interval_array(lo.reshape(shape), hi.reshape(shape))
+        forms.append(form)
+        vals.append(out)
+        for r in node.reads:   # free what no later node reads (the output's is kept)
+            if last.get(r) == j and r != graph.output:
+                forms[r] = None
+    return vals
+
