@@ -70,9 +70,13 @@ def enclose_box(graph, box: Box, method: str, budget: float, grad: bool = False)
     if method == "taylor":
         return result(J)
 
+    if second is not None and not _narrower(per_method["taylor"], per_method["centered"]):
+        second = None   # pieces by the form that helped on the whole box
+
     def enclose(piece):
         if second is not None:
-            return taylor_form(graph, piece, None, second), None
+            return taylor_form(graph, piece, forward(graph, piece.intervals(), tight=True),
+                               second), None
         return mean_value(graph, piece, cache)
     # subdivide: the most influential coordinates, bisected, as the budget allows
     coords = _influence(box, J)
@@ -112,6 +116,12 @@ def enclose_box(graph, box: Box, method: str, budget: float, grad: bool = False)
         J = {i: _intersect(J[i], hull_J[i]) for i in J}
     per_method["subdivide"] = vals[graph.output]
     return result(J, pieces)
+
+
+def _narrower(a, b) -> bool:
+    la, ha = bounds_arrays(a)
+    lb, hb = bounds_arrays(b)
+    return float(np.mean(ha - la)) < float(np.mean(hb - lb))
 
 
 def _influence(box: Box, J: dict) -> list:

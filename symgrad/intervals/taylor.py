@@ -30,12 +30,13 @@ underflow) and added to r.
 from __future__ import annotations
 
 import numpy as np
+from flint import arb
 
 from ..ops import get_op
-from .chains import CHAINS, Univariate
+from .chains import CHAINS, Univariate, _numbers
 from .enclose import TINY, Affine, _constant_jacobian, _intersect, _local_jacobians, _padded, \
     _product_pairs, _up, forward_node
-from .interval import U, Interval, NotSupported, bounds_arrays, interval_array, matmul_bounds
+from .interval import U, Interval, NotSupported, _ball_bounds, bounds_arrays, interval_array, matmul_bounds
 from .rules import ELEMENTWISE
 
 #: elementwise ops with three continuous derivatives wherever they are defined
@@ -97,8 +98,13 @@ class Form:
     __slots__ = ("c", "a", "B", "r")
 
     def __init__(self, c, a, B, r):
-        self.c, self.a, self.B = c, a, B
-        self.r = np.where(np.isnan(r), np.inf, r)
+        r = np.where(np.isnan(r), np.inf, r)
+        bad = ~(np.isfinite(a).all(axis=1) & np.isfinite(B).reshape(len(B), -1).all(axis=1) &
+                np.isfinite(c))
+        if bad.any():   # an overflowed row: nothing known but that the value exists
+            a, B, c = a.copy(), B.copy(), np.where(bad, 0.0, c)
+            a[bad], B[bad], r = 0.0, 0.0, np.where(bad, np.inf, r)
+        self.c, self.a, self.B, self.r = c, a, B, r
 
     @property
     def varying(self) -> bool:
@@ -286,6 +292,86 @@ class Taylor:
         return Form(form.c, form.a, form.B, _up(form.r + extra))
 
 
+def _logsumexp(form: Form, rows: int, L: int, keep, bias, sym: Symbols) -> Form:
+    """LSE(z) = log Σ_j exp(z_j) per row (kept entries, z = form + bias) by Taylor's theorem:
+    LSE(c + δ) = LSE(c) + p·δ + ½δᵀ(diag p − ppᵀ)δ + R₃, p = softmax(c) (enclosed in arb),
+    and the third derivative along δ is the third central moment of δ under the softmax
+    weights, at most w³/4 when every δ_j lies in an interval of width w: |R₃| ≤ w³/24."""
+    n = sym.n
+    N = rows * L
+    lse = np.zeros((2, rows))
+    p_lo, p_hi = np.zeros(N), np.zeros(N)
+    for row in range(rows):
+        live = [row * L + j for j in range(L) if keep[row * L + j]]
+        s = [arb(form.c[k]) + arb(bias[k]) for k in live]
+        top = max(form.c[k] + bias[k] for k in live)
+        total = sum(((v - top).exp() for v in s), arb(0))
+        value = total.log() + top
+        lse[:, row] = _ball_bounds(value)
+        for k, v in zip(live, s):
+            p_lo[k], p_hi[k] = _ball_bounds((v - value).exp())
+    P = np.zeros((rows, N))
+    D = np.zeros((rows, N))
+    for row in range(rows):
+        sl = slice(row * L, (row + 1) * L)
+        mid = (p_lo[sl] + p_hi[sl]) / 2
+        P[row, sl] = mid
+        D[row, sl] = np.maximum(_up(mid - p_lo[sl]), _up(p_hi[sl] - mid))
+    out = linear([(P, D if D.any() else None, form)], (lse[0], lse[1]), sym)
+    R, _ = form.reach()
+    ma, mf, mB = form.masses()
+    W = mf + mB + form.r           # δ = a_ε·ε + w, |w| ≤ W
+    a_in = form.a[:, :n]
+    B = out.B.copy()
+    rest = np.zeros(rows)
+    rounding = np.zeros(rows)
+    for row in range(rows):
+        sl = slice(row * L, (row + 1) * L)
+        p = P[row, sl]
+        d = D[row, sl]
+        H = np.diag(p) - np.outer(p, p)
+        # |H − H(p)| for p in its enclosure: |Δp| + |Δp|·(2|p| + |Δp|) entrywise, rounded up
+        dH = _up(np.diag(d) + np.outer(d, 2 * np.abs(p) + d) + 4 * U * (np.abs(np.diag(p)) +
+                                                                      np.outer(np.abs(p), np.abs(p))))
+        A = a_in[sl]
+        B[row] = B[row] + 0.5 * (A.T @ H @ A)
+        absH = np.abs(H)
+        m = ma[sl]
+        rounding[row] = _gamma(2 * L + n) * 0.5 * (m @ absH @ m)
+        w = _up(2 * R[sl].max())
+        rest[row] = 0.5 * (m @ absH @ W[sl] + W[sl] @ absH @ m + W[sl] @ absH @ W[sl]) + \
+            0.5 * (R[sl] @ dH @ R[sl]) + w * w * w / 24
+    a = sym.fresh(out.a, rest * (1 + _gamma(2 * L + 8)))
+    r = _up((out.r + rounding) * (1 + _gamma(4)) + (n * n + 8) * TINY)
+    return Form(out.c, a, B, r)
+
+
+def softmax_lse(form: Form, shape, sym: Symbols, keep=None, bias=None) -> Form:
+    """softmax(z) = exp(z − LSE(z)) per row (masked entries 0): the log-sum-exp by
+    :func:`_logsumexp`, then exp of a nonpositive argument."""
+    L = shape[-1]
+    rows = int(np.prod(shape[:-1]))
+    N = rows * L
+    keep = np.ones(N, bool) if keep is None else np.asarray(keep, bool).ravel()
+    if not all(keep[r * L:(r + 1) * L].any() for r in range(rows)):
+        raise NotSupported("a fully masked row")
+    bias = np.zeros(N) if bias is None else np.asarray(bias, dtype=float).ravel()
+    lse = _logsumexp(form, rows, L, keep, bias, sym)
+    spread = np.kron(np.eye(rows), np.ones((L, 1)))
+    alg = Taylor(sym)
+    w = alg.linear([(np.eye(N), form), (-spread, lse)], offset=bias)
+    y = univariate(w, Univariate.kind("exp"), sym, domain=(-np.inf, 0.0))
+    return alg.linear([(np.diag(keep.astype(float)), y)])
+
+
+#: the softmax ops :func:`softmax_lse` covers: node → its keyword arguments
+SOFTMAX = {
+    "softmax": lambda node: {},
+    "hard_masked_softmax": lambda node: {"keep": node.params["mask"]},
+    "masked_softmax": lambda node: {"bias": _numbers(node.params["bias"])},
+}
+
+
 def _first_order(form: Form, sym: Symbols) -> tuple:
     """The form as a first-order one (c, A, e): εᵀBε ∈ m ± h becomes c + m and a fresh
     symbol with coefficient h."""
@@ -305,14 +391,13 @@ def _second_order(form: tuple, sym: Symbols) -> Form:
 
 
 def _narrowest(forms: list, sym: Symbols) -> Form:
-    """Per entry, the row of the form (of two) whose enclosure is narrowest."""
-    if len(forms) == 1:
-        return forms[0]
-    widths = []
-    for f in forms:
-        lo, hi = f.enclosure()
-        widths.append(hi - lo)
-    return _narrowest_rows(forms[0], forms[1], widths[1] < widths[0], sym)
+    """Per entry, the row of the form whose enclosure is narrowest."""
+    best = forms[0]
+    for other in forms[1:]:
+        lo, hi = best.enclosure()
+        o_lo, o_hi = other.enclosure()
+        best = _narrowest_rows(best, other, (o_hi - o_lo) < (hi - lo), sym)
+    return best
 
 
 def _narrowest_rows(first: Form, second: Form, take, sym: Symbols) -> Form:
@@ -360,6 +445,11 @@ def _node(node, forms, vals, args_point, sym, cache, key):
                 continue
             if out is not None:
                 found.append(out if isinstance(out, Form) else _second_order(out, sym))
+        if node.op in SOFTMAX:
+            try:
+                found.append(softmax_lse(forms[0], np.shape(vals[0]), sym, **SOFTMAX[node.op](node)))
+            except (NotSupported, ZeroDivisionError, OverflowError):
+                pass
         if found:
             return _narrowest(found, sym)
     reads = node.reads

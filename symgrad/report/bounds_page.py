@@ -21,10 +21,17 @@ THEOREMS = {
                 "a node's remainder is bounded by its Jacobian enclosed on nested boxes "
                 "(from its proved VJP rule), a product's exactly, LayerNorm and softmax "
                 "also as chains of sharp steps.",
+    "taylor": "Taylor's theorem, node by node: every value is carried as c + a·ε + εᵀBε "
+              "± r with the quadratic part in the input noise kept exactly; a smooth "
+              "function's remainder is ∫ ½(1 − s)² f‴ δ³ ds with f‴ enclosed on nested "
+              "intervals, softmax as exp(z − LSE(z)) with the log-sum-exp's third-order "
+              "remainder ≤ w³/24, a product's cubic and quartic terms bounded by their "
+              "coefficients' masses.",
     "subdivide": "The box is the union of its pieces; the hull of the pieces' enclosures "
                  "encloses f over the box.",
 }
-COLOURS = {"ibp": "#c0392b", "ops": "#e67e22", "centered": "#2980b9", "subdivide": "#27ae60"}
+COLOURS = {"ibp": "#c0392b", "ops": "#e67e22", "centered": "#2980b9", "taylor": "#8e44ad",
+           "subdivide": "#27ae60"}
 
 
 def _svg(entries, inner_lo, inner_hi, methods) -> str:
