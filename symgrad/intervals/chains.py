@@ -35,38 +35,59 @@ def interval_of(expr, env: dict) -> Interval:
     """An enclosure of a SymEngine expression over intervals for its symbols (``env``):
     +, ×, whole and half-whole powers, exp and the functions of ``FUNCTIONS``, each
     outward rounded. Anything else: NotSupported."""
-    if expr in env:
-        return env[expr]
-    if not expr.free_symbols:
-        return as_interval(expr)
-    args = expr.args
-    if isinstance(expr, se.Add):
-        total = interval_of(args[0], env)
-        for a in args[1:]:
-            total = total + interval_of(a, env)
-        return total
-    if isinstance(expr, se.Mul):
-        total = interval_of(args[0], env)
-        for a in args[1:]:
-            total = total * interval_of(a, env)
-        return total
-    if isinstance(expr, se.Pow):
-        base, power = args
-        if base == se.E:
-            return FUNCTIONS["exp"](interval_of(power, env))
-        if power.free_symbols:
-            raise NotSupported(f"a power with a varying exponent ({expr})")
-        q = Fraction(str(power))
-        b = interval_of(base, env)
-        if q.denominator == 1:
-            return b ** q.numerator
-        if q.denominator == 2:
-            return FUNCTIONS["sqrt"](b) ** q.numerator
-        raise NotSupported(f"a power with exponent {q}")
-    fun = FUNCTIONS.get(type(expr).__name__.lower())
-    if fun is not None and len(args) == 1:
-        return fun(interval_of(args[0], env))
-    raise NotSupported(f"no interval enclosure for {type(expr).__name__} in {expr}")
+    return compile_interval(expr, list(env))(*env.values())
+
+
+def compile_interval(expr, symbols: list):
+    """``interval_of`` compiled once: a function of the intervals of ``symbols`` (in that
+    order); the constants are enclosed once, here."""
+    position = {s: k for k, s in enumerate(symbols)}
+
+    def build(e):
+        if e in position:
+            k = position[e]
+            return lambda xs: xs[k]
+        if not e.free_symbols:
+            value = as_interval(e)
+            return lambda xs: value
+        args = e.args
+        if isinstance(e, (se.Add, se.Mul)):
+            parts = [build(x) for x in args]
+            if isinstance(e, se.Add):
+                def add(xs):
+                    total = parts[0](xs)
+                    for part in parts[1:]:
+                        total = total + part(xs)
+                    return total
+                return add
+
+            def mul(xs):
+                total = parts[0](xs)
+                for part in parts[1:]:
+                    total = total * part(xs)
+                return total
+            return mul
+        if isinstance(e, se.Pow):
+            base, power = args
+            if base == se.E:
+                inner = build(power)
+                return lambda xs: FUNCTIONS["exp"](inner(xs))
+            if power.free_symbols:
+                raise NotSupported(f"a power with a varying exponent ({e})")
+            q = Fraction(str(power))
+            inner = build(base)
+            if q.denominator == 1:
+                return lambda xs: inner(xs) ** q.numerator
+            if q.denominator == 2:
+                return lambda xs: FUNCTIONS["sqrt"](inner(xs)) ** q.numerator
+            raise NotSupported(f"a power with exponent {q}")
+        fun = FUNCTIONS.get(type(e).__name__.lower())
+        if fun is not None and len(args) == 1:
+            inner = build(args[0])
+            return lambda xs: fun(inner(xs))
+        raise NotSupported(f"no interval enclosure for {type(e).__name__} in {e}")
+    compiled = build(expr)
+    return lambda *xs: compiled(xs)
 
 
 class Univariate:
@@ -74,24 +95,40 @@ class Univariate:
     k-th derivative over the interval X."""
 
     def __init__(self, expr, consts: dict | None = None, order: int = 3):
-        self.env = {se.Symbol(k) if isinstance(k, str) else k: as_interval(v)
-                    for k, v in (consts or {}).items()}
+        env = {se.Symbol(k) if isinstance(k, str) else k: as_interval(v)
+               for k, v in (consts or {}).items()}
         self.derivatives = [expr]
         for _ in range(order):
             self.derivatives.append(se.diff(self.derivatives[-1], _T))
+        self._compiled = []
+        for d in self.derivatives:   # ε and the like as interval constants; then compiled
+            d = d.xreplace({k: se.Symbol(f"_c{j}") for j, k in enumerate(env)})
+            f = compile_interval(d, [_T] + [se.Symbol(f"_c{j}") for j in range(len(env))])
+            self._compiled.append(f)
+        self._consts = list(env.values())
 
     def at(self, X: Interval, k: int) -> Interval:
-        return interval_of(self.derivatives[k], {**self.env, _T: X})
+        return self._compiled[k](X, *self._consts)
 
     @classmethod
     def of_op(cls, op, params: dict, order: int = 3) -> "Univariate":
         """An elementwise op's own forward, run on the symbol t."""
-        out = np.asarray(op.forward(np.array([_T], dtype=object), **params), dtype=object)
-        return cls(se.sympify(out.flat[0]), order=order)
+        key = ("op", op.name, repr(sorted(params.items())), order)
+        if key not in _MADE:
+            out = np.asarray(op.forward(np.array([_T], dtype=object), **params), dtype=object)
+            _MADE[key] = cls(se.sympify(out.flat[0]), order=order)
+        return _MADE[key]
 
     @classmethod
     def kind(cls, name: str, order: int = 3, **consts) -> "Univariate":
-        return cls(KINDS[name], consts, order)
+        key = ("kind", name, repr(sorted(consts.items())), order)
+        if key not in _MADE:
+            _MADE[key] = cls(KINDS[name], consts, order)
+        return _MADE[key]
+
+
+#: the univariate functions made so far (derivatives and their compiled enclosures)
+_MADE: dict = {}
 
 
 def _rows_matrix(rows: int, d: int, block) -> np.ndarray:

@@ -50,7 +50,7 @@ WEIGHTS = [_w * (1 + 2.0 ** -50) for _w in
 
 #: an entry whose form's enclosure is this many times wider than the known one restarts as
 #: that interval (it loses its correlations, which no longer pay)
-RESET = 4
+RESET = 2
 
 #: value entries × n² up to which the quadratic coefficients are kept (8 bytes each)
 MAX_COEFFICIENTS = 16_000_000
