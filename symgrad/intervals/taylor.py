@@ -500,6 +500,12 @@ def taylor_form(graph, box, ops_vals=None, cache: dict | None = None) -> list:
     for j, node in enumerate(graph.nodes):
         for r in node.reads:
             last[r] = j
+    with np.errstate(over="ignore", invalid="ignore"):   # overflowed rows become (0, 0, ∞)
+        _pass(graph, forms, vals, sym, last, ops_vals, cache)
+    return vals
+
+
+def _pass(graph, forms, vals, sym, last, ops_vals, cache):
     for j, node in enumerate(graph.nodes):
         index = len(forms)
         shape = graph.shape(index)
@@ -529,5 +535,4 @@ def taylor_form(graph, box, ops_vals=None, cache: dict | None = None) -> list:
         for r in node.reads:   # free what no later node reads (the output's is kept)
             if last.get(r) == j and r != graph.output:
                 forms[r] = None
-    return vals
 
