@@ -19,3 +19,11 @@ __all__ = [
     "Verdict", "Result", "Witness", "SideCondition", "OPS", "get_op", "InputError",
     "RuleError", "ShapeError", "InternalError", "bounds", "Bounds", "__version__",
 ]
+
+
+def __getattr__(name):
+    """``symgrad.torch`` on first use (PyTorch is an optional extra, and slow to import)."""
+    if name == "torch":
+        import importlib
+        return importlib.import_module("symgrad.torch")
+    raise AttributeError(f"module 'symgrad' has no attribute {name!r}")

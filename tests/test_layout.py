@@ -11,7 +11,8 @@ ROOT = Path(symgrad.__file__).resolve().parent
 #: bottom first; a module may import from its own floor's folder and from floors before it
 FLOORS = [
     ["errors", "version"], ["tensor"], ["scalar"], ["fn"], ["ops"], ["graph"], ["prove"],
-    ["models"], ["api"], ["intervals"], ["mutants"], ["gate"], ["report", "pytest_plugin"], ["cli"],
+    ["models"], ["api"], ["intervals"], ["frameworks"], ["torch"], ["mutants"], ["gate"],
+    ["report", "pytest_plugin"], ["cli"],
 ]
 
 

@@ -1,0 +1,304 @@
+"""ATen ops over symbolic tensors: the one table of what symgrad can read in a traced PyTorch
+graph, and the interpreter that runs such a graph on NumPy object arrays.
+
+Each entry gives an op's **mathematical** meaning on real numbers — the function the kernel
+computes up to rounding — written with symgrad's own functions (``symgrad.fn``), so a graph
+interpreted here is the expression symgrad proves things about. ``tests/test_frameworks.py``
+runs every entry on random float64 inputs beside the real kernel: the table says what the
+kernels compute. Keys are the overloads' names (``"mm.default"``), so this module needs no
+PyTorch; :mod:`symgrad.frameworks.torch` traces graphs with it.
+
+Floats in a graph (scalars, constant tensors) enter as the exact rationals of their doubles.
+dtype and device arguments are ignored: the proof is about the real-number function (a
+float32 cast changes rounding, not the function).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import symengine as se
+
+from .. import fn
+from ..errors import InputError
+from ..scalar import SymArray
+from ..tensor import constant
+
+
+def _arr(x) -> np.ndarray:
+    return x if isinstance(x, np.ndarray) else np.asarray(x, dtype=object)
+
+
+def _sym(x):
+    """A writable object array (views from reshape/broadcast copied)."""
+    a = np.array(_arr(x), dtype=object, copy=True)
+    return a.view(SymArray) if a.ndim else a
+
+
+def _num(v):
+    """A scalar argument as an exact value (a float as the rational of its double)."""
+    if isinstance(v, bool):
+        return int(v)
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            raise InputError(f"the traced graph holds the non-finite constant {v}")
+        return constant(v)
+    return v
+
+
+def _dims(dims, ndim):
+    if dims is None or dims == []:
+        return tuple(range(ndim))
+    if isinstance(dims, int):
+        dims = [dims]
+    return tuple(d % ndim for d in dims)
+
+
+def _sum(x, dims=None, keepdim=False, dtype=None):
+    a = _arr(x)
+    if a.ndim == 0:
+        return a
+    return _sym(a.sum(axis=_dims(dims, a.ndim), keepdims=bool(keepdim)))
+
+
+def _mean(x, dims=None, keepdim=False, dtype=None):
+    a = _arr(x)
+    axes = _dims(dims, a.ndim)
+    count = int(np.prod([a.shape[d] for d in axes]))
+    return _sym(a.sum(axis=axes, keepdims=bool(keepdim)) * constant(1) / count)
+
+
+def _matmul(a, b):
+    a, b = _arr(a), _arr(b)
+    if a.ndim == 2 and b.ndim == 2:
+        return _sym(fn.matmul(a, b))
+    return _sym(np.matmul(a, b))
+
+
+def _expand(x, sizes, implicit=False):
+    a = _arr(x)
+    lead = len(sizes) - a.ndim
+    shape = tuple(a.shape[k - lead] if s == -1 else s for k, s in enumerate(sizes))
+    return _sym(np.broadcast_to(a, shape))
+
+
+def _squeeze(x, dims=None):
+    a = _arr(x)
+    axes = [d % a.ndim for d in ([dims] if isinstance(dims, int) else
+                                 (dims if dims is not None else range(a.ndim)))]
+    axes = tuple(d for d in axes if a.shape[d] == 1)
+    return _sym(np.squeeze(a, axis=axes) if axes else a)
+
+
+def _slice(x, dim=0, start=None, end=None, step=1):
+    a = _arr(x)
+    index = [slice(None)] * a.ndim
+    index[dim % a.ndim] = slice(start, end, step)
+    return _sym(a[tuple(index)])
+
+
+def _select(x, dim, i):
+    return _sym(np.take(_arr(x), i, axis=dim % _arr(x).ndim))
+
+
+def _softmax(x, dim, half_to_float=False):
+    e = fn.exp(_arr(x))
+    return _sym(e / e.sum(axis=dim % e.ndim, keepdims=True))
+
+
+def _log_softmax(x, dim, half_to_float=False):
+    a = _arr(x)
+    return _sym(a - fn.log(fn.exp(a).sum(axis=dim % a.ndim, keepdims=True)))
+
+
+def _softmax_backward(grad, out, dim, input_dtype=None):
+    g, y = _arr(grad), _arr(out)
+    return _sym(y * (g - (g * y).sum(axis=dim % g.ndim, keepdims=True)))
+
+
+def _log_softmax_backward(grad, out, dim, input_dtype=None):
+    g, y = _arr(grad), _arr(out)
+    return _sym(g - fn.exp(y) * g.sum(axis=dim % g.ndim, keepdims=True))
+
+
+def _norm_axes(x, normalized_shape):
+    a = _arr(x)
+    return tuple(range(a.ndim - len(normalized_shape), a.ndim))
+
+
+def _native_layer_norm(x, normalized_shape, weight, bias, eps):
+    """(y, mean, rstd): mean and 1/√(biased var + ε) over the last dims, kept as size-1."""
+    a = _arr(x)
+    axes = _norm_axes(a, normalized_shape)
+    count = int(np.prod([a.shape[d] for d in axes]))
+    mean = a.sum(axis=axes, keepdims=True) / count
+    u = a - mean
+    var = (u * u).sum(axis=axes, keepdims=True) / count
+    rstd = fn.rsqrt(var + _num(eps))
+    y = u * rstd
+    if weight is not None:
+        y = y * _arr(weight)
+    if bias is not None:
+        y = y + _arr(bias)
+    return _sym(y), _sym(mean), _sym(rstd)
+
+
+def _native_layer_norm_backward(grad, x, normalized_shape, mean, rstd, weight, bias, mask):
+    """PyTorch's layer-norm backward kernel, in its closed form: with x̂ = (x − mean)·rstd
+    and ĝ = grad·weight, dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) over the normalized dims;
+    dweight = Σ grad·x̂ and dbias = Σ grad over the leading dims."""
+    g, a = _arr(grad), _arr(x)
+    axes = _norm_axes(a, normalized_shape)
+    lead = tuple(range(a.ndim - len(axes)))
+    count = int(np.prod([a.shape[d] for d in axes]))
+    xhat = (a - _arr(mean)) * _arr(rstd)
+    gh = g * _arr(weight) if weight is not None else g
+    dx = _arr(rstd) * (gh - gh.sum(axis=axes, keepdims=True) / count -
+                       xhat * (gh * xhat).sum(axis=axes, keepdims=True) / count)
+    out = [_sym(dx) if mask[0] else None]
+    out.append(_sym((g * xhat).sum(axis=lead)) if mask[1] and weight is not None else None)
+    out.append(_sym(g.sum(axis=lead)) if mask[2] and bias is not None else None)
+    return tuple(out)
+
+
+def _gelu(x, approximate="none"):
+    a = _arr(x)
+    return _sym(fn.gelu_tanh(a) if approximate == "tanh" else fn.gelu_erf(a))
+
+
+def _gelu_backward(grad, x, approximate="none"):
+    """GELU's derivative times grad, the kernel's closed form: for "tanh",
+    ½(1 + t) + ½x(1 − t²)·√(2/π)(1 + 3κx²), t = tanh(√(2/π)(x + κx³)), κ = 0.044715; else
+    Φ(x) + x·φ(x)."""
+    g, a = _arr(grad), _arr(x)
+    if approximate == "tanh":
+        k, c = se.sqrt(2 / se.pi), fn.rational("0.044715")
+        t = fn.tanh(k * (a + c * a * a * a))
+        return _sym(g * ((1 + t) / 2 + a / 2 * (1 - t * t) * k * (1 + 3 * c * a * a)))
+    phi = fn.exp(-a * a / 2) / se.sqrt(2 * se.pi)
+    return _sym(g * ((1 + fn.erf(a / se.sqrt(2))) / 2 + a * phi))
+
+
+def _where(cond, a, b):
+    return _sym(fn.where(_arr(cond), _arr(a), _arr(b)))
+
+
+def _compare(op):
+    def apply(a, b):
+        a, b = _arr(a), _arr(_num(b) if not isinstance(b, np.ndarray) else b)
+        a, b = np.broadcast_arrays(a, b)
+        out = np.empty(a.shape, dtype=object)
+        for index in np.ndindex(a.shape):
+            out[index] = op(a[index], b[index])
+        return out
+    return apply
+
+
+def _full(size, value, **kw):
+    return _sym(np.full(tuple(size), _num(value), dtype=object))
+
+
+def _full_like(x, value, **kw):
+    return _sym(np.full(_arr(x).shape, _num(value), dtype=object))
+
+
+def _threshold_backward(grad, x, threshold):
+    a = _arr(x)
+    return _where(_compare(lambda u, v: u > v)(a, threshold), grad, np.zeros(a.shape, dtype=object))
+
+
+def _cat(tensors, dim=0):
+    arrays = [_arr(t) for t in tensors if _arr(t).size or _arr(t).ndim > 1]
+    return _sym(np.concatenate(arrays, axis=dim % arrays[0].ndim))
+
+
+def _binary(f):
+    def apply(a, b, alpha=1):
+        return _sym(f(_arr(a) if isinstance(a, np.ndarray) else _num(a),
+                      _arr(b) if isinstance(b, np.ndarray) else _num(b), _num(alpha)))
+    return apply
+
+
+def _unary(f):
+    return lambda x: _sym(f(_arr(x)))
+
+
+def _identity(x, *args, **kwargs):
+    return _sym(x)
+
+
+def _masked_fill(x, mask, value):
+    return _where(_arr(mask), np.full(_arr(x).shape, _num(value), dtype=object), x)
+
+
+#: ATen overload name → its meaning on symbolic arrays (one table; see the module docstring)
+ATEN = {
+    # no-ops on values
+    "detach.default": _identity, "alias.default": _identity, "clone.default": _identity,
+    "lift_fresh_copy.default": _identity, "_to_copy.default": _identity,
+    "contiguous.default": _identity,
+    # shapes
+    "t.default": lambda x: _sym(_arr(x).T),
+    "permute.default": lambda x, dims: _sym(np.transpose(_arr(x), dims)),
+    "transpose.int": lambda x, a, b: _sym(np.swapaxes(_arr(x), a, b)),
+    "view.default": lambda x, shape: _sym(_arr(x).reshape(shape)),
+    "_unsafe_view.default": lambda x, shape: _sym(_arr(x).reshape(shape)),
+    "reshape.default": lambda x, shape: _sym(_arr(x).reshape(shape)),
+    "expand.default": _expand,
+    "unsqueeze.default": lambda x, d: _sym(np.expand_dims(_arr(x), d % (_arr(x).ndim + 1))),
+    "squeeze.dim": _squeeze, "squeeze.dims": _squeeze, "squeeze.default": _squeeze,
+    "select.int": _select, "slice.Tensor": _slice, "cat.default": _cat,
+    "stack.default": lambda ts, dim=0: _sym(np.stack([_arr(t) for t in ts], axis=dim)),
+    # linear algebra
+    "mm.default": _matmul, "bmm.default": _matmul, "matmul.default": _matmul,
+    "addmm.default": lambda bias, a, b, beta=1, alpha=1: _sym(
+        _num(beta) * _arr(bias) + _num(alpha) * _matmul(a, b)),
+    "dot.default": lambda a, b: _sym((_arr(a) * _arr(b)).sum()),
+    # arithmetic
+    "add.Tensor": _binary(lambda a, b, alpha: a + alpha * b),
+    "add.Scalar": _binary(lambda a, b, alpha: a + alpha * b),
+    "sub.Tensor": _binary(lambda a, b, alpha: a - alpha * b),
+    "sub.Scalar": _binary(lambda a, b, alpha: a - alpha * b),
+    "rsub.Scalar": _binary(lambda a, b, alpha: b - alpha * a),
+    "rsub.Tensor": _binary(lambda a, b, alpha: b - alpha * a),
+    "mul.Tensor": _binary(lambda a, b, alpha: a * b),
+    "mul.Scalar": _binary(lambda a, b, alpha: a * b),
+    "div.Tensor": _binary(lambda a, b, alpha: a / b),
+    "div.Scalar": _binary(lambda a, b, alpha: a / b),
+    "neg.default": _unary(lambda a: -a),
+    "reciprocal.default": _unary(lambda a: 1 / a),
+    "pow.Tensor_Scalar": lambda x, e: _sym(_arr(x) ** _num(e)),
+    "square.default": _unary(lambda a: a * a),
+    "exp.default": _unary(fn.exp), "log.default": _unary(fn.log),
+    "tanh.default": _unary(fn.tanh), "sigmoid.default": _unary(fn.sigmoid),
+    "sqrt.default": _unary(fn.sqrt), "rsqrt.default": _unary(fn.rsqrt),
+    "erf.default": _unary(fn.erf), "sin.default": _unary(fn.sin), "cos.default": _unary(fn.cos),
+    "abs.default": _unary(fn.abs), "relu.default": _unary(fn.relu),
+    "silu.default": _unary(fn.silu),
+    "gelu.default": _gelu, "gelu_backward.default": _gelu_backward,
+    "tanh_backward.default": lambda g, y: _sym(_arr(g) * (1 - _arr(y) * _arr(y))),
+    "sigmoid_backward.default": lambda g, y: _sym(_arr(g) * _arr(y) * (1 - _arr(y))),
+    "threshold_backward.default": _threshold_backward,
+    # reductions
+    "sum.dim_IntList": _sum, "sum.default": _sum, "mean.dim": _mean, "mean.default": _mean,
+    # softmax and LayerNorm kernels
+    "_softmax.default": _softmax, "_log_softmax.default": _log_softmax,
+    "_softmax_backward_data.default": _softmax_backward,
+    "_log_softmax_backward_data.default": _log_softmax_backward,
+    "native_layer_norm.default": _native_layer_norm,
+    "native_layer_norm_backward.default": _native_layer_norm_backward,
+    # comparisons and selection
+    "gt.Scalar": _compare(lambda a, b: a > b), "gt.Tensor": _compare(lambda a, b: a > b),
+    "lt.Scalar": _compare(lambda a, b: a < b), "lt.Tensor": _compare(lambda a, b: a < b),
+    "ge.Scalar": _compare(lambda a, b: a >= b), "le.Scalar": _compare(lambda a, b: a <= b),
+    "where.self": _where, "masked_fill.Scalar": _masked_fill,
+    # constants
+    "zeros_like.default": lambda x, **kw: _full_like(x, 0),
+    "ones_like.default": lambda x, **kw: _full_like(x, 1),
+    "full_like.default": lambda x, v, **kw: _full_like(x, v),
+    "full.default": _full, "zeros.default": lambda size, **kw: _full(size, 0),
+    "ones.default": lambda size, **kw: _full(size, 1),
+    "scalar_tensor.default": lambda v, **kw: _sym(np.array(_num(v), dtype=object)),
+    "new_zeros.default": lambda x, size, **kw: _full(size, 0),
+    "new_ones.default": lambda x, size, **kw: _full(size, 1),
+}

@@ -1,0 +1,232 @@
+"""Prove the backward PyTorch runs: a custom ``torch.autograd.Function``'s hand-written
+``backward`` (:func:`check_function`), or PyTorch's own backward of a module or function
+(:func:`check_module`).
+
+Both trace with ``make_fx`` on fake tensors of the given shapes: the primal (forward) to one
+ATen graph, and the vector-Jacobian product ``torch.autograd.grad(outputs, inputs, g)`` —
+which runs the Function's ``backward``, or PyTorch's derivative formulas — to another. Each
+graph is then run over symbolic tensors by the table in :mod:`symgrad.frameworks.aten`,
+and :func:`symgrad.check_vjp` proves that the second is the transposed derivative of the
+first, or refutes it with a certified witness.
+
+What a trace covers: the code path the example takes. Fake tensors hold no values, so code
+that branches on a tensor's values (``if x.sum() > 0``, ``.item()``) cannot be traced and is
+refused — write it with ``torch.where``, which becomes a step function here. Shapes are
+fixed, as everywhere in symgrad.
+"""
+from __future__ import annotations
+
+import copy
+import inspect
+import operator
+import re
+
+import numpy as np
+
+from ..api import _normalise_shapes, check_vjp
+from ..errors import InputError, RuleError
+from ..scalar import SymArray
+from ..tensor import constant
+from .aten import ATEN
+
+try:
+    import torch
+    from torch.fx.experimental.proxy_tensor import make_fx
+    from torch.fx.node import map_arg
+except ImportError:   # the optional extra is absent: every entry point says so
+    torch = None
+
+#: keyword arguments of ATen calls that do not change values
+_IGNORED = {"dtype", "layout", "device", "pin_memory", "memory_format", "non_blocking"}
+
+
+def _need_torch():
+    if torch is None:
+        raise InputError("symgrad.torch needs PyTorch: pip install 'symgrad[torch]' (the CPU "
+                         "build: pip install torch==2.13.0 --index-url "
+                         "https://download.pytorch.org/whl/cpu)")
+
+
+def op_name(target) -> str:
+    """``"mm.default"`` for ``torch.ops.aten.mm.default`` (the key of the ATen table)."""
+    return f"{target.overloadpacket.__name__}.{target._overloadname}"
+
+
+def _source_line(node) -> str:
+    """The user's line a traced node came from (its stack trace's last frame)."""
+    trace = node.meta.get("stack_trace") or ""
+    frames = re.findall(r'File "([^"]+)", line (\d+), in (\S+)\n\s*(.*)', trace)
+    frames = [f for f in frames if "/torch/" not in f[0]]
+    if not frames:
+        return "an unknown line"
+    path, line, func, code = frames[-1]
+    return f"{path}:{line} ({func}: {code.strip()})"
+
+
+def _tensor_constant(t) -> np.ndarray:
+    values = t.detach().to(torch.float64).cpu().numpy()
+    out = np.empty(values.shape, dtype=object)
+    for index in np.ndindex(values.shape):
+        out[index] = constant(float(values[index]))
+    return out.view(SymArray) if out.ndim else out
+
+
+def interpret(gm, inputs: list) -> list:
+    """Run a traced GraphModule on symbolic arrays; returns its outputs, flattened."""
+    env = {}
+    feed = iter(inputs)
+    for node in gm.graph.nodes:
+        if node.op == "placeholder":
+            env[node] = next(feed)
+        elif node.op == "get_attr":
+            env[node] = _tensor_constant(getattr(gm, node.target))
+        elif node.op == "call_function":
+            args = map_arg(node.args, lambda n: env[n])
+            kwargs = {k: v for k, v in map_arg(node.kwargs, lambda n: env[n]).items()
+                      if k not in _IGNORED}
+            if node.target is operator.getitem:
+                env[node] = args[0][args[1]]
+                continue
+            name = op_name(node.target) if hasattr(node.target, "_overloadname") else \
+                getattr(node.target, "__name__", str(node.target))
+            rule = ATEN.get(name)
+            if rule is None:
+                raise RuleError(f"the ATen op aten.{name} (from {_source_line(node)}) is not "
+                                f"in symgrad's table of {len(ATEN)} ops "
+                                f"(symgrad/frameworks/aten.py)")
+            try:
+                env[node] = rule(*args, **kwargs)
+            except (TypeError, ValueError, IndexError) as exc:
+                raise RuleError(f"aten.{name} (from {_source_line(node)}) with these "
+                                f"arguments is not supported: {exc}") from None
+        elif node.op == "output":
+            out = map_arg(node.args[0], lambda n: env[n])
+            return list(out) if isinstance(out, (tuple, list)) else [out]
+    raise RuleError("the traced graph has no output")
+
+
+def _flat(outs) -> list:
+    return list(outs) if isinstance(outs, (tuple, list)) else [outs]
+
+
+def _trace(f, examples, what: str):
+    try:
+        return make_fx(f, tracing_mode="fake", _allow_non_fake_inputs=True)(*examples)
+    except RuleError:
+        raise
+    except Exception as exc:   # noqa: BLE001 - PyTorch's tracing errors have no common base
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        hint = ""
+        if "data-dependent" in text.lower() or "data dependent" in text.lower() or \
+                "item()" in text or "DataDependent" in type(exc).__name__:
+            hint = ("; it branches on a tensor's values, which a trace cannot follow for "
+                    "every input — write it with torch.where")
+        raise InputError(f"cannot trace {what}: {type(exc).__name__}: {text}{hint}") from None
+
+
+def _prove(primal, n_inputs: int, shapes, names, name, options):
+    """Trace primal(*tensors) and its VJP through autograd; prove the one is the transposed
+    derivative of the other."""
+    examples = [torch.randn(*s, dtype=torch.float64) for s in shapes]
+    forward_gm = _trace(primal, examples, f"{name} (forward)")
+    outs = _flat(forward_gm(*examples))
+    if not outs or any(not isinstance(o, torch.Tensor) or not o.is_floating_point()
+                       for o in outs):
+        raise InputError(f"{name} must return floating-point tensors (got "
+                         f"{', '.join(type(o).__name__ for o in outs) or 'nothing'})")
+    out_shapes = [tuple(o.shape) for o in outs]
+
+    def vjp_fn(*xs_and_gs):
+        xs = [x.detach().requires_grad_(True) for x in xs_and_gs[:n_inputs]]
+        gs = list(xs_and_gs[n_inputs:])
+        got = _flat(primal(*xs))
+        grads = torch.autograd.grad(got, xs, gs, allow_unused=True)
+        return tuple(torch.zeros_like(x) if g is None else g for g, x in zip(grads, xs))
+    cotangents = [torch.randn(*s, dtype=torch.float64) for s in out_shapes]
+    vjp_gm = _trace(vjp_fn, examples + cotangents, f"{name} (backward)")
+    sizes = [int(np.prod(s)) for s in out_shapes]
+
+    def forward(*inputs):
+        got = interpret(forward_gm, list(inputs))
+        if len(got) == 1:
+            return got[0]
+        return np.concatenate([np.asarray(v, dtype=object).ravel() for v in got]).view(SymArray)
+
+    def vjp(g, out, *inputs):
+        if len(out_shapes) == 1:
+            gs = [g]
+        else:
+            flat = np.asarray(g, dtype=object).ravel()
+            cuts = np.cumsum([0] + sizes)
+            gs = [flat[a:b].reshape(s).view(SymArray)
+                  for a, b, s in zip(cuts[:-1], cuts[1:], out_shapes)]
+        return tuple(interpret(vjp_gm, list(inputs) + gs))
+    return check_vjp(forward, vjp, shapes, names=names, name=name, **options)
+
+
+def check_function(fn_class, shapes, *, args=(), names=None, **options):
+    """Prove (or refute) a ``torch.autograd.Function``'s ``backward`` against its
+    ``forward`` at the given input shapes (one per tensor argument, in order). ``args``:
+    non-tensor arguments passed after the tensors (``Fn.apply(*tensors, *args)``). Several
+    outputs are proved together (their cotangents side by side). Options as
+    :func:`symgrad.check_vjp` (``timeout``, ``memory_mb``, ``assumptions``, …).
+
+    >>> import torch, symgrad as sg
+    >>> class Tanh(torch.autograd.Function):
+    ...     @staticmethod
+    ...     def forward(ctx, x):
+    ...         y = torch.tanh(x)
+    ...         ctx.save_for_backward(y)
+    ...         return y
+    ...     @staticmethod
+    ...     def backward(ctx, g):
+    ...         (y,) = ctx.saved_tensors
+    ...         return g * (1 - y * y)
+    >>> sg.torch.check_function(Tanh, shapes=[(2, 3)]).verdict
+    <Verdict.PROVED: 'proved'>
+    """
+    _need_torch()
+    if not (isinstance(fn_class, type) and issubclass(fn_class, torch.autograd.Function)):
+        raise InputError(f"{fn_class!r} is not a torch.autograd.Function subclass")
+    shapes = _normalise_shapes(shapes)
+    if names is None:
+        try:
+            params = list(inspect.signature(fn_class.forward).parameters)[1:]
+        except (TypeError, ValueError):
+            params = []
+        names = params[:len(shapes)] if len(params) >= len(shapes) else None
+    extra = tuple(args)
+    return _prove(lambda *xs: fn_class.apply(*xs, *extra), len(shapes), shapes, names,
+                  fn_class.__name__, options)
+
+
+def check_module(module, shapes, *, names=None, parameters=True, **options):
+    """Prove (or refute) PyTorch's own backward of a module (or a function of tensors) at
+    the given input shapes: the VJP autograd computes — its derivative formulas, e.g.
+    ``native_layer_norm_backward``, ``_softmax_backward_data``, ``gelu_backward`` — against
+    the transposed derivative of the traced forward. With ``parameters`` (default) the
+    module's parameters are inputs too (named as in ``named_parameters``), so their
+    gradients are proved as well; else they are constants. A module runs in eval mode
+    (dropout off)."""
+    _need_torch()
+    shapes = _normalise_shapes(shapes)
+    if isinstance(module, torch.nn.Module):
+        module = copy.deepcopy(module).double().eval()   # the user's module stays as it is
+        pnames = [n for n, _ in module.named_parameters()] if parameters else []
+        pshapes = [tuple(p.shape) for _, p in module.named_parameters()] if parameters else []
+        n = len(shapes)
+
+        def primal(*tensors):
+            if not pnames:
+                return module(*tensors[:n])
+            given = dict(zip(pnames, tensors[n:]))
+            return torch.func.functional_call(module, given, tuple(tensors[:n]))
+        label = type(module).__name__
+        all_names = (list(names) if names else [f"x{k}" if n > 1 else "x" for k in range(n)]) \
+            + pnames
+        return _prove(primal, n + len(pnames), shapes + [s for s in pshapes],
+                      [a.replace(".", "_") for a in all_names], label, options)
+    if not callable(module):
+        raise InputError(f"{module!r} is neither a torch.nn.Module nor a function")
+    return _prove(module, len(shapes), shapes, names,
+                  getattr(module, "__name__", "function"), options)
