@@ -231,6 +231,101 @@ def _masked_fill(x, mask, value):
     return _where(_arr(mask), np.full(_arr(x).shape, _num(value), dtype=object), x)
 
 
+def _select_backward(grad, sizes, dim, index):
+    out = np.zeros(tuple(sizes), dtype=object)
+    idx = [slice(None)] * len(sizes)
+    idx[dim % len(sizes)] = index
+    out[tuple(idx)] = _arr(grad)
+    return _sym(out)
+
+
+def _slice_backward(grad, sizes, dim, start, end, step):
+    out = np.zeros(tuple(sizes), dtype=object)
+    idx = [slice(None)] * len(sizes)
+    idx[dim % len(sizes)] = slice(start, end, step)
+    out[tuple(idx)] = _arr(grad)
+    return _sym(out)
+
+
+def _attention_weights(q, k, is_causal, attn_mask, scale):
+    """Per leading index, the softmax weights P of q kᵀ·scale (+ mask) and the kept entries:
+    an entry with mask −∞, or above the diagonal when causal, is left out (weight 0); a row
+    with none kept has all weights 0 (PyTorch's convention for a fully masked row)."""
+    q, k = _arr(q), _arr(k)
+    L, E = q.shape[-2:]
+    S = k.shape[-2]
+    s = se.Integer(1) / se.sqrt(E) if scale is None else _num(scale)
+    lead = np.broadcast_shapes(q.shape[:-2], k.shape[:-2])
+    mask = None if attn_mask is None else np.broadcast_to(_arr(attn_mask), lead + (L, S))
+    q, k = np.broadcast_to(q, lead + (L, E)), np.broadcast_to(k, lead + (S, E))
+    P = np.zeros(lead + (L, S), dtype=object)
+    for b in np.ndindex(lead):
+        scores = fn.matmul(np.asarray(q[b]), np.asarray(k[b]).T)
+        for i in range(L):
+            keep = [j for j in range(S) if not (is_causal and j > i) and
+                    not (mask is not None and _minus_infinity(mask[b][i, j]))]
+            if not keep:
+                continue
+            z = [scores[i, j] * s + (mask[b][i, j] if mask is not None else 0) for j in keep]
+            e = [fn.exp(v) for v in z]
+            total = sum(e[1:], e[0])
+            for j, ej in zip(keep, e):
+                P[b][i, j] = ej / total
+    return P, s, lead
+
+
+def _minus_infinity(v) -> bool:
+    if isinstance(v, float):
+        if v == -math.inf:
+            return True
+        raise InputError(f"an attention mask entry {v} is not finite and not −∞")
+    return False
+
+
+def _sdpa(q, k, v, dropout_p=0.0, is_causal=False, attn_mask=None, scale=None):
+    """(softmax(q kᵀ·scale + mask) v, logsumexp of the scores)."""
+    if dropout_p:
+        raise InputError("scaled_dot_product_attention with dropout_p > 0 is random; trace "
+                         "it in eval mode or with dropout_p = 0")
+    P, s, lead = _attention_weights(q, k, is_causal, attn_mask, scale)
+    v = np.broadcast_to(_arr(v), lead + _arr(v).shape[-2:])
+    out = np.empty(lead + (P.shape[-2], v.shape[-1]), dtype=object)
+    for b in np.ndindex(lead):
+        out[b] = fn.matmul(P[b], np.asarray(v[b]))
+    return _sym(out), _sym(np.zeros(lead + (P.shape[-2],), dtype=object))
+
+
+def _sdpa_backward(grad_out, q, k, v, out, logsumexp, dropout_p, is_causal, attn_mask=None,
+                   scale=None):
+    """The attention backward in closed form: dV = Pᵀ dO, dS = P ⊙ (dO Vᵀ − rowsum(dO ⊙ O)),
+    dQ = dS K·scale, dK = dSᵀ Q·scale (P recomputed from q and k, as the kernel does from
+    the saved log-sum-exp; O the forward's output)."""
+    P, s, lead = _attention_weights(q, k, is_causal, attn_mask, scale)
+    g, o = _arr(grad_out), _arr(out)
+    qa, ka, va = (np.broadcast_to(_arr(t), lead + _arr(t).shape[-2:]) for t in (q, k, v))
+    dq, dk, dv = (np.empty(t.shape, dtype=object) for t in (qa, ka, va))
+    for b in np.ndindex(lead):
+        Pb, gb = P[b], np.asarray(g[b])
+        dv[b] = fn.matmul(Pb.T, gb)
+        dP = fn.matmul(gb, np.asarray(va[b]).T)
+        D = (gb * np.asarray(o[b])).sum(axis=-1, keepdims=True)
+        dS = Pb * (dP - D)
+        dq[b] = fn.matmul(dS, np.asarray(ka[b])) * s
+        dk[b] = fn.matmul(dS.T, np.asarray(qa[b])) * s
+    return tuple(_sym(_reduce_to(t, _arr(x).shape)) for t, x in ((dq, q), (dk, k), (dv, v)))
+
+
+def _reduce_to(grad, shape):
+    """A gradient of a broadcast input, summed back to the input's shape."""
+    g = np.asarray(grad, dtype=object)
+    while g.ndim > len(shape):
+        g = g.sum(axis=0)
+    for d, n in enumerate(shape):
+        if n == 1 and g.shape[d] != 1:
+            g = g.sum(axis=d, keepdims=True)
+    return g
+
+
 #: ATen overload name → its meaning on symbolic arrays (one table; see the module docstring)
 ATEN = {
     # no-ops on values
@@ -249,6 +344,7 @@ ATEN = {
     "squeeze.dim": _squeeze, "squeeze.dims": _squeeze, "squeeze.default": _squeeze,
     "select.int": _select, "slice.Tensor": _slice, "cat.default": _cat,
     "stack.default": lambda ts, dim=0: _sym(np.stack([_arr(t) for t in ts], axis=dim)),
+    "select_backward.default": _select_backward, "slice_backward.default": _slice_backward,
     # linear algebra
     "mm.default": _matmul, "bmm.default": _matmul, "matmul.default": _matmul,
     "addmm.default": lambda bias, a, b, beta=1, alpha=1: _sym(
@@ -287,6 +383,8 @@ ATEN = {
     "_log_softmax_backward_data.default": _log_softmax_backward,
     "native_layer_norm.default": _native_layer_norm,
     "native_layer_norm_backward.default": _native_layer_norm_backward,
+    "_scaled_dot_product_flash_attention_for_cpu.default": _sdpa,
+    "_scaled_dot_product_flash_attention_for_cpu_backward.default": _sdpa_backward,
     # comparisons and selection
     "gt.Scalar": _compare(lambda a, b: a > b), "gt.Tensor": _compare(lambda a, b: a > b),
     "lt.Scalar": _compare(lambda a, b: a < b), "lt.Tensor": _compare(lambda a, b: a < b),

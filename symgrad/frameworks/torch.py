@@ -66,8 +66,9 @@ def _source_line(node) -> str:
 def _tensor_constant(t) -> np.ndarray:
     values = t.detach().to(torch.float64).cpu().numpy()
     out = np.empty(values.shape, dtype=object)
-    for index in np.ndindex(values.shape):
-        out[index] = constant(float(values[index]))
+    for index in np.ndindex(values.shape):   # −∞ (an attention mask's) stays a float
+        v = float(values[index])
+        out[index] = constant(v) if np.isfinite(v) else v
     return out.view(SymArray) if out.ndim else out
 
 
@@ -111,7 +112,8 @@ def _flat(outs) -> list:
 
 def _trace(f, examples, what: str):
     try:
-        return make_fx(f, tracing_mode="fake", _allow_non_fake_inputs=True)(*examples)
+        return make_fx(f, tracing_mode="fake", _allow_non_fake_inputs=True,
+                       record_stack_traces=True)(*examples)
     except RuleError:
         raise
     except Exception as exc:   # noqa: BLE001 - PyTorch's tracing errors have no common base
