@@ -622,5 +622,52 @@ def verify_mutant_cmd(name, timeout, as_json, verbose, report_dir):
     sys.exit(report([result], as_json, verbose))
 
 
+def _number(text: str):
+    """A --arg value as the Python number PyTorch code gets: an int, else a float (1/3 is the
+    double nearest it)."""
+    from fractions import Fraction
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(Fraction(text.strip()))
+    except (ValueError, ZeroDivisionError):
+        raise InputError(f"cannot read --arg {text!r}: give a number (2.5, 1/3, 1e-5)") from None
+
+
+@verify.command("torch")
+@click.argument("target", metavar="MODULE:NAME")
+@click.option("--shape", "shapes", multiple=True, required=True, metavar="AxB",
+              help="One per tensor input, in order, e.g. --shape 2x3 --shape 3x4.")
+@click.option("--arg", "args", multiple=True, metavar="VALUE",
+              help="A non-tensor argument passed after the tensors (a number: 2.5, 1/3, "
+                   "1e-5), repeatable; for an autograd.Function only.")
+@click.option("--fixed-parameters", is_flag=True,
+              help="For a module: keep its parameters fixed instead of proving their "
+                   "gradients too.")
+@click.option("--timeout", type=Seconds(), default=None,
+              help="Seconds before the verdict becomes UNKNOWN (default 600).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead.")
+@verbose_option
+def verify_torch_cmd(target, shapes, args, fixed_parameters, timeout, as_json, verbose):
+    """Prove the backward PyTorch runs: TARGET names, as module.path:Name (the current
+    directory is on the path), a torch.autograd.Function subclass (its hand-written
+    backward is checked against its forward), an nn.Module class or instance, or a
+    function of tensors (PyTorch's own backward is checked). Needs the torch extra.
+
+    \b
+    Example:
+      symgrad verify torch mylib.ops:FusedGelu --shape 4x8
+      symgrad verify torch mylib.blocks:make_block --shape 1x3x8
+    """
+    from .frameworks.torch import check_target
+    shape_list = [parse_shape(s) for s in shapes]
+    extra = [_number(a) for a in args]
+    result = check_target(target, shape_list, args=extra, parameters=not fixed_parameters,
+                          timeout=timeout)
+    sys.exit(report([result], as_json, verbose))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -119,6 +119,10 @@ def where(cond, a, b):
     for index in np.ndindex(cond.shape):
         c, x, y = cond[index], a[index], b[index]
         if isinstance(c, Relation):
+            known = _truth(c)
+            if known is not None:   # a comparison of numbers (code run at a point): the
+                out[index] = x if known else y   # branch it picks, the other untouched
+                continue
             h = indicator(c)
             out[index] = h * x + (1 - h) * y
         elif isinstance(c, (bool, np.bool_)):
@@ -127,6 +131,15 @@ def where(cond, a, b):
             raise RuleError(f"where() needs a comparison of symbolic values or a boolean as "
                             f"its condition, got {type(c).__name__} (at {user_line()})")
     return out.view(SymArray) if out.ndim else out[()]
+
+
+def _truth(rel: Relation):
+    """Whether a comparison of two exact numbers holds; None when it is symbolic."""
+    u = rel.u.e if isinstance(rel.u, Scalar) else rel.u
+    if not isinstance(u, (se.Integer, se.Rational)):
+        return None
+    v = Fraction(str(u))
+    return {">": v > 0, ">=": v >= 0, "==": v == 0, "!=": v != 0}[rel.op]
 
 
 def indicator(rel: Relation):

@@ -217,16 +217,63 @@ def _brief(e) -> str:
     return s if len(s) <= 60 else s[:57] + "…"
 
 
+#: while set (``recording_divisors``), every non-constant value user code divides by
+_DIVISORS: list | None = None
+#: while set (``ieee_division``), a division by an exact 0 gives ∞ instead of an error
+_IEEE = False
+
+
+class recording_divisors:
+    """Collects what user code divides by (``/`` or a negative power of a non-constant):
+    SymEngine cancels ``(x·y)/x`` to ``y`` at once, so the rule's own expressions no longer
+    show that the code is undefined at x = 0; the checker looks there (check.py)."""
+
+    def __enter__(self):
+        global _DIVISORS
+        self.saved, _DIVISORS = _DIVISORS, []
+        return _DIVISORS
+
+    def __exit__(self, *exc):
+        global _DIVISORS
+        _DIVISORS = self.saved
+        return False
+
+
+class ieee_division:
+    """Division by an exact 0 gives SymEngine's ∞ (and 0·∞ its NaN) instead of an error, as
+    a float kernel's would: a branch that ``where`` then discards does not matter, one that
+    reaches the result makes it undefined."""
+
+    def __enter__(self):
+        global _IEEE
+        self.saved, _IEEE = _IEEE, True
+        return self
+
+    def __exit__(self, *exc):
+        global _IEEE
+        _IEEE = self.saved
+        return False
+
+
 def _reciprocal(b):
     if (isinstance(b, se.Number) or isinstance(b, sp.Number)) and b == 0:
+        if _IEEE and isinstance(b, se.Number):
+            return se.zoo
         _fail("division by zero")
+    if _DIVISORS is not None and not isinstance(b, (se.Number, sp.Number)):
+        _DIVISORS.append(b)
     return b ** -1
 
 
 def _power(a, b):
     if (isinstance(a, (se.Number, sp.Number))) and a == 0 and \
             isinstance(b, (se.Number, sp.Number)) and b < 0:
+        if _IEEE and isinstance(a, se.Number):
+            return se.zoo
         _fail("division by zero (a negative power of 0)")
+    if _DIVISORS is not None and isinstance(b, (se.Number, sp.Number)) and b < 0 and \
+            not isinstance(a, (se.Number, sp.Number)):
+        _DIVISORS.append(a)
     return a ** b
 
 

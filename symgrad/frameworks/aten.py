@@ -97,6 +97,16 @@ def _slice(x, dim=0, start=None, end=None, step=1):
     return _sym(a[tuple(index)])
 
 
+def _split(x, size, dim):
+    """Chunks of ``size`` along dim (the last one shorter), or of the listed sizes."""
+    a = _arr(x)
+    n = a.shape[dim % a.ndim]
+    sizes = size if isinstance(size, list) else [size] * (n // size) + ([n % size] if n % size
+                                                                        else [])
+    cuts = np.cumsum([0] + sizes)
+    return [_slice(a, dim, int(lo), int(hi)) for lo, hi in zip(cuts[:-1], cuts[1:])]
+
+
 def _select(x, dim, i):
     return _sym(np.take(_arr(x), i, axis=dim % _arr(x).ndim))
 
@@ -345,6 +355,9 @@ ATEN = {
     "select.int": _select, "slice.Tensor": _slice, "cat.default": _cat,
     "stack.default": lambda ts, dim=0: _sym(np.stack([_arr(t) for t in ts], axis=dim)),
     "select_backward.default": _select_backward, "slice_backward.default": _slice_backward,
+    "split.Tensor": lambda x, size, dim=0: _split(x, size, dim),
+    "split_with_sizes.default": lambda x, sizes, dim=0: _split(x, list(sizes), dim),
+    "unbind.int": lambda x, dim=0: [_select(x, dim, i) for i in range(_arr(x).shape[dim])],
     # linear algebra
     "mm.default": _matmul, "bmm.default": _matmul, "matmul.default": _matmul,
     "addmm.default": lambda bias, a, b, beta=1, alpha=1: _sym(
@@ -377,6 +390,12 @@ ATEN = {
     "threshold_backward.default": _threshold_backward,
     # reductions
     "sum.dim_IntList": _sum, "sum.default": _sum, "mean.dim": _mean, "mean.default": _mean,
+    "prod.dim_int": lambda x, dim, keepdim=False, dtype=None: _sym(
+        np.prod(_arr(x), axis=dim % _arr(x).ndim, keepdims=bool(keepdim))),
+    "prod.default": lambda x, dtype=None: _sym(np.prod(_arr(x))),
+    "cumprod.default": lambda x, dim, dtype=None: _sym(np.cumprod(_arr(x), axis=dim % _arr(x).ndim)),
+    "cumsum.default": lambda x, dim, dtype=None: _sym(np.cumsum(_arr(x), axis=dim % _arr(x).ndim)),
+    "flip.default": lambda x, dims: _sym(np.flip(_arr(x), axis=tuple(dims))),
     # softmax and LayerNorm kernels
     "_softmax.default": _softmax, "_log_softmax.default": _log_softmax,
     "_softmax_backward_data.default": _softmax_backward,
@@ -389,6 +408,7 @@ ATEN = {
     "gt.Scalar": _compare(lambda a, b: a > b), "gt.Tensor": _compare(lambda a, b: a > b),
     "lt.Scalar": _compare(lambda a, b: a < b), "lt.Tensor": _compare(lambda a, b: a < b),
     "ge.Scalar": _compare(lambda a, b: a >= b), "le.Scalar": _compare(lambda a, b: a <= b),
+    "eq.Scalar": _compare(lambda a, b: a == b), "ne.Scalar": _compare(lambda a, b: a != b),
     "where.self": _where, "masked_fill.Scalar": _masked_fill,
     # constants
     "zeros_like.default": lambda x, **kw: _full_like(x, 0),

@@ -17,9 +17,12 @@ fixed, as everywhere in symgrad.
 from __future__ import annotations
 
 import copy
+import importlib
 import inspect
+import os
 import operator
 import re
+import sys
 
 import numpy as np
 
@@ -106,14 +109,56 @@ def interpret(gm, inputs: list) -> list:
     raise RuleError("the traced graph has no output")
 
 
+def _unsupported(gm) -> list:
+    """The call_function nodes of a traced graph whose op the table lacks."""
+    return [n for n in gm.graph.nodes if n.op == "call_function"
+            and n.target is not operator.getitem and hasattr(n.target, "_overloadname")
+            and op_name(n.target) not in ATEN]
+
+
+def _called_from(f, examples, target) -> str:
+    """The user's line that calls ``target``: ``f`` run once more on real tensors under a
+    dispatch mode that looks at the stack when the op comes by."""
+    import traceback
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Finder(TorchDispatchMode):
+        line = None
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if Finder.line is None and func == target:
+                for frame in reversed(traceback.extract_stack()[:-1]):
+                    if not any(p in frame.filename for p in ("/torch/", "/symgrad/", "<")):
+                        Finder.line = (f"{frame.filename}:{frame.lineno} ({frame.name}: "
+                                       f"{(frame.line or '').strip()})")
+                        break
+            return func(*args, **(kwargs or {}))
+    try:
+        with Finder():
+            f(*[e.clone() for e in examples])
+    except Exception:  # noqa: BLE001 - only a better message was at stake
+        pass
+    return Finder.line or "PyTorch's own code (no line of yours calls it)"
+
+
+def _covered(gm, f, examples, what):
+    missing = _unsupported(gm)
+    if missing:
+        names = sorted({op_name(n.target) for n in missing})
+        line = _called_from(f, examples, missing[0].target)
+        raise RuleError(f"{what}: the ATen op aten.{names[0]} (from {line}) is not in "
+                        f"symgrad's table of {len(ATEN)} ops (symgrad/frameworks/aten.py)"
+                        + (f"; nor are {', '.join('aten.' + n for n in names[1:])}"
+                           if len(names) > 1 else ""))
+
+
 def _flat(outs) -> list:
     return list(outs) if isinstance(outs, (tuple, list)) else [outs]
 
 
 def _trace(f, examples, what: str):
     try:
-        return make_fx(f, tracing_mode="fake", _allow_non_fake_inputs=True,
-                       record_stack_traces=True)(*examples)
+        return make_fx(f, tracing_mode="fake", _allow_non_fake_inputs=True)(*examples)
     except RuleError:
         raise
     except Exception as exc:   # noqa: BLE001 - PyTorch's tracing errors have no common base
@@ -131,6 +176,7 @@ def _prove(primal, n_inputs: int, shapes, names, name, options):
     derivative of the other."""
     examples = [torch.randn(*s, dtype=torch.float64) for s in shapes]
     forward_gm = _trace(primal, examples, f"{name} (forward)")
+    _covered(forward_gm, primal, examples, f"{name} (forward)")
     outs = _flat(forward_gm(*examples))
     if not outs or any(not isinstance(o, torch.Tensor) or not o.is_floating_point()
                        for o in outs):
@@ -146,6 +192,7 @@ def _prove(primal, n_inputs: int, shapes, names, name, options):
         return tuple(torch.zeros_like(x) if g is None else g for g, x in zip(grads, xs))
     cotangents = [torch.randn(*s, dtype=torch.float64) for s in out_shapes]
     vjp_gm = _trace(vjp_fn, examples + cotangents, f"{name} (backward)")
+    _covered(vjp_gm, vjp_fn, examples + cotangents, f"{name} (backward)")
     sizes = [int(np.prod(s)) for s in out_shapes]
 
     def forward(*inputs):
@@ -232,3 +279,54 @@ def check_module(module, shapes, *, names=None, parameters=True, **options):
         raise InputError(f"{module!r} is neither a torch.nn.Module nor a function")
     return _prove(module, len(shapes), shapes, names,
                   getattr(module, "__name__", "function"), options)
+
+
+def load(target: str):
+    """The object a ``module.path:Name`` (or ``module.path:Name.attr``) names; the current
+    directory is on the import path. One sentence when it cannot be found."""
+    if ":" not in target:
+        raise InputError(f"cannot read {target!r}: write module.path:Name, e.g. "
+                         f"mylib.ops:FusedGelu")
+    module_name, _, attr = target.partition(":")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        obj = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise InputError(f"cannot import {module_name!r} (from {target!r}): {exc}") from None
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise InputError(f"{module_name} has no attribute {attr!r} (from {target!r})")
+        obj = getattr(obj, part)
+    return obj
+
+
+def check_target(target, shapes, *, args=(), parameters=True, **options):
+    """``symgrad verify torch``: a Function subclass by :func:`check_function`; an
+    nn.Module (a class is instantiated without arguments) or a function of tensors by
+    :func:`check_module`."""
+    _need_torch()
+    obj = load(target) if isinstance(target, str) else target
+    if isinstance(obj, type) and issubclass(obj, torch.autograd.Function):
+        return check_function(obj, shapes, args=args, **options)
+    if args:
+        raise InputError("--arg applies to a torch.autograd.Function only")
+    factory = callable(obj) and not isinstance(obj, torch.nn.Module) and _no_arguments(obj)
+    if (isinstance(obj, type) and issubclass(obj, torch.nn.Module)) or factory:
+        try:
+            obj = obj()
+        except TypeError as exc:
+            raise InputError(f"cannot build {target} without arguments ({exc}); name a "
+                             f"function that returns the module instead") from None
+    return check_module(obj, shapes, parameters=parameters, **options)
+
+
+def _no_arguments(f) -> bool:
+    """Whether ``f`` is called with no arguments (a factory of a module or function)."""
+    try:
+        params = inspect.signature(f).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return not any(p.default is p.empty and p.kind in (p.POSITIONAL_ONLY,
+                                                        p.POSITIONAL_OR_KEYWORD)
+                   for p in params)

@@ -27,7 +27,8 @@ import sympy as sp
 from flint import arb, ctx as flint_ctx
 
 from ..errors import InputError, InternalError, RuleError, ShapeError
-from ..scalar import Relation, canonical, unwrap, unwrap_value, user_line, wrap
+from ..scalar import Relation, canonical, ieee_division, recording_divisors, unwrap, \
+    unwrap_value, user_line, wrap
 from ..tensor import as_symengine, entry_name, shape_tuple, symbols
 from .isolate import DEFAULT_MEMORY_MB, LIMITS, fork_map, workers
 from .notation import readable
@@ -193,7 +194,8 @@ def build_sides(spec: Spec):
     if backend == "symengine":
         (out,), steps = _canonical_arrays([as_symengine(out)], "the forward rule's result")
 
-    cots = _call(spec.vjp, [give(g), give(out)] + fresh_args(), "vjp rule", spec.inputs)
+    with recording_divisors() as divisors:
+        cots = _call(spec.vjp, [give(g), give(out)] + fresh_args(), "vjp rule", spec.inputs)
     if isinstance(cots, np.ndarray) or not isinstance(cots, (tuple, list)):
         raise RuleError(f"the vjp rule must return a tuple of {len(reads)} cotangent(s) "
                         f"(one per input: {', '.join(arg_names)}), got {type(cots).__name__}")
@@ -222,8 +224,14 @@ def build_sides(spec: Spec):
         items = _call(spec.assumptions, fresh_args(), "assumptions", spec.inputs)
         for item in (items if isinstance(items, (list, tuple)) else [items]):
             declared.append(_condition(item))
+    seen, divided = set(), []
+    for d in divisors if spec.user_code and backend == "symengine" else []:
+        if d not in seen:
+            seen.add(d)
+            divided.append(d)
     return dict(arrays=arrays, names=names, g=g, out=out, out_se=out_se, rhs=rhs,
-                declared=declared, gname=gname, backend=backend, steps=steps)
+                declared=declared, gname=gname, backend=backend, steps=steps,
+                divisors=divided)
 
 
 def reference(sides, wanted):
@@ -488,7 +496,12 @@ def check(spec: Spec) -> Result:
         # (raises on a disagreement; the second call knows every entry's conditions, for
         # points in a domain such as x > 3 that the orbit representatives' do not cover)
         phases["alarm"] = time.perf_counter() - t_alarm
-        if checked:
+        singular = singular_witness(spec, sides, declared, positive) if checked else None
+        if singular is not None:   # the rule's code is undefined where the forward is not
+            result.verdict = Verdict.REFUTED
+            result.method = "normal form zero where the rule is defined; certified witness"
+            result.witness = singular
+        elif checked:
             result.verdict = Verdict.PROVED
         elif not result.reason:   # an identity on an empty set proves nothing
             result.reason = ("the normal form is zero, but no point satisfying every side "
@@ -1229,6 +1242,157 @@ def search_witness(spec, sides, entries, conditions, positive, points=None):
     return None
 
 
+#: divisors of the rule's code, and points per divisor, tried for a singularity at most
+SINGULAR_DIVISORS = 8
+SINGULAR_POINTS = 4
+
+
+def singular_witness(spec, sides, declared, positive):
+    """A point where the rule's code divides by zero (or, guarded by ``where``, picks a
+    value that is wrong) while the forward is defined there — a REFUTED the normal form
+    cannot see, because SymEngine cancels ``(x·y)/x`` to ``y`` before it looks (PyTorch's
+    ``prod`` backward as ``grad·prod/x``, ``cumprod``'s by division). Each divisor D the
+    code used that is linear in an input symbol is set to 0 at otherwise random rational
+    points of the forward's domain; the rule runs again there with IEEE division (∞, not
+    an error), and an undefined entry, or one that differs from Jᵀḡ (confirmed by
+    :func:`recheck`), is the witness."""
+    if not sides.get("divisors"):
+        return None
+    cot = frozenset(sides["g"].flat)
+    fwd = Atoms(positive=positive)
+    for f in sides["out_se"].flat:
+        try:
+            fwd.scan(f)
+        except Unsupported:
+            return None
+    for h in sides["steps"]:
+        fwd.scan(h)
+    domain = declared + fwd.side_conditions()
+    symbols_ = sorted({s for a in sides["arrays"] for s in a.flat} | set(cot), key=str)
+    rng = random.Random(spec.seed + 7919)
+    for D in sides["divisors"][:SINGULAR_DIVISORS]:
+        for s in sorted(D.free_symbols - cot, key=str):
+            slope = se.diff(D, s)
+            if s in slope.free_symbols:
+                continue   # not linear in s
+            rest = D.xreplace({s: se.Integer(0)})
+            for attempt in range(SINGULAR_POINTS):
+                point = sample_point(symbols_, rng, positive, cot, scale=scale_of(attempt))
+                point.pop(s, None)
+                root = _root(slope, rest, point)
+                if root is None:
+                    continue
+                point[s] = root
+                try:
+                    ev = Evaluator(point, 64)
+                    if not all(condition_holds(c, ev) for c in domain):
+                        continue
+                except Exception:  # noqa: BLE001 - a condition not decidable here
+                    continue
+                found = _singular_at(spec, sides, point)
+                if found is not None:
+                    return found
+    return None
+
+
+def _root(slope, rest, point):
+    """The rational s with slope·s + rest = 0 at ``point``, or None (no rational root, or
+    a slope of 0)."""
+    try:
+        b = se.expand(rest.xreplace(_exact(point)))
+        if b == 0:
+            a = se.expand(slope.xreplace(_exact(point)))
+            return None if a == 0 else Fraction(0)
+        a = to_fraction(se.expand(slope.xreplace(_exact(point))))
+        return None if a == 0 else -to_fraction(b) / a
+    except Exception:  # noqa: BLE001 - an irrational or unevaluable root: try elsewhere
+        return None
+
+
+def _exact(point) -> dict:
+    return {k: se.Rational(v.numerator, v.denominator) for k, v in point.items()}
+
+
+def _singular_at(spec, sides, point):
+    """Run the rule at ``point`` with IEEE division: the first entry that is undefined
+    (while Jᵀḡ there is finite), else the first that differs from Jᵀḡ (confirmed)."""
+    arrays = [as_symengine(a) for a in sides["arrays"]]
+    reads = spec.reads if spec.reads is not None else tuple(range(len(arrays)))
+    values = _exact(point)
+
+    def at_point(a):
+        out = np.empty(a.shape, dtype=object)
+        for ix in np.ndindex(a.shape):
+            out[ix] = values.get(a[ix], se.Integer(0))
+        return out
+    xs = [at_point(a) for a in arrays]
+    gs = at_point(as_symengine(sides["g"]))
+    try:
+        with ieee_division():
+            out = unwrap(np.asarray(spec.forward(*[wrap(xs[r]) for r in reads]), dtype=object),
+                         "the forward rule's result", "symengine")
+            cots = spec.vjp(wrap(gs), wrap(out), *[wrap(xs[r]) for r in reads])
+    except Exception:  # noqa: BLE001 - the code fails otherwise at this point: not a witness
+        return None
+    undefined = {se.zoo, se.nan, se.oo, -se.oo}
+    if any(_undefined(se.sympify(v), undefined) for v in out.flat):
+        return None   # the forward's code divides by zero here too
+    checked = 0
+    for c, r in zip(cots, reads):
+        if c is None:
+            continue
+        c = unwrap(np.asarray(c, dtype=object), "the vjp rule's result", "symengine")
+        for index in np.ndindex(c.shape):
+            bad = _undefined(se.sympify(c[index]), undefined)
+            if not bad and checked >= 64:
+                continue
+            with ieee_division():
+                confirmed = recheck(spec, sides, point, r, index, 64) if not bad else None
+            if bad:
+                expected = _expected_at(spec, sides, point, r, index)
+                if expected is None:
+                    continue
+                name = sides["names"][r]
+                return Witness(
+                    input=name, entry=tuple(int(k) for k in index),
+                    point=_point_names(point),
+                    tangent=f"unit vector at {entry_name(name, index)} (all other tangent "
+                            f"entries 0)",
+                    expected=expected.str(12, radius=False),
+                    got="undefined: the rule divides by zero here (the forward does not)",
+                    residual=("nan", "nan"), precision=64,
+                    note="the rule's code divides by a value that is 0 at this point; as "
+                         "expressions the division cancels, which is why only a point "
+                         "shows it")
+            checked += 1
+            if confirmed is not None:
+                expected, got = confirmed
+                name = sides["names"][r]
+                e_text, g_text, digits = distinct_texts(expected, got)
+                return Witness(
+                    input=name, entry=tuple(int(k) for k in index),
+                    point=_point_names(point),
+                    tangent=f"unit vector at {entry_name(name, index)} (all other tangent "
+                            f"entries 0)",
+                    expected=e_text, got=g_text, residual=ball_bounds(expected - got),
+                    precision=64,
+                    note="at a zero of a value the rule divides by (its guarded branch)")
+    return None
+
+
+def _undefined(v, undefined) -> bool:
+    return v in undefined or bool(v.atoms(type(se.zoo))) or bool(v.atoms(type(se.nan)))
+
+
+def _expected_at(spec, sides, point, i, index):
+    """Jᵀḡ at ``point`` for one input entry, as an arb ball, or None."""
+    try:
+        found = _recheck_expected(spec, sides, point, i, index)
+    except Exception:  # noqa: BLE001 - not computable here: no witness from it
+        return None
+    return found
+
+
 def _point_names(point) -> dict:
     """The witness point by symbol name; a user's symbol named like one of the checker's
     (a parameter called ``x[0]``) gets a mark, so neither value hides the other."""
@@ -1260,6 +1424,39 @@ def recheck(spec, sides, point, i, index, prec):
         return _recheck(spec, sides, point, i, index, prec)
     except Exception:  # noqa: BLE001 - unconfirmed: at worst UNKNOWN, never a wrong REFUTED
         return None
+
+
+def _recheck_expected(spec, sides, point, i, index, prec=64):
+    """Jᵀḡ at ``point`` for input entry (i, index): the forward run again at the point with
+    that entry a symbol t, differentiated in t (an arb ball)."""
+    return _expected_expr(spec, sides, point, i, index)[0](prec)
+
+
+def _expected_expr(spec, sides, point, i, index):
+    backend = "symengine"
+    arrays = [as_symengine(a) for a in sides["arrays"]]
+    g = as_symengine(sides["g"])
+    give = wrap if spec.user_code else (lambda a: a)
+    reads = spec.reads if spec.reads is not None else tuple(range(len(arrays)))
+    values = {k: se.Rational(v.numerator, v.denominator) for k, v in point.items()}
+
+    def at_point(a):
+        out = np.empty(a.shape, dtype=object)
+        for ix in np.ndindex(a.shape):
+            out[ix] = values.get(a[ix], se.Integer(0))
+        return out
+    t = se.Dummy("t")
+    xs_t = [at_point(a) for a in arrays]
+    xs_t[i][index] = t
+    out_t = unwrap(np.asarray(spec.forward(*[give(xs_t[r]) for r in reads]), dtype=object),
+                   "the forward rule's result", backend)
+    flat, steps = canonical(as_symengine(out_t).flat, "the forward rule's result")
+    gs = at_point(g)
+    phi = se.Add(*[gk * f for gk, f in zip(gs.flat, flat)])
+    t_value = point.get(arrays[i][index], Fraction(0))
+    at_t = {t: se.Rational(t_value.numerator, t_value.denominator)}
+    expr = step_frozen_diff(phi, t, steps).xreplace(at_t)
+    return (lambda prec: Evaluator(point, prec)(expr)), flat, at_t, out_t
 
 
 def _recheck(spec, sides, point, i, index, prec):

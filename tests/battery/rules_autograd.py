@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from .registry import Table, Twin, above, between, expand, positive
+from .registry import Table, Twin, above, between, expand, nonzero, positive
 
 A = Table("HIPS autograd")
 NV = "autograd/numpy/numpy_vjps.py"
@@ -289,7 +289,10 @@ A.add("autograd_std", f"{NV}: grad_np_std — (g / ans)_repeated * (x - mean) / 
 A.add("autograd_prod", f"{NV}: grad_np_prod — repeat(g * ans) / x", V3,
       lambda F, x: np.array(x[0] * x[1] * x[2], dtype=object),
       lambda F, g, ans, x: (expand(g * ans, x.shape) / x,),
-      lambda F, g, ans, x: (expand(g, x.shape) / x,), "ans dropped")
+      lambda F, g, ans, x: (expand(g, x.shape) / x,), "ans dropped", domain=nonzero,
+      note="right only where no entry is 0: at a zero entry the division is undefined (NaN "
+           "in floats) while the product's gradient is not — symgrad REFUTES it on the "
+           "whole domain (tests/test_singular.py)")
 
 
 def _max3(F, x):

@@ -15,7 +15,7 @@ import numpy as np
 
 from .registry import (M_2_SQRTPI, M_180_PI, M_LN2, M_LN10, M_PI_180, M_SQRT1_2, M_SQRT2,
                        Table, Twin, above, arr, between, cumprod, expand, float32, mean_all,
-                       positive, total)
+                       nonzero, positive, total)
 
 T = Table("PyTorch")
 DY = "tools/autograd/derivatives.yaml"
@@ -658,15 +658,22 @@ T.add("torch_norm3", f"{FM}: norm_backward (p=3, the p >= 2 branch)", V3,
                   _pnorm_vjp(3.0 - 1), forward=_pnorm_forward(lambda F: 1.0 / 3.0),
                   ulp=True, label="one_ulp")])
 
+_PROD_NOTE = ("prod_backward takes this division path only when no input is 0 (else "
+              "prod_safe_zeros_backward): checked on that domain; on the whole domain the "
+              "division is undefined at a zero input and symgrad REFUTES it "
+              "(tests/test_singular.py)")
+
 T.add("torch_prod", f"{FM}: prod_backward — grad * (result / input)", V3,
       lambda F, x: np.array(x[0] * x[1] * x[2], dtype=object),
       lambda F, g, y, x: (g * (y / x),),
-      lambda F, g, y, x: (expand(g * y, x.shape),), "drops / input")
+      lambda F, g, y, x: (expand(g * y, x.shape),), "drops / input", domain=nonzero,
+      note=_PROD_NOTE)
 
 T.add("torch_prod_dim", f"{FM}: prod_backward(grad, input, result, dim=0)", [(2, 2)],
       lambda F, x: x[0] * x[1],
       lambda F, g, y, x: (g[None, :] * (y[None, :] / x),),
-      lambda F, g, y, x: (g[:, None] * (y[:, None] / x),), "unsqueezed at the wrong dim")
+      lambda F, g, y, x: (g[:, None] * (y[:, None] / x),), "unsqueezed at the wrong dim",
+      domain=nonzero, note=_PROD_NOTE)
 
 
 def _prod_safe(exclusive):
