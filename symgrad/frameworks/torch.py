@@ -23,6 +23,7 @@ import os
 import operator
 import re
 import sys
+import time
 
 import numpy as np
 
@@ -174,6 +175,7 @@ def _trace(f, examples, what: str):
 def _prove(primal, n_inputs: int, shapes, names, name, options):
     """Trace primal(*tensors) and its VJP through autograd; prove the one is the transposed
     derivative of the other."""
+    t0 = time.perf_counter()
     examples = [torch.randn(*s, dtype=torch.float64) for s in shapes]
     forward_gm = _trace(primal, examples, f"{name} (forward)")
     _covered(forward_gm, primal, examples, f"{name} (forward)")
@@ -210,7 +212,10 @@ def _prove(primal, n_inputs: int, shapes, names, name, options):
             gs = [flat[a:b].reshape(s).view(SymArray)
                   for a, b, s in zip(cuts[:-1], cuts[1:], out_shapes)]
         return tuple(interpret(vjp_gm, list(inputs) + gs))
-    return check_vjp(forward, vjp, shapes, names=names, name=name, **options)
+    traced = time.perf_counter() - t0
+    result = check_vjp(forward, vjp, shapes, names=names, name=name, **options)
+    result.phases = {"trace": traced, **result.phases}
+    return result
 
 
 def check_function(fn_class, shapes, *, args=(), names=None, **options):
