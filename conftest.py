@@ -3,7 +3,8 @@ import importlib.util
 
 import pytest
 
-_EXTRAS = {"torch": ("symgrad/frameworks/torch.py", "symgrad/torch.py")}
+_EXTRAS = {"torch": ("symgrad/frameworks/torch.py", "symgrad/torch.py"),
+           "jax": ("symgrad/frameworks/jax.py", "symgrad/jax.py")}
 
 
 def pytest_collection_modifyitems(config, items):

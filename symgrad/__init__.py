@@ -22,8 +22,9 @@ __all__ = [
 
 
 def __getattr__(name):
-    """``symgrad.torch`` on first use (PyTorch is an optional extra, and slow to import)."""
-    if name == "torch":
+    """``symgrad.torch`` and ``symgrad.jax`` on first use (optional extras, slow to
+    import)."""
+    if name in ("torch", "jax"):
         import importlib
-        return importlib.import_module("symgrad.torch")
+        return importlib.import_module(f"symgrad.{name}")
     raise AttributeError(f"module 'symgrad' has no attribute {name!r}")

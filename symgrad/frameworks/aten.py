@@ -193,13 +193,25 @@ def _where(cond, a, b):
     return _sym(fn.where(_arr(cond), _arr(a), _arr(b)))
 
 
+def _against_infinity(op, a, b):
+    """A comparison with a literal ±∞ (JAX's masked softmax tests for it): every symbolic
+    value is finite, so the answer is known — found by comparing 0 with the infinity."""
+    return op(0.0 if not isinstance(a, float) else a, 0.0 if not isinstance(b, float) else b)
+
+
 def _compare(op):
     def apply(a, b):
+        if any(isinstance(v, float) and math.isinf(v) for v in (a, b)):
+            shape = np.shape(a) if isinstance(a, np.ndarray) else np.shape(b)
+            return np.full(shape, bool(_against_infinity(op, a, b)), dtype=object)
         a, b = _arr(a), _arr(_num(b) if not isinstance(b, np.ndarray) else b)
         a, b = np.broadcast_arrays(a, b)
         out = np.empty(a.shape, dtype=object)
         for index in np.ndindex(a.shape):
-            out[index] = op(a[index], b[index])
+            r = op(a[index], b[index])
+            # two numbers compare to a truth value (SymEngine's, or Python's)
+            out[index] = bool(r) if type(r).__name__ in ("BooleanTrue", "BooleanFalse",
+                                                         "bool", "bool_") else r
         return out
     return apply
 
