@@ -669,5 +669,27 @@ def verify_torch_cmd(target, shapes, args, fixed_parameters, timeout, as_json, v
     sys.exit(report([result], as_json, verbose))
 
 
+@verify.command("jax")
+@click.argument("target", metavar="MODULE:NAME")
+@click.option("--shape", "shapes", multiple=True, required=True, metavar="AxB",
+              help="One per array input, in order, e.g. --shape 2x3 --shape 3x4.")
+@click.option("--timeout", type=Seconds(), default=None,
+              help="Seconds before the verdict becomes UNKNOWN (default 600).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead.")
+@verbose_option
+def verify_jax_cmd(target, shapes, timeout, as_json, verbose):
+    """Prove the backward JAX runs: TARGET names, as module.path:name (the current directory
+    is on the path), a jax.custom_vjp function (its bwd is checked against its primal) or
+    any function of arrays (JAX's own derivative is checked). Needs the jax extra.
+
+    \b
+    Example:
+      symgrad verify jax mylib.ops:fused_gelu --shape 4x8
+    """
+    from .frameworks.jax import check_target
+    result = check_target(target, [parse_shape(s) for s in shapes], timeout=timeout)
+    sys.exit(report([result], as_json, verbose))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

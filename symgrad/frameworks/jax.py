@@ -20,8 +20,8 @@ from .. import fn
 from ..api import _normalise_shapes, check_vjp
 from ..errors import InputError, RuleError
 from ..scalar import SymArray
-from ..tensor import constant
 from .aten import _arr, _compare, _num, _sym, _where
+from .targets import load
 
 try:
     import jax
@@ -361,3 +361,15 @@ def check_function(f, shapes, *, names=None, **options):
         _, pull = jax.vjp(f, *xs)
         return tuple(pull(gs[0] if len(gs) == 1 else tuple(gs)))
     return _prove(f, vjp_of, shapes, names, getattr(f, "__name__", "function"), options)
+
+
+def check_target(target, shapes, **options):
+    """``symgrad verify jax``: a custom_vjp function by :func:`check_custom_vjp`, any other
+    function of arrays by :func:`check_function`."""
+    _need_jax()
+    f = load(target) if isinstance(target, str) else target
+    if all(hasattr(f, a) for a in ("fun", "fwd", "bwd")) and f.fwd is not None:
+        return check_custom_vjp(f, shapes, **options)
+    if not callable(f):
+        raise InputError(f"{target} is not a function")
+    return check_function(f, shapes, **options)

@@ -17,12 +17,9 @@ fixed, as everywhere in symgrad.
 from __future__ import annotations
 
 import copy
-import importlib
 import inspect
-import os
 import operator
 import re
-import sys
 import time
 
 import numpy as np
@@ -32,6 +29,7 @@ from ..errors import InputError, RuleError
 from ..scalar import SymArray
 from ..tensor import constant
 from .aten import ATEN
+from .targets import load
 
 try:
     import torch
@@ -284,26 +282,6 @@ def check_module(module, shapes, *, names=None, parameters=True, **options):
         raise InputError(f"{module!r} is neither a torch.nn.Module nor a function")
     return _prove(module, len(shapes), shapes, names,
                   getattr(module, "__name__", "function"), options)
-
-
-def load(target: str):
-    """The object a ``module.path:Name`` (or ``module.path:Name.attr``) names; the current
-    directory is on the import path. One sentence when it cannot be found."""
-    if ":" not in target:
-        raise InputError(f"cannot read {target!r}: write module.path:Name, e.g. "
-                         f"mylib.ops:FusedGelu")
-    module_name, _, attr = target.partition(":")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        obj = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise InputError(f"cannot import {module_name!r} (from {target!r}): {exc}") from None
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise InputError(f"{module_name} has no attribute {attr!r} (from {target!r})")
-        obj = getattr(obj, part)
-    return obj
 
 
 def check_target(target, shapes, *, args=(), parameters=True, **options):

@@ -1,23 +1,13 @@
-"""The enclosure methods over a box of graph inputs (docs/bounds.md states each theorem).
-
-* ``ibp`` — every node's own forward code run on intervals, node by node (the naive
-  baseline: LeanCert's and auto_LiRPA's IBP).
-* ``ops`` — the same, with whole-op rules where they are tighter (softmax by cancellation,
-  LayerNorm as a whole, monotone pieces of elementwise functions; :mod:`.rules`), each
-  intersected with the naive enclosure.
-* ``centered`` — the mean-value form for the output: f(X) ⊆ f(x₀) + J(X)(X − x₀), with
-  J(X) the interval Jacobian from the graph's **proved** VJP rules run backward on the
-  ``ops`` enclosures of the tape (one backward pass per output entry), intersected with
-  ``ops``.
-* ``subdivide`` — the box split along its most influential coordinates (the largest
-  radius × Σ|J|) into 2^s pieces, as many as the time budget allows; each piece enclosed by
-  ``centered``; the union (hull) of the pieces' enclosures, intersected with the whole box's.
+"""The first-order machinery (docs/bounds.md states each theorem): ``forward`` (``ibp``
+and ``ops``: each node's code on intervals, with its whole-op rule), ``jacobian`` (the
+output's interval Jacobian from the proved VJPs), ``Box`` and ``mean_value`` — the
+``centered`` form: every tape value as c + A·η ± e, node Jacobians from the graph's
+**proved** VJP rules run on intervals, remainders as fresh noise symbols — and the
+first-order algebra of the LayerNorm and softmax chains (:mod:`.chains`). The methods
+themselves, and subdivision, are in :mod:`.methods`.
 """
 from __future__ import annotations
 
-import itertools
-import math
-import time
 
 import numpy as np
 

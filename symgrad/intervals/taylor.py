@@ -34,7 +34,7 @@ from flint import arb
 
 from ..ops import get_op
 from .chains import CHAINS, Univariate, _numbers
-from .enclose import TINY, Affine, _constant_jacobian, _intersect, _local_jacobians, _padded, \
+from .enclose import TINY, Affine, _constant_jacobian, _local_jacobians, _padded, \
     _product_pairs, _up, forward_node
 from .interval import U, Interval, NotSupported, _ball_bounds, bounds_arrays, interval_array, matmul_bounds
 from .rules import ELEMENTWISE
