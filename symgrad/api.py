@@ -21,7 +21,7 @@ from .prove.result import GraphResult, Result, SideCondition, Verdict
 from .prove.tape import (DAG_THEOREM, EVIDENCE, end_to_end as end_to_end_check,
                          node_obligations, tape_conditions)
 from .scalar import Scalar, wrap
-from .tensor import BACKENDS, shape_str, symbol
+from .tensor import BACKENDS, shape_str, shape_tuple, symbol, symbols
 
 
 def _normalise_shapes(shapes):
@@ -86,6 +86,63 @@ def check_vjp(forward, vjp, shapes, *, names=None, reads=None, assumptions=None,
                 param_arrays=[v for v in params.values() if isinstance(v, np.ndarray)],
                 max_entries=max_entries_limit(max_entries), symmetry=symmetry)
     return run_isolated(lambda: check(spec), name, timeout, memory_mb)
+
+
+def check_jvp(forward, jvp, shapes, *, names=None, assumptions=None, name="jvp rule",
+              timeout=None, memory_mb=None, **options) -> Result:
+    """Prove or refute a forward-mode rule: ``jvp(*inputs, *tangents)`` must return
+    Df(x)[ẋ], the derivative of ``forward`` along the tangents, at fixed shapes.
+
+    It is proved as the VJP of one scalar: with x and ẋ symbolic, φ(s) = f(x + s·ẋ) has
+    the derivative ⟨ḡ, Df(x + sẋ)[ẋ]⟩, and the rule's claim is ⟨ḡ, jvp(x + sẋ, ẋ)⟩;
+    :func:`check_vjp` proves the two equal for every s, x, ẋ and ḡ — at s = 0 that is the
+    rule's identity for every x and ẋ, linearity in ẋ included. A witness names the
+    point's x and ẋ (``dx``) entries and s.
+
+    >>> import symgrad as sg
+    >>> sg.check_jvp(sg.fn.tanh, lambda x, dx: dx * (1 - sg.fn.tanh(x) ** 2),
+    ...              shapes=[(2,)]).verdict
+    <Verdict.PROVED: 'proved'>
+    >>> sg.check_jvp(sg.fn.tanh, lambda x, dx: dx * dx * (1 - sg.fn.tanh(x) ** 2),
+    ...              shapes=[(2,)]).verdict        # not linear in the tangent
+    <Verdict.REFUTED: 'refuted'>
+    """
+    shapes = _normalise_shapes(shapes)
+    if not callable(forward) or not callable(jvp):
+        raise InputError(f"forward and jvp must be functions, got "
+                         f"{type(forward).__name__} and {type(jvp).__name__}")
+    _check_arity(forward, len(shapes), "forward rule", "forward(" + ", ".join(
+        f"input{k}" for k in range(len(shapes))) + ")")
+    _check_arity(jvp, 2 * len(shapes), "jvp rule", "jvp(" + ", ".join(
+        [f"input{k}" for k in range(len(shapes))] + [f"tangent{k}" for k in
+                                                     range(len(shapes))]) + ")")
+    names = _input_names(forward, names, len(shapes), None)
+    xs = [symbols(n, sh, unique=True) for n, sh in zip(names, shapes)]
+    ts = [symbols(f"d{n}", sh, unique=True) for n, sh in zip(names, shapes)]
+
+    def moved(s):   # x + s·ẋ, fresh arrays on every call
+        return [x + s[0] * t for x, t in zip(xs, ts)]
+
+    def phi(s):
+        return forward(*moved(s))
+
+    def claim(g, out, s):
+        tangent = jvp(*moved(s), *[wrap(np.array(t, dtype=object)) for t in ts])
+        tangent = np.asarray(tangent, dtype=object)
+        g = np.asarray(g, dtype=object)
+        if tangent.shape != g.shape:
+            raise RuleError(f"the jvp rule returned shape {shape_tuple(tangent.shape)}, the "
+                            f"forward's output has shape {shape_tuple(g.shape)}")
+        return (np.array([(g * tangent).sum()], dtype=object),)
+
+    declared = None
+    if assumptions is not None:
+        def declared(s):
+            return assumptions(*moved(s))
+    params = {n: x for n, x in zip(names, xs)}
+    params.update({f"d{n}": t for n, t in zip(names, ts)})
+    return check_vjp(phi, claim, [(1,)], names=["s"], assumptions=declared, name=name,
+                     timeout=timeout, memory_mb=memory_mb, params=params, **options)
 
 
 def _check_arity(fun, n: int, what: str, call: str):

@@ -120,3 +120,51 @@ def test_bad_input_is_one_sentence():
         sg.jax.check_function(branches, shapes=[(2,)])
     with pytest.raises(sg.RuleError, match="primitive cumsum|primitive cumlogsumexp|primitive"):
         sg.jax.check_function(lambda x: jnp.cumsum(jnp.sort(x)), shapes=[(3,)])
+
+
+# ----- forward-mode rules: custom_jvp and symgrad.check_jvp --------------------------------
+
+def _tanh_jvp(right):
+    f = jax.custom_jvp(jnp.tanh)
+
+    @f.defjvp
+    def rule(primals, tangents):
+        (x,), (dx,) = primals, tangents
+        y = jnp.tanh(x)
+        return y, dx * (1 - y * y) if right else dx * (1 - y)
+    return f
+
+
+def _solve_lower(A, b):
+    return jax.scipy.linalg.solve_triangular(A, b, lower=True)
+
+
+def _triangular_solve_jvp(mask):
+    """x = L⁻¹b reads only L's lower triangle, so its JVP is L⁻¹(ḃ − tril(L̇)·x); without
+    the mask it is the bug of jax-ml/jax#1458 (the solve_triangular JVP behind
+    scipy.linalg.solve(sym_pos=True), fixed in 2019; jax-js#84 had it again in 2026)."""
+    f = jax.custom_jvp(_solve_lower)
+
+    @f.defjvp
+    def rule(primals, tangents):
+        (A, b), (dA, db) = primals, tangents
+        x = _solve_lower(A, b)
+        dA = jnp.tril(dA) if mask else dA
+        return x, _solve_lower(A, db - dA @ x)
+    return f
+
+
+@pytest.mark.parametrize("f, shapes, verdict", [
+    (_tanh_jvp(True), [(2, 3)], sg.Verdict.PROVED),
+    (_tanh_jvp(False), [(2, 3)], sg.Verdict.REFUTED),
+    (_triangular_solve_jvp(True), [(2, 2), (2, 1)], sg.Verdict.PROVED),
+    (_triangular_solve_jvp(False), [(2, 2), (2, 1)], sg.Verdict.REFUTED),
+])
+def test_custom_jvp_rules(f, shapes, verdict):
+    r = sg.jax.check_custom_jvp(f, shapes=shapes)
+    assert r.verdict is verdict, (r.verdict, r.reason)
+
+
+def test_a_custom_jvp_refutation_names_a_point_of_x_and_its_tangent():
+    r = sg.jax.check_custom_jvp(_triangular_solve_jvp(False), shapes=[(2, 2), (2, 1)])
+    assert any(k.startswith("dx0") for k in r.witness.point), r.witness.point

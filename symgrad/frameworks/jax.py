@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 
 from .. import fn
-from ..api import _normalise_shapes, check_vjp
+from ..api import _normalise_shapes, check_jvp, check_vjp
 from ..errors import InputError, RuleError
 from ..scalar import SymArray
 from .aten import _arr, _compare, _num, _sym, _where
@@ -104,6 +104,41 @@ def _broadcast_in_dim(x, shape, broadcast_dimensions, **_):
     return _sym(np.broadcast_to(a.reshape(view), tuple(shape)))
 
 
+def _triangular_solve(a, b, left_side=False, lower=False, transpose_a=False,
+                      unit_diagonal=False, **_):
+    """X with op(A)·X = B (left_side) or X·op(A) = B: only A's ``lower`` (else upper)
+    triangle is read, its diagonal taken as 1 when ``unit_diagonal`` — substitution."""
+    A, B = _arr(a), _arr(b)
+    lead = A.shape[:-2]
+    n = A.shape[-1]
+    out = np.empty(np.broadcast_shapes(lead, B.shape[:-2]) + B.shape[-2:], dtype=object)
+    for index in np.ndindex(out.shape[:-2]):
+        Ai = np.asarray(np.broadcast_to(A, out.shape[:-2] + A.shape[-2:])[index])
+        Bi = np.asarray(np.broadcast_to(B, out.shape[:-2] + B.shape[-2:])[index])
+        T = np.zeros((n, n), dtype=object)
+        for i in range(n):
+            for j in range(n):
+                if (j <= i) if lower else (j >= i):
+                    T[i, j] = Ai[i, j]
+            if unit_diagonal:
+                T[i, i] = 1
+        M = T.T if transpose_a else T
+        if not left_side:            # X·M = B  ⇔  Mᵀ·Xᵀ = Bᵀ
+            M, Bi = M.T, Bi.T
+        down = (bool(lower) != bool(transpose_a)) != (not left_side)   # M lower-triangular
+        order = range(n) if down else range(n - 1, -1, -1)
+        Y = np.empty(Bi.shape, dtype=object)
+        done = []
+        for i in order:
+            acc = Bi[i]
+            for j in done:
+                acc = acc - M[i, j] * Y[j]
+            Y[i] = acc / M[i, i]
+            done.append(i)
+        out[index] = Y if left_side else Y.T
+    return _sym(out)
+
+
 def _select_n(pred, *cases, **_):
     if len(cases) != 2:
         raise RuleError("select_n with more than two cases is not supported")
@@ -168,7 +203,9 @@ PRIMITIVES = {
     "rsqrt": _unary(fn.rsqrt), "erf": _unary(fn.erf), "erfc": _unary(fn.erfc),
     "abs": _unary(fn.abs),
     "sign": _unary(fn.sign),
-    "dot_general": _dot_general,
+    "dot_general": _dot_general, "triangular_solve": _triangular_solve,
+    "iota": lambda dtype=None, shape=(), dimension=0, **_: np.indices(tuple(shape))[
+        dimension].astype(object),
     "transpose": lambda x, permutation, **_: _sym(np.transpose(_arr(x), permutation)),
     "reshape": lambda x, new_sizes, **_: _sym(_arr(x).reshape(new_sizes)),
     "broadcast_in_dim": _broadcast_in_dim,
@@ -349,6 +386,54 @@ def check_custom_vjp(f, shapes, *, names=None, **options):
                   options)
 
 
+def check_custom_jvp(f, shapes, *, names=None, **options):
+    """Prove (or refute) a ``jax.custom_jvp`` function's forward-mode rule (its
+    ``defjvp``: primals and tangents to the primal output and its tangent) against the
+    derivative of its primal, by :func:`symgrad.check_jvp`.
+
+    >>> import jax, jax.numpy as jnp, symgrad as sg
+    >>> @jax.custom_jvp
+    ... def f(x):
+    ...     return jnp.tanh(x)
+    >>> @f.defjvp
+    ... def f_jvp(primals, tangents):
+    ...     (x,), (dx,) = primals, tangents
+    ...     y = jnp.tanh(x)
+    ...     return y, dx * (1 - y * y)
+    >>> sg.jax.check_custom_jvp(f, shapes=[(2, 3)]).verdict
+    <Verdict.PROVED: 'proved'>
+    """
+    _need_jax()
+    if not all(hasattr(f, a) for a in ("fun", "jvp")) or f.jvp is None:
+        raise InputError(f"{f!r} is not a jax.custom_jvp function with a defjvp rule")
+    shapes = _normalise_shapes(shapes)
+    n = len(shapes)
+    examples = _examples(shapes)
+    name = getattr(f.fun, "__name__", "custom_jvp")
+    forward_jaxpr = prepare(_make(f.fun, examples, f"{name} (forward)"))
+    rule = getattr(f.jvp, "__wrapped__", f.jvp)
+
+    def tangent_of(*xs_and_ts):
+        out = rule(tuple(xs_and_ts[:n]), tuple(xs_and_ts[n:]))
+        return out[1]
+    jvp_jaxpr = prepare(_make(tangent_of, examples + examples, f"{name} (jvp rule)"))
+
+    def forward(*inputs):
+        got = interpret(forward_jaxpr, list(inputs))
+        if len(got) != 1:
+            raise RuleError(f"{name} returns {len(got)} outputs; check_custom_jvp takes one")
+        return got[0]
+
+    def jvp(*xs_and_ts):
+        return interpret(jvp_jaxpr, list(xs_and_ts))[0]
+    if names is None:
+        names = [f"x{k}" if n > 1 else "x" for k in range(n)]
+    with warnings.catch_warnings():   # the checking child runs no JAX (see prepare)
+        warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called",
+                                category=RuntimeWarning)
+        return check_jvp(forward, jvp, shapes, names=names, name=name, **options)
+
+
 def check_function(f, shapes, *, names=None, **options):
     """Prove (or refute) JAX's own derivative of ``f`` (the jaxpr of ``jax.vjp``) at the
     given input shapes."""
@@ -370,6 +455,8 @@ def check_target(target, shapes, **options):
     f = load(target) if isinstance(target, str) else target
     if all(hasattr(f, a) for a in ("fun", "fwd", "bwd")) and f.fwd is not None:
         return check_custom_vjp(f, shapes, **options)
+    if hasattr(f, "fun") and getattr(f, "jvp", None) is not None:
+        return check_custom_jvp(f, shapes, **options)
     if not callable(f):
         raise InputError(f"{target} is not a function")
     return check_function(f, shapes, **options)

@@ -3,9 +3,9 @@
 FLINT and SymEngine calls cannot be interrupted from Python, so a limit needs a process: the
 child runs the check and sends back the result; past the time limit it is killed and the
 verdict is UNKNOWN("timeout"). Memory has one budget for the whole run (``SYMGRAD_MEMORY_MB``,
-4096 MiB unless told otherwise): each checking process gets it as its address-space limit
-(RLIMIT_AS, which turns a runaway expansion into UNKNOWN("out of memory") instead of
-swapping), and a watchdog thread sums the resident memory of this process and of every
+4096 MiB unless told otherwise): each checking process gets it, on top of the address space
+it inherited, as its address-space limit (RLIMIT_AS, which turns a runaway expansion into
+UNKNOWN("out of memory") instead of swapping), and a watchdog thread sums the resident memory of this process and of every
 checking process it started, with what they forked, and kills the largest when the sum
 passes the budget — that check comes back UNKNOWN("out of memory"), naming the budget. Errors in the user's input come back as the
 same exception class with the same one-sentence message. The child leads its own process
@@ -30,6 +30,7 @@ import time
 import traceback
 
 from ..errors import InputError, InternalError
+from .flint_poly import address_space_bytes
 from .result import Result, Verdict
 
 #: the limits' environment variables: name -> (what a value must be, built-in default)
@@ -285,8 +286,9 @@ def _child(target, conn, memory_mb, errors=None):
     # keys) that form no cycles: the cyclic collector would only rescan them.
     gc.disable()
     try:
-        if memory_mb:
-            limit = memory_mb * 1024 * 1024
+        if memory_mb:   # the budget on top of what the process inherited (a parent that
+            # imported PyTorch or JAX maps gigabytes of address space it never touches)
+            limit = address_space_bytes() + memory_mb * 1024 * 1024
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         result = target()
         result.peak_memory_mb = max(resource.getrusage(who).ru_maxrss for who in (
