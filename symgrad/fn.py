@@ -19,7 +19,8 @@ import symengine as se
 import sympy as sp
 
 from .errors import RuleError
-from .scalar import Relation, Scalar, SymArray, heaviside, number, user_line
+from .scalar import Relation, Scalar, SymArray, heaviside, ieee_undefined, note_domain, \
+    number, user_line
 from .tensor import constant
 
 __all__ = [
@@ -52,8 +53,19 @@ def _scalar_op(fun):
     return apply_one
 
 
+#: the functions defined only on part of the line: where they are not (see scalar.note_domain)
+_DOMAIN = {"sqrt": "negative", "log": "nonpositive"}
+
+
 def _elementwise(name, se_fun, sp_fun, doc):
-    symbolic = _scalar_op(lambda e: sp_fun(e) if _is_sympy(e) else se_fun(e))
+    def value(e):
+        kind = _DOMAIN.get(name)
+        if kind is not None:
+            note_domain(kind, e)
+            if ieee_undefined(kind, e):
+                return se.nan
+        return sp_fun(e) if _is_sympy(e) else se_fun(e)
+    symbolic = _scalar_op(value)
 
     def apply_one(e):
         # numbers of a numeric run (the randomized check's) say what the function is
@@ -123,6 +135,8 @@ def where(cond, a, b):
             if known is not None:   # a comparison of numbers (code run at a point): the
                 out[index] = x if known else y   # branch it picks, the other untouched
                 continue
+            if not _free(c):   # constants whose sign is not decided exactly (1 − √2)
+                UNDECIDED[0] += 1
             h = indicator(c)
             out[index] = h * x + (1 - h) * y
         elif isinstance(c, (bool, np.bool_)):
@@ -131,6 +145,16 @@ def where(cond, a, b):
             raise RuleError(f"where() needs a comparison of symbolic values or a boolean as "
                             f"its condition, got {type(c).__name__} (at {user_line()})")
     return out.view(SymArray) if out.ndim else out[()]
+
+
+#: comparisons of constants ``where`` could not decide exactly (a point run counts them:
+#: both branches then stay in the value, and an undefined one spoils it)
+UNDECIDED = [0]
+
+
+def _free(rel: Relation) -> bool:
+    u = rel.u.e if isinstance(rel.u, Scalar) else rel.u
+    return bool(getattr(u, "free_symbols", True))
 
 
 def _truth(rel: Relation):

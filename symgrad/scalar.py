@@ -204,6 +204,8 @@ def heaviside(e):
     reference derivative know; SymPy's is given H(0) = 0 explicitly."""
     if isinstance(e, sp.Basic):
         return sp.Heaviside(e, 0)
+    if _IEEE and isinstance(e, (se.Integer, se.Rational)):   # a point run: its value
+        return se.Integer(1 if Fraction(str(e)) > 0 else 0)
     return se.function_symbol("Heaviside", e)
 
 
@@ -217,7 +219,9 @@ def _brief(e) -> str:
     return s if len(s) <= 60 else s[:57] + "…"
 
 
-#: while set (``recording_divisors``), every non-constant value user code divides by
+#: while set (``recording_divisors``): (kind, value) for every non-constant value user code
+#: divides by ("zero": undefined where it is 0) or takes a root or logarithm of
+#: ("negative": undefined where it is < 0; "nonpositive": where it is ≤ 0)
 _DIVISORS: list | None = None
 #: while set (``ieee_division``), a division by an exact 0 gives ∞ instead of an error
 _IEEE = False
@@ -255,13 +259,28 @@ class ieee_division:
         return False
 
 
+def note_domain(kind: str, e) -> None:
+    """Record that user code is undefined where ``e`` is 0 (kind "zero"), < 0
+    ("negative") or ≤ 0 ("nonpositive"), while recording (``recording_divisors``)."""
+    if _DIVISORS is not None and not isinstance(e, (se.Number, sp.Number)):
+        _DIVISORS.append((kind, e))
+
+
+def ieee_undefined(kind: str, e) -> bool:
+    """Whether, at a point run with IEEE semantics, ``e`` (an exact number) is outside the
+    domain: a float kernel's NaN."""
+    if not _IEEE or not isinstance(e, (se.Integer, se.Rational)):
+        return False
+    v = Fraction(str(e))
+    return v == 0 if kind == "zero" else (v < 0 if kind == "negative" else v <= 0)
+
+
 def _reciprocal(b):
     if (isinstance(b, se.Number) or isinstance(b, sp.Number)) and b == 0:
         if _IEEE and isinstance(b, se.Number):
             return se.zoo
         _fail("division by zero")
-    if _DIVISORS is not None and not isinstance(b, (se.Number, sp.Number)):
-        _DIVISORS.append(b)
+    note_domain("zero", b)
     return b ** -1
 
 
@@ -271,10 +290,21 @@ def _power(a, b):
         if _IEEE and isinstance(a, se.Number):
             return se.zoo
         _fail("division by zero (a negative power of 0)")
-    if _DIVISORS is not None and isinstance(b, (se.Number, sp.Number)) and b < 0 and \
-            not isinstance(a, (se.Number, sp.Number)):
-        _DIVISORS.append(a)
+    if isinstance(b, (se.Number, sp.Number)):
+        if b < 0:
+            note_domain("zero", a)
+        if not _whole(b):   # a root: real only where the base is ≥ 0
+            note_domain("negative", a)
+            if ieee_undefined("negative", a):
+                return se.nan
     return a ** b
+
+
+def _whole(b) -> bool:
+    try:
+        return Fraction(str(b)).denominator == 1
+    except (ValueError, ZeroDivisionError):
+        return False
 
 
 def _ufunc_method(name):

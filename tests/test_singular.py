@@ -90,3 +90,50 @@ def test_on_a_domain_without_zeros_the_division_is_proved():
 ])
 def test_divisions_the_forward_shares_cannot_vanish_or_do(forward, rule, verdict):
     assert sg.check_vjp(forward, rule, shapes=[(2,)]).verdict is verdict
+
+
+# ----- red-team regressions ---------------------------------------------------------------
+
+def half_square(x):
+    return x * x / 2
+
+
+@pytest.mark.parametrize("forward, rule, verdict", [
+    # √x·√x cancels to x, but the code takes the root of a negative x (NaN in floats)
+    (half_square, lambda g, y, x: (g * sg.fn.sqrt(x) * sg.fn.sqrt(x),), sg.Verdict.REFUTED),
+    (half_square, lambda g, y, x: (g * x ** 0.5 * x ** 0.5,), sg.Verdict.REFUTED),
+    (half_square, lambda g, y, x: (g * sg.fn.exp(sg.fn.log(x)),), sg.Verdict.REFUTED),
+    # a divisor that is not linear in any input: tanh(0) = 0, relu(x) = 0 for x < 0
+    (sg.fn.tanh, lambda g, y, x: (g * (1 - y * y) * y / y,), sg.Verdict.REFUTED),
+    (lambda x: x, lambda g, y, x: (g * sg.fn.relu(x) / sg.fn.relu(x),), sg.Verdict.REFUTED),
+    # 0/0 where the incoming gradient is 0
+    (half_square, lambda g, y, x: (x * g * g / g,), sg.Verdict.REFUTED),
+    # the guard is a constant not decided exactly at the zero (x > √2 at x = 1): the branch
+    # taken there is the right one
+    (lambda x: x * x * x / 3 - x * x / 2,
+     lambda g, y, x: (sg.fn.where(x > sg.fn.sqrt(2), g * x * (x - 1) * (x - 1) / (x - 1),
+                                  g * (x * x - x)),), sg.Verdict.PROVED),
+])
+def test_code_undefined_where_its_expression_is_not(forward, rule, verdict):
+    r = sg.check_vjp(forward, rule, shapes=[(1,)])
+    assert r.verdict is verdict, (r.verdict, r.reason, r.witness)
+
+
+def test_many_harmless_divisions_do_not_hide_one_at_zero():
+    def rule(g, y, x):
+        out = g * x * x / x
+        for k in range(1, 9):
+            out = out * (sg.fn.exp(x) + k) / (sg.fn.exp(x) + k)
+        return (out,)
+    assert sg.check_vjp(half_square, rule, shapes=[(1,)]).verdict is sg.Verdict.REFUTED
+
+
+def test_the_sympy_backend_records_divisions_too():
+    r = sg.check_vjp(prod, prod_by_division, shapes=[(3,)], backend="sympy")
+    assert r.verdict is sg.Verdict.REFUTED
+
+
+def test_an_undefined_witness_reads_as_one():
+    r = sg.check_vjp(prod, prod_by_division, shapes=[(3,)])
+    text = "\n".join(r.witness.lines())
+    assert "residual undefined" in text and "nan" not in text

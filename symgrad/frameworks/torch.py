@@ -90,6 +90,12 @@ def interpret(gm, inputs: list) -> list:
             if node.target is operator.getitem:
                 env[node] = args[0][args[1]]
                 continue
+            dtype = node.kwargs.get("dtype")
+            if isinstance(dtype, torch.dtype) and not dtype.is_floating_point and \
+                    _symbolic(args[0] if args else None):
+                raise RuleError(f"aten.{op_name(node.target)} casts a real value to {dtype} "
+                                f"(a truncation, not differentiable; from "
+                                f"{_source_line(node)}): symgrad does not model it")
             name = op_name(node.target) if hasattr(node.target, "_overloadname") else \
                 getattr(node.target, "__name__", str(node.target))
             rule = ATEN.get(name)
@@ -140,7 +146,26 @@ def _called_from(f, examples, target) -> str:
     return Finder.line or "PyTorch's own code (no line of yours calls it)"
 
 
+def _truncating(gm) -> list:
+    """Casts of a real value to an integer or boolean type in a traced graph."""
+    out = []
+    for n in gm.graph.nodes:
+        dtype = n.kwargs.get("dtype") if n.op == "call_function" else None
+        src = n.args[0].meta.get("val") if dtype is not None and n.args and \
+            hasattr(n.args[0], "meta") else None
+        if isinstance(dtype, torch.dtype) and not dtype.is_floating_point and \
+                src is not None and getattr(src, "is_floating_point", lambda: False)():
+            out.append(n)
+    return out
+
+
 def _covered(gm, f, examples, what):
+    casts = _truncating(gm)
+    if casts:
+        line = _called_from(f, examples, casts[0].target)
+        raise RuleError(f"{what}: aten.{op_name(casts[0].target)} casts a real value to "
+                        f"{casts[0].kwargs['dtype']} (from {line}) — a truncation, not "
+                        f"differentiable: symgrad does not model it")
     missing = _unsupported(gm)
     if missing:
         names = sorted({op_name(n.target) for n in missing})
@@ -149,6 +174,14 @@ def _covered(gm, f, examples, what):
                         f"symgrad's table of {len(ATEN)} ops (symgrad/frameworks/aten.py)"
                         + (f"; nor are {', '.join('aten.' + n for n in names[1:])}"
                            if len(names) > 1 else ""))
+
+
+def _symbolic(a) -> bool:
+    """Whether an argument holds real values (not integers or truth values)."""
+    if not isinstance(a, np.ndarray) or not a.size:
+        return False
+    v = a.flat[0]
+    return not isinstance(v, (bool, int, np.bool_, np.integer))
 
 
 def _flat(outs) -> list:

@@ -26,6 +26,7 @@ import symengine as se
 import sympy as sp
 from flint import arb, ctx as flint_ctx
 
+from .. import fn
 from ..errors import InputError, InternalError, RuleError, ShapeError
 from ..scalar import Relation, canonical, ieee_division, recording_divisors, unwrap, \
     unwrap_value, user_line, wrap
@@ -35,7 +36,7 @@ from .notation import readable
 from .normal_form import Atoms, Condition, EntryForm, TooLarge, Unsupported, _smaller_than, \
     _is_step, holds_everywhere, innermost, nodes_under as _nodes, steps_under, to_fraction
 from . import sparse
-from .result import Result, SideCondition, Verdict, Witness
+from .result import UNDEFINED, Result, SideCondition, Verdict, Witness
 from .symmetry import InferredOrbits, Orbits
 from .witness import CannotEvaluate, Evaluator, ball_bounds, condition_holds, \
     distinct_texts, sample_point, sample_value, scale_of, to_arb
@@ -225,10 +226,14 @@ def build_sides(spec: Spec):
         for item in (items if isinstance(items, (list, tuple)) else [items]):
             declared.append(_condition(item))
     seen, divided = set(), []
-    for d in divisors if spec.user_code and backend == "symengine" else []:
-        if d not in seen:
-            seen.add(d)
-            divided.append(d)
+    for kind, d in divisors if spec.user_code else []:
+        try:
+            d = se.sympify(d)
+        except Exception:  # noqa: BLE001 - a SymPy value SymEngine cannot read: skip it
+            continue
+        if (kind, d) not in seen:
+            seen.add((kind, d))
+            divided.append((kind, d))
     return dict(arrays=arrays, names=names, g=g, out=out, out_se=out_se, rhs=rhs,
                 declared=declared, gname=gname, backend=backend, steps=steps,
                 divisors=divided)
@@ -1242,57 +1247,98 @@ def search_witness(spec, sides, entries, conditions, positive, points=None):
     return None
 
 
-#: divisors of the rule's code, and points per divisor, tried for a singularity at most
-SINGULAR_DIVISORS = 8
+#: what the rule's code divides by (or takes a root or logarithm of) tried for a point
+#: outside its domain at most, and the points tried for each
+SINGULAR_DIVISORS = 64
 SINGULAR_POINTS = 4
+
+#: the value each kind of recorded argument is set to: where the code is undefined
+_TARGET = {"zero": 0, "negative": -1, "nonpositive": -1}
 
 
 def singular_witness(spec, sides, declared, positive):
-    """A point where the rule's code divides by zero (or, guarded by ``where``, picks a
-    value that is wrong) while the forward is defined there — a REFUTED the normal form
-    cannot see, because SymEngine cancels ``(x·y)/x`` to ``y`` before it looks (PyTorch's
-    ``prod`` backward as ``grad·prod/x``, ``cumprod``'s by division). Each divisor D the
-    code used that is linear in an input symbol is set to 0 at otherwise random rational
-    points of the forward's domain; the rule runs again there with IEEE division (∞, not
-    an error), and an undefined entry, or one that differs from Jᵀḡ (confirmed by
+    """A point where the rule's code divides by zero, or takes the root or logarithm of a
+    negative number — or, guarded by ``where``, picks a value that is wrong — while the
+    forward is defined there: a REFUTED the normal form cannot see, because SymEngine
+    cancels ``(x·y)/x`` to ``y`` and ``√x·√x`` to ``x`` before it looks (PyTorch's ``prod``
+    backward as ``grad·prod/x``, ``cumprod``'s by division). For each such argument A the
+    code used (recorded as it ran), points of the forward's domain where A is 0 (or −1)
+    are found — A linear in a symbol, solved for it; else a symbol set to 0 or ±1 — and the
+    rule runs again there with IEEE semantics (∞ and NaN, not an error). An undefined
+    entry (Jᵀḡ being finite there), or one that differs from Jᵀḡ (confirmed by
     :func:`recheck`), is the witness."""
     if not sides.get("divisors"):
         return None
     cot = frozenset(sides["g"].flat)
     fwd = Atoms(positive=positive)
-    for f in sides["out_se"].flat:
-        try:
+    try:
+        for f in sides["out_se"].flat:
             fwd.scan(f)
-        except Unsupported:
-            return None
-    for h in sides["steps"]:
-        fwd.scan(h)
+        for h in sides["steps"]:
+            fwd.scan(h)
+    except Unsupported:
+        return None
     domain = declared + fwd.side_conditions()
     symbols_ = sorted({s for a in sides["arrays"] for s in a.flat} | set(cot), key=str)
     rng = random.Random(spec.seed + 7919)
-    for D in sides["divisors"][:SINGULAR_DIVISORS]:
-        for s in sorted(D.free_symbols - cot, key=str):
+    for kind, D in sides["divisors"][:SINGULAR_DIVISORS]:
+        target = _TARGET[kind]
+        for point in _points_at(D, target, symbols_, rng, positive, cot):
+            try:
+                ev = Evaluator(point, 64)
+                if not all(condition_holds(c, ev) for c in domain):
+                    continue
+            except Exception:  # noqa: BLE001 - a condition not decidable here
+                continue
+            found = _singular_at(spec, sides, point)
+            if found is not None:
+                return found
+    return None
+
+
+def _points_at(D, target, symbols_, rng, positive, cot):
+    """Rational points where D equals ``target`` exactly: D linear in a symbol, solved for
+    it at random values of the others; else one symbol at 0, 1 or −1 (D = tanh(x), D =
+    relu(x)), kept where D comes out as ``target``."""
+    free = sorted(D.free_symbols, key=str)
+    for attempt in range(SINGULAR_POINTS):
+        base = sample_point(symbols_, rng, positive, cot, scale=scale_of(attempt))
+        for s in free:
             slope = se.diff(D, s)
             if s in slope.free_symbols:
-                continue   # not linear in s
-            rest = D.xreplace({s: se.Integer(0)})
-            for attempt in range(SINGULAR_POINTS):
-                point = sample_point(symbols_, rng, positive, cot, scale=scale_of(attempt))
-                point.pop(s, None)
-                root = _root(slope, rest, point)
-                if root is None:
-                    continue
+                continue
+            point = {k: v for k, v in base.items() if k != s}
+            root = _root(slope, D.xreplace({s: se.Integer(0)}) - target, point)
+            if root is not None:
                 point[s] = root
-                try:
-                    ev = Evaluator(point, 64)
-                    if not all(condition_holds(c, ev) for c in domain):
-                        continue
-                except Exception:  # noqa: BLE001 - a condition not decidable here
-                    continue
-                found = _singular_at(spec, sides, point)
-                if found is not None:
-                    return found
-    return None
+                yield point
+        for s in free:
+            for v in (0, 1, -1):
+                point = dict(base)
+                point[s] = Fraction(v)
+                if _equals_at(D, point, target):
+                    yield point
+
+
+def _equals_at(D, point, target) -> bool:
+    """Whether D is exactly ``target`` at ``point`` (its steps of numbers evaluated)."""
+    try:
+        with ieee_division():
+            value = se.expand(_steps_of_numbers(D.xreplace(_exact(point))))
+        return value == target
+    except Exception:  # noqa: BLE001 - not decidable here
+        return False
+
+
+def _steps_of_numbers(e):
+    for _ in range(16):   # innermost first: steps of steps
+        inner = {h: se.Integer(1 if to_fraction(h.args[0]) > 0 else 0)
+                 for h in e.atoms(se.FunctionSymbol) if h.get_name() == "Heaviside"
+                 and isinstance(h.args[0], (se.Integer, se.Rational))}
+        if not inner:
+            return e
+        e = e.xreplace(inner)
+    return e
 
 
 def _root(slope, rest, point):
@@ -1327,6 +1373,7 @@ def _singular_at(spec, sides, point):
         return out
     xs = [at_point(a) for a in arrays]
     gs = at_point(as_symengine(sides["g"]))
+    undecided = fn.UNDECIDED[0]
     try:
         with ieee_division():
             out = unwrap(np.asarray(spec.forward(*[wrap(xs[r]) for r in reads]), dtype=object),
@@ -1334,6 +1381,9 @@ def _singular_at(spec, sides, point):
             cots = spec.vjp(wrap(gs), wrap(out), *[wrap(xs[r]) for r in reads])
     except Exception:  # noqa: BLE001 - the code fails otherwise at this point: not a witness
         return None
+    # a guard of constants not decided exactly (x > √2 at x = 1) keeps both branches in the
+    # value: an undefined one then says nothing about the branch the code takes
+    trust_undefined = fn.UNDECIDED[0] == undecided
     undefined = {se.zoo, se.nan, se.oo, -se.oo}
     if any(_undefined(se.sympify(v), undefined) for v in out.flat):
         return None   # the forward's code divides by zero here too
@@ -1344,6 +1394,8 @@ def _singular_at(spec, sides, point):
         c = unwrap(np.asarray(c, dtype=object), "the vjp rule's result", "symengine")
         for index in np.ndindex(c.shape):
             bad = _undefined(se.sympify(c[index]), undefined)
+            if bad and not trust_undefined:
+                continue
             if not bad and checked >= 64:
                 continue
             with ieee_division():
@@ -1359,11 +1411,11 @@ def _singular_at(spec, sides, point):
                     tangent=f"unit vector at {entry_name(name, index)} (all other tangent "
                             f"entries 0)",
                     expected=expected.str(12, radius=False),
-                    got="undefined: the rule divides by zero here (the forward does not)",
-                    residual=("nan", "nan"), precision=64,
-                    note="the rule's code divides by a value that is 0 at this point; as "
-                         "expressions the division cancels, which is why only a point "
-                         "shows it")
+                    got="undefined: the rule divides by zero, or takes the root or "
+                        "logarithm of a negative number, here (the forward does not)",
+                    residual=UNDEFINED, precision=64,
+                    note="as expressions the division or root cancels (SymEngine's "
+                         "(x·y)/x = y, √x·√x = x), which is why only a point shows it")
             checked += 1
             if confirmed is not None:
                 expected, got = confirmed

@@ -15,6 +15,7 @@ and checked: a malformed value is an InputError naming it, never a crash at impo
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 import multiprocessing as mp
@@ -28,6 +29,7 @@ import tempfile
 import threading
 import time
 import traceback
+import warnings
 
 from ..errors import InputError, InternalError
 from .flint_poly import address_space_bytes
@@ -223,6 +225,17 @@ def _kill_group(pgid):
         pass
 
 
+@contextlib.contextmanager
+def _quiet_fork():
+    """JAX warns at every fork of a process that imported it (its threads do not survive
+    one); a checking process never calls JAX (symgrad.frameworks.jax reads what it needs
+    first), so the warning is not for it."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called",
+                                category=RuntimeWarning)
+        yield
+
+
 def fork_map(fn, parts: list) -> list:
     """``[fn(p) for p in parts]`` with each call in a forked child (the children inherit
     every table built so far). A child that dies — out of memory, say — raises
@@ -232,7 +245,8 @@ def fork_map(fn, parts: list) -> list:
     children = []
     for p in parts[1:]:
         r, w = os.pipe()
-        pid = os.fork()
+        with _quiet_fork():
+            pid = os.fork()
         if pid == 0:  # child: compute, send, leave without running the parent's cleanup
             os.close(r)
             code = 0
@@ -340,7 +354,8 @@ def run_isolated(target, name: str, timeout: float | None = None,
     # No signal between the fork and the bookkeeping: the child starts with them blocked.
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
-        proc.start()
+        with _quiet_fork():
+            proc.start()
         try:
             os.setpgid(proc.pid, proc.pid)
         except OSError:  # the child did it first, or is gone already

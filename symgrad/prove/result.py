@@ -77,6 +77,10 @@ def conditions_summary(conditions, counts: bool = True) -> str:
     return text + (" + their images under the index symmetries" if images else "")
 
 
+#: the residual of a witness where the rule is undefined (it divides by zero there)
+UNDEFINED = ("undefined", "undefined")
+
+
 @dataclass
 class Witness:
     """A certified counterexample to the adjoint identity.
@@ -102,11 +106,13 @@ class Witness:
         shown = list(self.point.items())
         text = ", ".join(f"{k}={v}" for k, v in shown[:points])
         more = f", … ({len(shown) - points} more)" if len(shown) > points else ""
+        residual = (f"  residual in [{self.residual[0]}, {self.residual[1]}] (excludes 0, "
+                    f"{self.precision}-bit ball arithmetic)")
+        if tuple(self.residual) == UNDEFINED:
+            residual = "  residual undefined: the rule's value does not exist at this point"
         lines = [f"counterexample: the cotangent of {self.input}[{idx}] is wrong",
                  f"  expected (Jᵀḡ) {self.expected}", f"  rule gave       {self.got}",
-                 f"  residual in [{self.residual[0]}, {self.residual[1]}] (excludes 0, "
-                 f"{self.precision}-bit ball arithmetic)",
-                 f"  at {text}{more}", f"  tangent: {self.tangent}"]
+                 residual, f"  at {text}{more}", f"  tangent: {self.tangent}"]
         if self.note:
             lines.append(f"  note: {self.note}")
         return lines
