@@ -1248,9 +1248,13 @@ def search_witness(spec, sides, entries, conditions, positive, points=None):
 
 
 #: what the rule's code divides by (or takes a root or logarithm of) tried for a point
-#: outside its domain at most, and the points tried for each
+#: outside its domain at most, the points tried for each, the symbols of each solved for
+#: (or set to 0, ±1: only for arguments of at most that many symbols), and the seconds
+#: the whole search may take
 SINGULAR_DIVISORS = 64
 SINGULAR_POINTS = 4
+SINGULAR_SYMBOLS = 4
+SINGULAR_SECONDS = 5.0
 
 #: the value each kind of recorded argument is set to: where the code is undefined
 _TARGET = {"zero": 0, "negative": -1, "nonpositive": -1}
@@ -1281,9 +1285,12 @@ def singular_witness(spec, sides, declared, positive):
     domain = declared + fwd.side_conditions()
     symbols_ = sorted({s for a in sides["arrays"] for s in a.flat} | set(cot), key=str)
     rng = random.Random(spec.seed + 7919)
+    deadline = time.perf_counter() + SINGULAR_SECONDS
     for kind, D in sides["divisors"][:SINGULAR_DIVISORS]:
         target = _TARGET[kind]
         for point in _points_at(D, target, symbols_, rng, positive, cot):
+            if time.perf_counter() > deadline:
+                return None
             try:
                 ev = Evaluator(point, 64)
                 if not all(condition_holds(c, ev) for c in domain):
@@ -1301,18 +1308,23 @@ def _points_at(D, target, symbols_, rng, positive, cot):
     it at random values of the others; else one symbol at 0, 1 or −1 (D = tanh(x), D =
     relu(x)), kept where D comes out as ``target``."""
     free = sorted(D.free_symbols, key=str)
+    linear = []
+    for s in free[:SINGULAR_SYMBOLS]:
+        slope = se.diff(D, s)
+        if s not in slope.free_symbols:
+            linear.append((s, slope, D.xreplace({s: se.Integer(0)}) - target))
+    few = free if len(free) <= SINGULAR_SYMBOLS else []
+    if not linear and not few:
+        return
     for attempt in range(SINGULAR_POINTS):
         base = sample_point(symbols_, rng, positive, cot, scale=scale_of(attempt))
-        for s in free:
-            slope = se.diff(D, s)
-            if s in slope.free_symbols:
-                continue
+        for s, slope, rest in linear:
             point = {k: v for k, v in base.items() if k != s}
-            root = _root(slope, D.xreplace({s: se.Integer(0)}) - target, point)
+            root = _root(slope, rest, point)
             if root is not None:
                 point[s] = root
                 yield point
-        for s in free:
+        for s in few:
             for v in (0, 1, -1):
                 point = dict(base)
                 point[s] = Fraction(v)
