@@ -1274,15 +1274,7 @@ def singular_witness(spec, sides, declared, positive):
     if not sides.get("divisors"):
         return None
     cot = frozenset(sides["g"].flat)
-    fwd = Atoms(positive=positive)
-    try:
-        for f in sides["out_se"].flat:
-            fwd.scan(f)
-        for h in sides["steps"]:
-            fwd.scan(h)
-    except Unsupported:
-        return None
-    domain = declared + fwd.side_conditions()
+    domain = None   # the forward's conditions, scanned at the first candidate point
     symbols_ = sorted({s for a in sides["arrays"] for s in a.flat} | set(cot), key=str)
     rng = random.Random(spec.seed + 7919)
     deadline = time.perf_counter() + SINGULAR_SECONDS
@@ -1291,6 +1283,10 @@ def singular_witness(spec, sides, declared, positive):
         for point in _points_at(D, target, symbols_, rng, positive, cot):
             if time.perf_counter() > deadline:
                 return None
+            if domain is None:
+                domain = _forward_domain(sides, declared, positive)
+                if domain is None:
+                    return None
             try:
                 ev = Evaluator(point, 64)
                 if not all(condition_holds(c, ev) for c in domain):
@@ -1301,6 +1297,19 @@ def singular_witness(spec, sides, declared, positive):
             if found is not None:
                 return found
     return None
+
+
+def _forward_domain(sides, declared, positive):
+    """The forward's own side conditions (and the declared ones), or None."""
+    fwd = Atoms(positive=positive)
+    try:
+        for f in sides["out_se"].flat:
+            fwd.scan(f)
+        for h in sides["steps"]:
+            fwd.scan(h)
+    except Unsupported:
+        return None
+    return declared + fwd.side_conditions()
 
 
 def _points_at(D, target, symbols_, rng, positive, cot):
