@@ -135,8 +135,7 @@ def where(cond, a, b):
             if known is not None:   # a comparison of numbers (code run at a point): the
                 out[index] = x if known else y   # branch it picks, the other untouched
                 continue
-            if not _free(c):   # constants whose sign is not decided exactly (1 − √2)
-                UNDECIDED[0] += 1
+            UNDECIDED[0] += 1   # both branches stay in the value (see UNDECIDED)
             h = indicator(c)
             out[index] = h * x + (1 - h) * y
         elif isinstance(c, (bool, np.bool_)):
@@ -147,14 +146,10 @@ def where(cond, a, b):
     return out.view(SymArray) if out.ndim else out[()]
 
 
-#: comparisons of constants ``where`` could not decide exactly (a point run counts them:
-#: both branches then stay in the value, and an undefined one spoils it)
+#: comparisons ``where`` could not decide exactly — of constants (1 − √2) or of symbols a
+#: point run leaves free (a parameter): both branches then stay in the value, and an
+#: undefined one spoils it; a point run counts them
 UNDECIDED = [0]
-
-
-def _free(rel: Relation) -> bool:
-    u = rel.u.e if isinstance(rel.u, Scalar) else rel.u
-    return bool(getattr(u, "free_symbols", True))
 
 
 def _truth(rel: Relation):

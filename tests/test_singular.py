@@ -137,3 +137,12 @@ def test_an_undefined_witness_reads_as_one():
     r = sg.check_vjp(prod, prod_by_division, shapes=[(3,)])
     text = "\n".join(r.witness.lines())
     assert "residual undefined" in text and "nan" not in text
+
+
+def test_a_guard_on_a_parameter_the_point_leaves_free_is_not_a_witness():
+    # the guard c² + 1 > 0 always holds: the division in the other branch never runs
+    c = sg.tensor.symbol("c")
+
+    def rule(g, y, x):
+        return (sg.fn.where(x * 0 + c * c + 1 > 0, 2 * g * x, 2 * g * x * x / x),)
+    assert sg.check_vjp(lambda x: x * x, rule, shapes=[(2,)]).verdict is sg.Verdict.PROVED
