@@ -650,7 +650,9 @@ def _number(text: str):
               help="Seconds before the verdict becomes UNKNOWN (default 600).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead.")
 @verbose_option
-def verify_torch_cmd(target, shapes, args, fixed_parameters, timeout, as_json, verbose):
+@report_option
+def verify_torch_cmd(target, shapes, args, fixed_parameters, timeout, as_json, verbose,
+                     report_dir):
     """Prove the backward PyTorch runs: TARGET names, as module.path:Name (the current
     directory is on the path), a torch.autograd.Function subclass (its hand-written
     backward is checked against its forward), an nn.Module class or instance, or a
@@ -666,6 +668,8 @@ def verify_torch_cmd(target, shapes, args, fixed_parameters, timeout, as_json, v
     extra = [_number(a) for a in args]
     result = check_target(target, shape_list, args=extra, parameters=not fixed_parameters,
                           timeout=timeout)
+    write_verify_report(report_dir, [("rule", {"name": f"torch {target}", "shapes": [
+        list(s) for s in shape_list]}, [result], "proved")])
     sys.exit(report([result], as_json, verbose))
 
 
@@ -677,7 +681,8 @@ def verify_torch_cmd(target, shapes, args, fixed_parameters, timeout, as_json, v
               help="Seconds before the verdict becomes UNKNOWN (default 600).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead.")
 @verbose_option
-def verify_jax_cmd(target, shapes, timeout, as_json, verbose):
+@report_option
+def verify_jax_cmd(target, shapes, timeout, as_json, verbose, report_dir):
     """Prove the backward JAX runs: TARGET names, as module.path:name (the current directory
     is on the path), a jax.custom_vjp function (its bwd is checked against its primal) or
     any function of arrays (JAX's own derivative is checked). Needs the jax extra.
@@ -687,7 +692,10 @@ def verify_jax_cmd(target, shapes, timeout, as_json, verbose):
       symgrad verify jax mylib.ops:fused_gelu --shape 4x8
     """
     from .frameworks.jax import check_target
-    result = check_target(target, [parse_shape(s) for s in shapes], timeout=timeout)
+    shape_list = [parse_shape(s) for s in shapes]
+    result = check_target(target, shape_list, timeout=timeout)
+    write_verify_report(report_dir, [("rule", {"name": f"jax {target}", "shapes": [
+        list(s) for s in shape_list]}, [result], "proved")])
     sys.exit(report([result], as_json, verbose))
 
 

@@ -393,3 +393,25 @@ def test_a_wrong_table_entry_is_refuted(monkeypatch):
     assert r.witness.input == "x"
     # and the faithfulness check sees the same entry disagree with the real kernel
     assert max(_table_errors("layernorm")) > 1e-3
+
+
+def test_verify_torch_on_the_command_line_with_a_report(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+    from symgrad.cli import main
+    (tmp_path / "mine.py").write_text(
+        "import torch\n"
+        "class Twice(torch.autograd.Function):\n"
+        "    @staticmethod\n"
+        "    def forward(ctx, x, s):\n"
+        "        ctx.s = s\n"
+        "        return s * x * x\n"
+        "    @staticmethod\n"
+        "    def backward(ctx, g):\n"
+        "        return g, None\n")      # wrong: the derivative is 2·s·x
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["verify", "torch", "mine:Twice", "--shape", "2",
+                                       "--arg", "1.5", "--report", "rep"])
+    assert result.exit_code == 1 and "REFUTED" in result.output, result.output
+    assert "refuted" in (tmp_path / "rep" / "index.html").read_text()
+    bad = CliRunner().invoke(main, ["verify", "torch", "mine:Nothing", "--shape", "2"])
+    assert bad.exit_code == 2 and "has no attribute" in bad.output
