@@ -397,9 +397,10 @@ def test_ctrl_c_during_verify_exits_130_without_a_traceback(tmp_path, group):
     # node obligations and the end to end run side by side (threads waiting for their
     # checking processes): a Ctrl-C to the main process alone must stop them all
     t0 = time.time()
+    # (a run of about 7 s: the interrupt at 2 s must come while it works)
     code, out, err = _interrupt(tmp_path, ["verify", "decoder", "--report", tmp_path / "r",
-                                           "--n", "8", "--d-model", "32", "--heads", "4",
-                                           "--head-dim", "8", "--d-ff", "64"],
+                                           "--n", "16", "--d-model", "64", "--heads", "4",
+                                           "--head-dim", "16", "--d-ff", "256"],
                                 lambda: time.time() > t0 + 2, group=group)
     assert code == 130 and err.strip().splitlines()[-1] == "interrupted"
     assert "Traceback" not in err
