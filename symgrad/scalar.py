@@ -301,6 +301,8 @@ def _power(a, b):
 
 
 def _whole(b) -> bool:
+    if isinstance(b, (int, se.Integer, sp.Integer)):
+        return True
     try:
         return Fraction(str(b)).denominator == 1
     except (ValueError, ZeroDivisionError):

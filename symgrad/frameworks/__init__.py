@@ -1,3 +1,35 @@
 """Real frameworks' code, traced into what symgrad proves: PyTorch (custom autograd
 Functions, PyTorch's own backward of modules) through ATen graphs (:mod:`.torch`, the op
-table :mod:`.aten`). PyTorch is an optional extra: ``pip install 'symgrad[torch]'``."""
+table :mod:`.aten`), and JAX (custom_vjp/custom_jvp rules, JAX's own derivatives) through
+jaxprs (:mod:`.jax`). Both are optional extras: ``pip install 'symgrad[torch]'``,
+``'symgrad[jax]'``."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..scalar import SymArray
+
+
+def rule_pair(run_forward, run_vjp, out_shapes):
+    """``forward(*inputs)`` and ``vjp(g, out, *inputs)`` for :func:`symgrad.check_vjp` from
+    a traced forward (``run_forward(inputs)`` → its outputs) and VJP (``run_vjp(inputs +
+    cotangents)`` → one cotangent per input): several outputs side by side, flattened, and
+    the seed cut back into one cotangent per output."""
+    sizes = [int(np.prod(s)) for s in out_shapes]
+
+    def forward(*inputs):
+        got = run_forward(list(inputs))
+        if len(got) == 1:
+            return got[0]
+        return np.concatenate([np.asarray(v, dtype=object).ravel() for v in got]).view(SymArray)
+
+    def vjp(g, out, *inputs):
+        if len(out_shapes) == 1:
+            gs = [g]
+        else:
+            flat = np.asarray(g, dtype=object).ravel()
+            cuts = np.cumsum([0] + sizes)
+            gs = [flat[a:b].reshape(s).view(SymArray)
+                  for a, b, s in zip(cuts[:-1], cuts[1:], out_shapes)]
+        return tuple(run_vjp(list(inputs) + gs))
+    return forward, vjp

@@ -19,6 +19,7 @@ from .. import fn
 from ..api import _normalise_shapes, check_jvp, check_vjp
 from ..errors import InputError, RuleError
 from ..scalar import SymArray
+from . import rule_pair
 from .aten import _arr, _compare, _num, _sym, _where
 from .targets import load
 
@@ -342,23 +343,8 @@ def _prove(primal, vjp_of, shapes, names, name, options):
     out_shapes = [tuple(o.shape) for o in outs]
     vjp_jaxpr = prepare(_make(vjp_of, examples + [jnp.zeros(s) for s in out_shapes],
                               f"{name} (backward)"))
-    sizes = [int(np.prod(s)) for s in out_shapes]
-
-    def forward(*inputs):
-        got = interpret(forward_jaxpr, list(inputs))
-        if len(got) == 1:
-            return got[0]
-        return np.concatenate([np.asarray(v, dtype=object).ravel() for v in got]).view(SymArray)
-
-    def vjp(g, out, *inputs):
-        if len(out_shapes) == 1:
-            gs = [g]
-        else:
-            flat = np.asarray(g, dtype=object).ravel()
-            cuts = np.cumsum([0] + sizes)
-            gs = [flat[a:b].reshape(s).view(SymArray)
-                  for a, b, s in zip(cuts[:-1], cuts[1:], out_shapes)]
-        return tuple(interpret(vjp_jaxpr, list(inputs) + gs))
+    forward, vjp = rule_pair(lambda xs: interpret(forward_jaxpr, xs),
+                             lambda args: interpret(vjp_jaxpr, args), out_shapes)
     return check_vjp(forward, vjp, shapes, names=names, name=name, **options)
 
 

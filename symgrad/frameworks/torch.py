@@ -28,6 +28,7 @@ from ..api import _normalise_shapes, check_vjp
 from ..errors import InputError, RuleError
 from ..scalar import SymArray
 from ..tensor import constant
+from . import rule_pair
 from .aten import ATEN
 from .targets import load
 
@@ -226,23 +227,8 @@ def _prove(primal, n_inputs: int, shapes, names, name, options):
     cotangents = [torch.randn(*s, dtype=torch.float64) for s in out_shapes]
     vjp_gm = _trace(vjp_fn, examples + cotangents, f"{name} (backward)")
     _covered(vjp_gm, vjp_fn, examples + cotangents, f"{name} (backward)")
-    sizes = [int(np.prod(s)) for s in out_shapes]
-
-    def forward(*inputs):
-        got = interpret(forward_gm, list(inputs))
-        if len(got) == 1:
-            return got[0]
-        return np.concatenate([np.asarray(v, dtype=object).ravel() for v in got]).view(SymArray)
-
-    def vjp(g, out, *inputs):
-        if len(out_shapes) == 1:
-            gs = [g]
-        else:
-            flat = np.asarray(g, dtype=object).ravel()
-            cuts = np.cumsum([0] + sizes)
-            gs = [flat[a:b].reshape(s).view(SymArray)
-                  for a, b, s in zip(cuts[:-1], cuts[1:], out_shapes)]
-        return tuple(interpret(vjp_gm, list(inputs) + gs))
+    forward, vjp = rule_pair(lambda xs: interpret(forward_gm, xs),
+                             lambda args: interpret(vjp_gm, args), out_shapes)
     traced = time.perf_counter() - t0
     result = check_vjp(forward, vjp, shapes, names=names, name=name, **options)
     result.phases = {"trace": traced, **result.phases}

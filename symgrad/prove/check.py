@@ -12,6 +12,7 @@ per input entry — which also localises a failure to an input entry.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import re
@@ -195,7 +196,8 @@ def build_sides(spec: Spec):
     if backend == "symengine":
         (out,), steps = _canonical_arrays([as_symengine(out)], "the forward rule's result")
 
-    with recording_divisors() as divisors:
+    # what user code divides by (symgrad's own tapes are not looked at: not recorded)
+    with recording_divisors() if spec.user_code else contextlib.nullcontext([]) as divisors:
         cots = _call(spec.vjp, [give(g), give(out)] + fresh_args(), "vjp rule", spec.inputs)
     if isinstance(cots, np.ndarray) or not isinstance(cots, (tuple, list)):
         raise RuleError(f"the vjp rule must return a tuple of {len(reads)} cotangent(s) "
@@ -226,7 +228,7 @@ def build_sides(spec: Spec):
         for item in (items if isinstance(items, (list, tuple)) else [items]):
             declared.append(_condition(item))
     seen, divided = set(), []
-    for kind, d in divisors if spec.user_code else []:
+    for kind, d in divisors:
         try:
             d = se.sympify(d)
         except Exception:  # noqa: BLE001 - a SymPy value SymEngine cannot read: skip it
@@ -1233,15 +1235,9 @@ def search_witness(spec, sides, entries, conditions, positive, points=None):
                     undecided = True
                     continue
                 expected, got = confirmed
-                name = sides["names"][i]
                 e_text, g_text, digits = distinct_texts(expected, got)
-                return Witness(
-                    input=name, entry=tuple(int(k) for k in index),
-                    point=_point_names(point),
-                    tangent=f"unit vector at {entry_name(name, index)} (all other tangent "
-                            f"entries 0)",
-                    expected=e_text, got=g_text, residual=ball_bounds(expected - got),
-                    precision=prec, note=_close_call(digits))
+                return _witness(sides, i, index, point, e_text, g_text,
+                                ball_bounds(expected - got), prec, _close_call(digits))
             if not undecided:
                 break
     return None
@@ -1401,17 +1397,7 @@ def _agrees(value, proved, point) -> bool:
 def _singular_at(spec, sides, point, deadline):
     """Run the rule at ``point`` with IEEE division: the first entry that is undefined
     (while Jᵀḡ there is finite), else the first that differs from Jᵀḡ (confirmed)."""
-    arrays = [as_symengine(a) for a in sides["arrays"]]
-    reads = spec.reads if spec.reads is not None else tuple(range(len(arrays)))
-    values = _exact(point)
-
-    def at_point(a):
-        out = np.empty(a.shape, dtype=object)
-        for ix in np.ndindex(a.shape):
-            out[ix] = values.get(a[ix], se.Integer(0))
-        return out
-    xs = [at_point(a) for a in arrays]
-    gs = at_point(as_symengine(sides["g"]))
+    _, xs, gs, _, reads = _point_inputs(spec, sides, point)
     undecided = fn.UNDECIDED[0]
     try:
         with ieee_division():
@@ -1446,31 +1432,20 @@ def _singular_at(spec, sides, point, deadline):
                 expected = _expected_at(spec, sides, point, r, index)
                 if expected is None:
                     continue
-                name = sides["names"][r]
-                return Witness(
-                    input=name, entry=tuple(int(k) for k in index),
-                    point=_point_names(point),
-                    tangent=f"unit vector at {entry_name(name, index)} (all other tangent "
-                            f"entries 0)",
-                    expected=expected.str(12, radius=False),
-                    got="undefined: the rule divides by zero, or takes the root or "
-                        "logarithm of a negative number, here (the forward does not)",
-                    residual=UNDEFINED, precision=64,
-                    note="as expressions the division or root cancels (SymEngine's "
-                         "(x·y)/x = y, √x·√x = x), which is why only a point shows it")
+                return _witness(
+                    sides, r, index, point, expected.str(12, radius=False),
+                    "undefined: the rule divides by zero, or takes the root or logarithm "
+                    "of a negative number, here (the forward does not)", UNDEFINED, 64,
+                    "as expressions the division or root cancels (SymEngine's (x·y)/x = y, "
+                    "√x·√x = x), which is why only a point shows it")
             checked += 1
             if confirmed is not None:
                 expected, got = confirmed
-                name = sides["names"][r]
-                e_text, g_text, digits = distinct_texts(expected, got)
-                return Witness(
-                    input=name, entry=tuple(int(k) for k in index),
-                    point=_point_names(point),
-                    tangent=f"unit vector at {entry_name(name, index)} (all other tangent "
-                            f"entries 0)",
-                    expected=e_text, got=g_text, residual=ball_bounds(expected - got),
-                    precision=64,
-                    note="at a zero of a value the rule divides by (its guarded branch)")
+                e_text, g_text, _ = distinct_texts(expected, got)
+                return _witness(sides, r, index, point, e_text, g_text,
+                                ball_bounds(expected - got), 64,
+                                "at a zero of a value the rule divides by (its guarded "
+                                "branch)")
     return None
 
 
@@ -1481,10 +1456,19 @@ def _undefined(v, undefined) -> bool:
 def _expected_at(spec, sides, point, i, index):
     """Jᵀḡ at ``point`` for one input entry, as an arb ball, or None."""
     try:
-        found = _recheck_expected(spec, sides, point, i, index)
+        return Evaluator(point, 64)(_expected_expr(spec, sides, point, i, index)[0])
     except Exception:  # noqa: BLE001 - not computable here: no witness from it
         return None
-    return found
+
+
+def _witness(sides, i, index, point, expected, got, residual, precision, note) -> Witness:
+    """The counterexample at input entry (i, index) of ``point``, along its unit tangent."""
+    name = sides["names"][i]
+    return Witness(input=name, entry=tuple(int(k) for k in index), point=_point_names(point),
+                   tangent=f"unit vector at {entry_name(name, index)} (all other tangent "
+                           f"entries 0)",
+                   expected=expected, got=got, residual=residual, precision=precision,
+                   note=note)
 
 
 def _point_names(point) -> dict:
@@ -1520,67 +1504,47 @@ def recheck(spec, sides, point, i, index, prec):
         return None
 
 
-def _recheck_expected(spec, sides, point, i, index, prec=64):
-    """Jᵀḡ at ``point`` for input entry (i, index): the forward run again at the point with
-    that entry a symbol t, differentiated in t (an arb ball)."""
-    return _expected_expr(spec, sides, point, i, index)[0](prec)
-
-
-def _expected_expr(spec, sides, point, i, index):
-    backend = "symengine"
-    arrays = [as_symengine(a) for a in sides["arrays"]]
-    g = as_symengine(sides["g"])
-    give = wrap if spec.user_code else (lambda a: a)
-    reads = spec.reads if spec.reads is not None else tuple(range(len(arrays)))
-    values = {k: se.Rational(v.numerator, v.denominator) for k, v in point.items()}
+def _point_inputs(spec, sides, point):
+    """At ``point`` (exact): the inputs and the seed as arrays, the reads, and how user code
+    gets arrays (fresh Scalars, or as they are)."""
+    arrays = [as_symengine(a) for a in sides["arrays"]]   # the point's keys are SymEngine's
+    values = _exact(point)
 
     def at_point(a):
         out = np.empty(a.shape, dtype=object)
         for ix in np.ndindex(a.shape):
             out[ix] = values.get(a[ix], se.Integer(0))
         return out
+    give = wrap if spec.user_code else (lambda a: a)
+    reads = spec.reads if spec.reads is not None else tuple(range(len(arrays)))
+    return arrays, [at_point(a) for a in arrays], at_point(as_symengine(sides["g"])), give, \
+        reads
+
+
+def _expected_expr(spec, sides, point, i, index):
+    """Jᵀḡ at ``point`` for input entry (i, index) as an expression: the forward run again
+    at the point with that entry a symbol t, differentiated in t; with what the recheck
+    reuses (the point's inputs, the forward there)."""
+    arrays, xs, gs, give, reads = _point_inputs(spec, sides, point)
     t = se.Dummy("t")
-    xs_t = [at_point(a) for a in arrays]
+    xs_t = [x.copy() for x in xs]
     xs_t[i][index] = t
     out_t = unwrap(np.asarray(spec.forward(*[give(xs_t[r]) for r in reads]), dtype=object),
-                   "the forward rule's result", backend)
+                   "the forward rule's result", "symengine")
     flat, steps = canonical(as_symengine(out_t).flat, "the forward rule's result")
-    gs = at_point(g)
     phi = se.Add(*[gk * f for gk, f in zip(gs.flat, flat)])
     t_value = point.get(arrays[i][index], Fraction(0))
     at_t = {t: se.Rational(t_value.numerator, t_value.denominator)}
     expr = step_frozen_diff(phi, t, steps).xreplace(at_t)
-    return (lambda prec: Evaluator(point, prec)(expr)), flat, at_t, out_t
+    return expr, (xs, gs, give, reads, flat, at_t, out_t.shape)
 
 
 def _recheck(spec, sides, point, i, index, prec):
     backend = "symengine"
-    arrays = [as_symengine(a) for a in sides["arrays"]]   # the point's keys are SymEngine's
-    g = as_symengine(sides["g"])
-    give = wrap if spec.user_code else (lambda a: a)
-    reads = spec.reads if spec.reads is not None else tuple(range(len(arrays)))
-    values = {k: se.Rational(v.numerator, v.denominator) for k, v in point.items()}
-
-    def at_point(a):
-        out = np.empty(a.shape, dtype=object)
-        for ix in np.ndindex(a.shape):
-            out[ix] = values.get(a[ix], se.Integer(0))
-        return out
-
-    t = se.Dummy("t")
-    xs = [at_point(a) for a in arrays]
-    xs_t = [x.copy() for x in xs]
-    xs_t[i][index] = t
-    out_t = unwrap(np.asarray(spec.forward(*[give(xs_t[r]) for r in reads]), dtype=object),
-                   "the forward rule's result", backend)
-    flat, steps = canonical(as_symengine(out_t).flat, "the forward rule's result")
-    gs = at_point(g)
-    phi = se.Add(*[gk * f for gk, f in zip(gs.flat, flat)])
-    t_value = point.get(arrays[i][index], Fraction(0))
-    at_t = {t: se.Rational(t_value.numerator, t_value.denominator)}
-    expected_expr = step_frozen_diff(phi, t, steps).xreplace(at_t)
+    expected_expr, (xs, gs, give, reads, flat, at_t, shape) = \
+        _expected_expr(spec, sides, point, i, index)
     out_point = np.array([f.xreplace(at_t) for f in flat] + [None], dtype=object)[:-1] \
-        .reshape(out_t.shape)
+        .reshape(shape)
     cots = spec.vjp(give(gs), give(out_point), *[give(xs[r]) for r in reads])
     got_expr = se.Integer(0)
     for c, r in zip(cots, reads):
