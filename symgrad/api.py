@@ -16,9 +16,10 @@ from .graph import Graph
 from .ops import get_op
 from .prove.check import Spec, check, validate_shapes
 from .prove.isolate import (max_entries as max_entries_limit, run_isolated, stop_checks,
-                            worker_count)
+                            timeout_seconds, worker_count)
 from .prove.result import GraphResult, Result, SideCondition, Verdict
-from .prove.tape import (DAG_THEOREM, EVIDENCE, end_to_end as end_to_end_check,
+from .prove.tape import (AUTO_EXACT_ENTRIES, AUTO_EXACT_SECONDS, DAG_THEOREM,
+                         EVIDENCE, OUT_OF_REACH, end_to_end as end_to_end_check,
                          node_obligations, tape_conditions)
 from .scalar import Scalar, wrap
 from .tensor import BACKENDS, shape_str, shape_tuple, symbol, symbols
@@ -38,7 +39,8 @@ def _normalise_shapes(shapes):
 
 def check_vjp(forward, vjp, shapes, *, names=None, reads=None, assumptions=None,
               name="rule", timeout=None, memory_mb=None, backend="symengine",
-              max_entries=None, params=None, symmetry=True) -> Result:
+              max_entries=None, params=None, symmetry=True, evidence="exact",
+              output_shape=None) -> Result:
     """Prove or refute a hand-written VJP rule against its forward, at fixed shapes.
 
     ``forward(*inputs)`` and ``vjp(g, out, *inputs)`` receive NumPy object arrays of
@@ -46,7 +48,13 @@ def check_vjp(forward, vjp, shapes, *, names=None, reads=None, assumptions=None,
     lets several arguments read the same input (``reads=[0, 0]``: f(x) = forward(x, x)),
     ``assumptions(*inputs)`` returns conditions such as ``x > 0`` (or ``(expr, "> 0")``)
     that the verdict is stated under. ``timeout`` (seconds) and ``memory_mb`` bound the
-    check; past them the verdict is UNKNOWN.
+    check; past them the verdict is UNKNOWN. ``evidence``: ``exact`` (a normal form:
+    PROVED), ``randomized`` (the polynomial identity test of
+    :mod:`symgrad.prove.randomized`: VERIFIED with an error bound ≤ 2^-64, never called
+    proved) or ``auto`` (exact within 10 s when inputs and output hold at most 1000
+    entries, randomized where that is out of reach); REFUTED always carries a
+    certified witness. ``output_shape`` (optional) spares the randomized test a symbolic
+    run of the forward to learn it.
 
     >>> import symgrad as sg
     >>> softmax = lambda x: sg.fn.exp(x) / sg.fn.exp(x).sum(axis=-1, keepdims=True)
@@ -85,7 +93,41 @@ def check_vjp(forward, vjp, shapes, *, names=None, reads=None, assumptions=None,
                 params={k: v for k, v in params.items() if not isinstance(v, np.ndarray)},
                 param_arrays=[v for v in params.values() if isinstance(v, np.ndarray)],
                 max_entries=max_entries_limit(max_entries), symmetry=symmetry)
-    return run_isolated(lambda: check(spec), name, timeout, memory_mb)
+    return _rule_evidence(spec, evidence, timeout, memory_mb, output_shape)
+
+
+def _rule_evidence(spec, evidence, timeout, memory_mb, output_shape) -> Result:
+    """A rule pair's obligation by the evidence asked for (see :func:`check_vjp`)."""
+    from .prove.randomized import randomized_rule
+    if evidence not in EVIDENCE:
+        raise InputError(f"unknown evidence {evidence!r}; use one of {', '.join(EVIDENCE)}")
+    if spec.assumptions is not None and evidence == "randomized":
+        raise InputError("randomized evidence does not take assumptions (its witness "
+                         "search would not keep to them); use evidence='exact'")
+    if evidence == "exact" or spec.assumptions is not None:
+        return run_isolated(lambda: check(spec), spec.name, timeout, memory_mb)
+    exact = None
+    entries = sum(math.prod(s) for _, s in spec.inputs) + \
+        (math.prod(output_shape) if output_shape is not None else 0)
+    if evidence == "auto" and entries <= AUTO_EXACT_ENTRIES:
+        exact = run_isolated(lambda: check(spec), spec.name,
+                             min(timeout_seconds(timeout), AUTO_EXACT_SECONDS), memory_mb)
+        if not (exact.verdict is Verdict.UNKNOWN and exact.reason.startswith(OUT_OF_REACH)):
+            return exact
+    result = run_isolated(lambda: randomized_rule(spec, output_shape), spec.name, timeout,
+                          memory_mb)
+    if exact is not None and result.verdict is Verdict.UNKNOWN:
+        # the randomized model lacks a relation the rule needs ((1/u)·u = 1 under a
+        # max-shifted softmax, say): the exact check gets the whole budget after all
+        again = run_isolated(lambda: check(spec), spec.name, timeout, memory_mb)
+        again.seconds += exact.seconds + result.seconds
+        if again.verdict is not Verdict.UNKNOWN:
+            return again
+        result.reason += f"; the exact check: {again.reason.split(';')[0]}"
+    elif exact is not None:
+        result.seconds += exact.seconds
+        result.method += f"; the exact check: {exact.reason.split(';')[0]}"
+    return result
 
 
 def check_jvp(forward, jvp, shapes, *, names=None, assumptions=None, name="jvp rule",

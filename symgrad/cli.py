@@ -87,6 +87,8 @@ def _evidence_note(results, verdict) -> str:
     if verdict is not Verdict.VERIFIED:
         return ""
     bounds = [int(r.error_bound[2:]) for r in results if r.verdict is Verdict.VERIFIED]
+    if len(results) == 1:
+        return f" (randomized evidence, error ≤ 2^{bounds[0]})"
     each = f" each, {len(bounds)} end-to-end identities" if len(bounds) > 1 else \
         " for the end-to-end identity"
     return (f" (randomized evidence, error ≤ 2^{max(bounds)}{each}; every other "
@@ -636,6 +638,19 @@ def _number(text: str):
         raise InputError(f"cannot read --arg {text!r}: give a number (2.5, 1/3, 1e-5)") from None
 
 
+def traced_evidence_option(f):
+    """--evidence for `verify torch` / `verify jax`: what the verdict may rest on."""
+    return click.option(
+        "--evidence", type=click.Choice(["auto", "exact", "randomized"]), default="auto",
+        show_default=True,
+        help="What the verdict may rest on: exact (a normal form: PROVED), randomized (a "
+             "polynomial identity test mod a random 127-bit prime: VERIFIED with an error "
+             "bound ≤ 2^-64, never called proved), auto (exact within 10 s when "
+             "the inputs and outputs hold at most 1000 entries, randomized where that is "
+             "out of reach — e.g. a TransformerEncoderLayer). REFUTED always carries a "
+             "certified witness.")(f)
+
+
 @verify.command("torch")
 @click.argument("target", metavar="MODULE:NAME")
 @click.option("--shape", "shapes", multiple=True, required=True, metavar="AxB",
@@ -648,11 +663,12 @@ def _number(text: str):
                    "gradients too.")
 @click.option("--timeout", type=Seconds(), default=None,
               help="Seconds before the verdict becomes UNKNOWN (default 600).")
+@traced_evidence_option
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead.")
 @verbose_option
 @report_option
-def verify_torch_cmd(target, shapes, args, fixed_parameters, timeout, as_json, verbose,
-                     report_dir):
+def verify_torch_cmd(target, shapes, args, fixed_parameters, timeout, evidence, as_json,
+                     verbose, report_dir):
     """Prove the backward PyTorch runs: TARGET names, as module.path:Name (the current
     directory is on the path), a torch.autograd.Function subclass (its hand-written
     backward is checked against its forward), an nn.Module class or instance, or a
@@ -667,7 +683,7 @@ def verify_torch_cmd(target, shapes, args, fixed_parameters, timeout, as_json, v
     shape_list = [parse_shape(s) for s in shapes]
     extra = [_number(a) for a in args]
     result = check_target(target, shape_list, args=extra, parameters=not fixed_parameters,
-                          timeout=timeout)
+                          timeout=timeout, evidence=evidence)
     write_verify_report(report_dir, [("rule", {"name": f"torch {target}", "shapes": [
         list(s) for s in shape_list]}, [result], "proved")])
     sys.exit(report([result], as_json, verbose))
@@ -679,10 +695,11 @@ def verify_torch_cmd(target, shapes, args, fixed_parameters, timeout, as_json, v
               help="One per array input, in order, e.g. --shape 2x3 --shape 3x4.")
 @click.option("--timeout", type=Seconds(), default=None,
               help="Seconds before the verdict becomes UNKNOWN (default 600).")
+@traced_evidence_option
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead.")
 @verbose_option
 @report_option
-def verify_jax_cmd(target, shapes, timeout, as_json, verbose, report_dir):
+def verify_jax_cmd(target, shapes, timeout, evidence, as_json, verbose, report_dir):
     """Prove the backward JAX runs: TARGET names, as module.path:name (the current directory
     is on the path), a jax.custom_vjp function (its bwd is checked against its primal) or
     any function of arrays (JAX's own derivative is checked). Needs the jax extra.
@@ -693,7 +710,7 @@ def verify_jax_cmd(target, shapes, timeout, as_json, verbose, report_dir):
     """
     from .frameworks.jax import check_target
     shape_list = [parse_shape(s) for s in shapes]
-    result = check_target(target, shape_list, timeout=timeout)
+    result = check_target(target, shape_list, timeout=timeout, evidence=evidence)
     write_verify_report(report_dir, [("rule", {"name": f"jax {target}", "shapes": [
         list(s) for s in shape_list]}, [result], "proved")])
     sys.exit(report([result], as_json, verbose))

@@ -217,11 +217,25 @@ def _compare(op):
 
 
 def _full(size, value, **kw):
-    return _sym(np.full(tuple(size), _num(value), dtype=object))
+    # ±∞ stays a float (an attention mask's −∞, which the attention rules drop)
+    infinite = isinstance(value, float) and math.isinf(value)
+    return _sym(np.full(tuple(size), value if infinite else _num(value), dtype=object))
 
 
 def _full_like(x, value, **kw):
     return _sym(np.full(_arr(x).shape, _num(value), dtype=object))
+
+
+def _triangle(upper: bool):
+    """triu/tril: entries (i, j) of the last two axes with j − i ≥ diagonal (triu) or
+    ≤ diagonal (tril) kept, the others 0 (a causal mask is triu of a −∞ matrix)."""
+    def apply(x, diagonal=0):
+        a = np.array(_arr(x), dtype=object)
+        for i, j in np.ndindex(a.shape[-2:]):
+            if ((j - i >= diagonal) if upper else (j - i <= diagonal)) is False:
+                a[..., i, j] = 0
+        return _sym(a)
+    return apply
 
 
 def _threshold_backward(grad, x, threshold):
@@ -427,6 +441,7 @@ ATEN = {
     "ones_like.default": lambda x, **kw: _full_like(x, 1),
     "full_like.default": lambda x, v, **kw: _full_like(x, v),
     "full.default": _full, "zeros.default": lambda size, **kw: _full(size, 0),
+    "triu.default": _triangle(True), "tril.default": _triangle(False),
     "ones.default": lambda size, **kw: _full(size, 1),
     "scalar_tensor.default": lambda v, **kw: _sym(np.array(_num(v), dtype=object)),
     "new_zeros.default": lambda x, size, **kw: _full(size, 0),

@@ -16,10 +16,10 @@ import math
 import numpy as np
 
 from .. import fn
-from ..api import _normalise_shapes, check_jvp, check_vjp
+from ..api import _normalise_shapes, check_jvp
 from ..errors import InputError, RuleError
 from ..scalar import SymArray
-from . import rule_pair
+from . import prove_traced
 from .aten import _arr, _compare, _num, _sym, _where
 from .targets import load
 
@@ -343,9 +343,9 @@ def _prove(primal, vjp_of, shapes, names, name, options):
     out_shapes = [tuple(o.shape) for o in outs]
     vjp_jaxpr = prepare(_make(vjp_of, examples + [jnp.zeros(s) for s in out_shapes],
                               f"{name} (backward)"))
-    forward, vjp = rule_pair(lambda xs: interpret(forward_jaxpr, xs),
-                             lambda args: interpret(vjp_jaxpr, args), out_shapes)
-    return check_vjp(forward, vjp, shapes, names=names, name=name, **options)
+    return prove_traced(lambda xs: interpret(forward_jaxpr, xs),
+                        lambda args: interpret(vjp_jaxpr, args), shapes, out_shapes,
+                        names=names, name=name, options=options)
 
 
 def check_custom_vjp(f, shapes, *, names=None, **options):

@@ -24,11 +24,11 @@ import time
 
 import numpy as np
 
-from ..api import _normalise_shapes, check_vjp
+from ..api import _normalise_shapes
 from ..errors import InputError, RuleError
 from ..scalar import SymArray
 from ..tensor import constant
-from . import rule_pair
+from . import prove_traced
 from .aten import ATEN
 from .targets import load
 
@@ -227,10 +227,10 @@ def _prove(primal, n_inputs: int, shapes, names, name, options):
     cotangents = [torch.randn(*s, dtype=torch.float64) for s in out_shapes]
     vjp_gm = _trace(vjp_fn, examples + cotangents, f"{name} (backward)")
     _covered(vjp_gm, vjp_fn, examples + cotangents, f"{name} (backward)")
-    forward, vjp = rule_pair(lambda xs: interpret(forward_gm, xs),
-                             lambda args: interpret(vjp_gm, args), out_shapes)
     traced = time.perf_counter() - t0
-    result = check_vjp(forward, vjp, shapes, names=names, name=name, **options)
+    result = prove_traced(lambda xs: interpret(forward_gm, xs),
+                          lambda args: interpret(vjp_gm, args), shapes, out_shapes,
+                          names=names, name=name, options=options)
     result.phases = {"trace": traced, **result.phases}
     return result
 

@@ -278,10 +278,11 @@ class Num:
     # comparisons give what they give on symbols: a Relation, for symbolic.fn.where and
     # indicator (its truth value is an error, as in the exact checks)
     def __gt__(self, other):
-        return Relation(self - other, ">")
+        # x > 0 compares x itself: H(x), not H(x − 0), so that H(u·H(u)) = H(u) is seen
+        return Relation(self if _zero_literal(other) else self - other, ">")
 
     def __ge__(self, other):
-        return Relation(self - other, ">=")
+        return Relation(self if _zero_literal(other) else self - other, ">=")
 
     def __lt__(self, other):
         return Relation(_lift(other) - self, ">")
@@ -314,6 +315,16 @@ class Num:
         if fun is None:
             raise ModelError(f"the function {name} is not supported in the numeric run")
         return fun(self)
+
+
+def _zero_literal(x) -> bool:
+    """Whether ``x`` is a literal zero (not a computed value)."""
+    if isinstance(x, Num) or isinstance(x, np.ndarray):
+        return False
+    try:
+        return x == 0
+    except (TypeError, ValueError):
+        return False
 
 
 def _gelu_tanh(x):
@@ -1003,4 +1014,80 @@ def randomized_end_to_end(graph, backprop=None, name: str | None = None,
                              "model drops (exp(a)·exp(b) = exp(a+b), (√u)² = u); check it "
                              "with exact evidence (--evidence exact) at small shapes")
     result.seconds = time.perf_counter() - t0
+    return result
+
+
+class RuleTape:
+    """A forward and a VJP rule (:func:`symgrad.check_vjp`'s pair) as a tape the test can
+    run: the inputs, then the forward's output ``out``. The whole-tape identity seeds the
+    inputs too (⟨s_x, ∂x/∂x_e⟩ = s_x[e] on the reference side), so the engine is the rule
+    fed the output's seed, plus each input's own seed. Every call gets fresh arrays: what
+    the rule writes into them is not what the reference reads."""
+
+    nodes = ()
+
+    def __init__(self, name: str, inputs: list, forward, vjp, out_shape: tuple,
+                 reads: tuple | None = None):
+        self.name, self.inputs = name, [(n, tuple(s)) for n, s in inputs]
+        self.forward, self.vjp, self.reads = forward, vjp, reads
+        self.out_shape = tuple(out_shape)
+        self.values = [n for n, _ in self.inputs] + ["out"]
+
+    def shape(self, i: int) -> tuple:
+        return self.inputs[i][1] if i < len(self.inputs) else self.out_shape
+
+    def _args(self, xs) -> list:
+        from ..scalar import SymArray
+        reads = self.reads if self.reads is not None else range(len(self.inputs))
+        return [np.array(xs[r], dtype=object).view(SymArray) for r in reads]
+
+    def eval(self, xs) -> list:
+        out = np.asarray(self.forward(*self._args(xs)), dtype=object)
+        if out.shape != self.out_shape:
+            raise RuleError(f"the forward rule's result has shape {out.shape}, not "
+                            f"{self.out_shape}")
+        return list(xs) + [out]
+
+    @staticmethod
+    def engine(tape, vals, seeds) -> list:
+        from ..scalar import SymArray
+        n = len(tape.inputs)
+        g = np.array(seeds[n], dtype=object).view(SymArray)
+        out = np.array(vals[n], dtype=object).view(SymArray)
+        cots = tape.vjp(g, out, *tape._args(vals))
+        if isinstance(cots, np.ndarray) or not isinstance(cots, (tuple, list)):
+            raise RuleError(f"the vjp rule must return a tuple of cotangents, got "
+                            f"{type(cots).__name__}")
+        reads = tape.reads if tape.reads is not None else range(n)
+        if len(cots) != len(reads):
+            raise RuleError(f"the vjp rule returned {len(cots)} cotangent(s), expected "
+                            f"{len(reads)}")
+        total = [np.array(seeds[i], dtype=object) for i in range(n)]
+        for c, r in zip(cots, reads):
+            if c is not None:
+                c = np.asarray(c, dtype=object)
+                if c.shape != tape.inputs[r][1]:
+                    raise RuleError(f"the vjp rule's cotangent for {tape.inputs[r][0]} has "
+                                    f"shape {c.shape}, the input has {tape.inputs[r][1]}")
+                total[r] = total[r] + c
+        return total
+
+
+def randomized_rule(spec, out_shape: tuple | None = None) -> Result:
+    """A rule pair (a :class:`symgrad.prove.check.Spec`) by the randomized test:
+    VERIFIED with an error bound ≤ 2^-64, REFUTED with a certified witness, or UNKNOWN.
+    ``out_shape``: the forward's output shape (else one symbolic run of the forward)."""
+    if out_shape is None:
+        from ..scalar import wrap
+        from ..tensor import symbols
+        arrays = [symbols(n, s, unique=True) for n, s in spec.inputs]
+        reads = spec.reads if spec.reads is not None else range(len(arrays))
+        out_shape = np.shape(np.asarray(spec.forward(*[wrap(arrays[r]) for r in reads]),
+                                        dtype=object))
+    tape = RuleTape(spec.name, spec.inputs, spec.forward, spec.vjp, out_shape, spec.reads)
+    result = randomized_end_to_end(tape, RuleTape.engine, name=spec.name)
+    if result.witness is not None:
+        result.witness.tangent = result.witness.tangent.replace(
+            "seed s on every tape value", "seed s_out on the output (s_<input> on the "
+            "inputs adds to both sides alike)")
     return result
