@@ -1,7 +1,9 @@
 """Proving the backward PyTorch runs: per module or Function at a small shape, the time to
-trace its forward and backward to ATen graphs, the time to prove (or refute) the one the
-transposed derivative of the other, the verdict — beside torch.autograd.gradcheck on the
-same function and shapes (float64, default tolerances) in the same run.
+trace its forward and backward to ATen graphs, the time to check the one against the
+transposed derivative of the other with the default evidence (auto: exact within 10 s,
+else the randomized identity test) and the verdict; the randomized test alone (its time
+includes tracing again); beside torch.autograd.gradcheck on the same function and shapes
+(float64, default tolerances) in the same run.
 
     python bench/frameworks.py
 
@@ -36,6 +38,20 @@ def cases(torch):
         def forward(self, x):
             return self.mha(x, x, x, need_weights=False)[0]
 
+    def encoder(**kw):   # n = 4, d = 8, H = 2, d_ff = 16
+        return torch.nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True, **kw)
+
+    class Decoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.TransformerDecoderLayer(8, 2, 16, dropout=0.0,
+                                                          batch_first=True)
+
+        def forward(self, x, memory):
+            mask = torch.nn.Transformer.generate_square_subsequent_mask(x.shape[1],
+                                                                         dtype=x.dtype)
+            return self.layer(x, memory, tgt_mask=mask, tgt_is_causal=True)
+
     return [
         ("custom Function tanh", Tanh, [(4, 8)], "function"),
         ("nn.Linear(8, 8)", torch.nn.Linear(8, 8), [(4, 8)], "module"),
@@ -50,6 +66,10 @@ def cases(torch):
             q, k, v, is_causal=True), [(1, 2, 4, 4)] * 3, "module"),
         ("MHA self-attn n=4 d=8 H=2", SelfAttention(8, 2), [(1, 4, 8)], "module"),
         ("MHA self-attn n=3 d=4 H=2", SelfAttention(4, 2), [(1, 3, 4)], "module"),
+        ("EncoderLayer post-norm", encoder(), [(1, 4, 8)], "module"),
+        ("EncoderLayer pre-norm", encoder(norm_first=True), [(1, 4, 8)], "module"),
+        ("EncoderLayer gelu", encoder(activation="gelu"), [(1, 4, 8)], "module"),
+        ("DecoderLayer causal", Decoder(), [(1, 4, 8), (1, 3, 8)], "module"),
     ]
 
 
@@ -60,8 +80,8 @@ def main():
         print("PyTorch is not installed (pip install 'symgrad[torch]'): nothing to measure")
         return
     import symgrad as sg
-    head = (f"{'case':<28} {'trace s':>8} {'prove s':>8} {'total s':>8} {'verdict':<8} "
-            f"{'gradcheck s':>11} {'gradcheck':<9}")
+    head = (f"{'case':<28} {'trace s':>8} {'check s':>8} {'total s':>8} {'verdict':<8} "
+            f"{'randomized s':>12} {'verdict':<8} {'gradcheck s':>11} {'gradcheck':<9}")
     print(head)
     print("-" * len(head))
     for name, target, shapes, kind in cases(torch):
@@ -76,19 +96,21 @@ def main():
                 return _m(*xs)
         else:
             f = target
+        check = sg.torch.check_function if kind == "function" else sg.torch.check_module
         t = time.perf_counter()
-        if kind == "function":
-            r = sg.torch.check_function(target, shapes, timeout=300)
-        else:
-            r = sg.torch.check_module(target, shapes, timeout=300)
+        r = check(target, shapes, timeout=300)            # evidence="auto"
         t_all = time.perf_counter() - t
         t_trace = r.phases.get("trace", 0.0)
+        t = time.perf_counter()
+        rr = check(target, shapes, timeout=300, evidence="randomized")
+        t_rand = time.perf_counter() - t
         inputs = tuple(e.clone().requires_grad_(True) for e in examples)
         t = time.perf_counter()
         ok = torch.autograd.gradcheck(f, inputs)
         t_grad = time.perf_counter() - t
         print(f"{name:<28} {t_trace:>8.2f} {r.seconds:>8.2f} {t_all:>8.2f} "
-              f"{r.verdict.value:<8} {t_grad:>11.3f} {'passed' if ok else 'failed':<9}")
+              f"{r.verdict.value:<8} {t_rand:>12.2f} {rr.verdict.value:<8} {t_grad:>11.3f} "
+              f"{'passed' if ok else 'failed':<9}")
 
 
 if __name__ == "__main__":

@@ -104,6 +104,7 @@ def _rule_evidence(spec, evidence, timeout, memory_mb, output_shape) -> Result:
     if spec.assumptions is not None and evidence == "randomized":
         raise InputError("randomized evidence does not take assumptions (its witness "
                          "search would not keep to them); use evidence='exact'")
+    validate_shapes(spec.inputs, spec.max_entries)
     if evidence == "exact" or spec.assumptions is not None:
         return run_isolated(lambda: check(spec), spec.name, timeout, memory_mb)
     exact = None

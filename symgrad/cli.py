@@ -661,13 +661,16 @@ def traced_evidence_option(f):
 @click.option("--fixed-parameters", is_flag=True,
               help="For a module: keep its parameters fixed instead of proving their "
                    "gradients too.")
+@click.option("--jvp", is_flag=True,
+              help="For an autograd.Function: check its forward-mode rule (jvp, fed what "
+                   "forward saved with ctx.save_for_forward) instead of its backward.")
 @click.option("--timeout", type=Seconds(), default=None,
               help="Seconds before the verdict becomes UNKNOWN (default 600).")
 @traced_evidence_option
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead.")
 @verbose_option
 @report_option
-def verify_torch_cmd(target, shapes, args, fixed_parameters, timeout, evidence, as_json,
+def verify_torch_cmd(target, shapes, args, fixed_parameters, jvp, timeout, evidence, as_json,
                      verbose, report_dir):
     """Prove the backward PyTorch runs: TARGET names, as module.path:Name (the current
     directory is on the path), a torch.autograd.Function subclass (its hand-written
@@ -683,7 +686,7 @@ def verify_torch_cmd(target, shapes, args, fixed_parameters, timeout, evidence, 
     shape_list = [parse_shape(s) for s in shapes]
     extra = [_number(a) for a in args]
     result = check_target(target, shape_list, args=extra, parameters=not fixed_parameters,
-                          timeout=timeout, evidence=evidence)
+                          jvp=jvp, timeout=timeout, evidence=evidence)
     write_verify_report(report_dir, [("rule", {"name": f"torch {target}", "shapes": [
         list(s) for s in shape_list]}, [result], "proved")])
     sys.exit(report([result], as_json, verbose))

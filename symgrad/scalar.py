@@ -28,6 +28,7 @@ symgrad.errors.RuleError: Python control flow on a symbolic comparison (x > 0) c
 """
 from __future__ import annotations
 
+import math
 import os
 import sys
 from fractions import Fraction
@@ -204,6 +205,8 @@ def heaviside(e):
     reference derivative know; SymPy's is given H(0) = 0 explicitly."""
     if isinstance(e, sp.Basic):
         return sp.Heaviside(e, 0)
+    if isinstance(e, (float, np.floating, se.RealDouble)) and math.isfinite(float(e)):
+        return 1.0 if float(e) > 0 else 0.0          # a float run: its value
     if _IEEE and isinstance(e, (se.Integer, se.Rational)):   # a point run: its value
         return se.Integer(1 if Fraction(str(e)) > 0 else 0)
     return se.function_symbol("Heaviside", e)

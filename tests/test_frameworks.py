@@ -328,10 +328,11 @@ def _max_error(got, want):
     return float(np.max(np.abs(value - want.detach().numpy()))) if value.size else 0.0
 
 
-def _table_errors(case) -> list:
-    """Max abs errors, output by output, of the forward and VJP graphs of ``case`` run by
-    the ATen table on Python floats against the real float64 kernels."""
-    target, shapes, _ = _target(case)
+def _table_errors(case, given=None) -> list:
+    """Max abs errors, output by output, of the forward and VJP graphs of ``case`` (or the
+    ``given`` (target, shapes)) run by the ATen table on Python floats against the real
+    float64 kernels."""
+    target, shapes = given if given is not None else _target(case)[:2]
     primal, xs = _primal_and_inputs(target, shapes)
     n = len(xs)
     outs = primal(*xs)
@@ -415,3 +416,319 @@ def test_verify_torch_on_the_command_line_with_a_report(tmp_path, monkeypatch):
     assert "refuted" in (tmp_path / "rep" / "index.html").read_text()
     bad = CliRunner().invoke(main, ["verify", "torch", "mine:Nothing", "--shape", "2"])
     assert bad.exit_code == 2 and "has no attribute" in bad.output
+
+
+# --------------------------------------------------------------------------------------
+# Transformer blocks: too large for a normal form in seconds, checked by the randomized
+# identity test over the traced forward and backward (VERIFIED, error ≤ 2^-64), and every
+# derivative formula they use has a wrong twin that comes out REFUTED
+
+VERIFIED = sg.Verdict.VERIFIED
+
+
+class DecoderSelfAttention(torch.nn.Module):
+    """nn.TransformerDecoderLayer with a causal mask on its self-attention, over a memory."""
+    def __init__(self, **kw):
+        super().__init__()
+        self.layer = torch.nn.TransformerDecoderLayer(8, 2, 16, dropout=0.0, batch_first=True,
+                                                      **kw)
+
+    def forward(self, x, memory):
+        mask = torch.nn.Transformer.generate_square_subsequent_mask(x.shape[1], dtype=x.dtype)
+        return self.layer(x, memory, tgt_mask=mask, tgt_is_causal=True)
+
+
+class CausalEncoder(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True)
+
+    def forward(self, x):
+        mask = torch.nn.Transformer.generate_square_subsequent_mask(x.shape[1], dtype=x.dtype)
+        return self.layer(x, src_mask=mask, is_causal=True)
+
+
+def _encoder(**kw):
+    return torch.nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True, **kw)
+
+
+#: id → (module factory, input shapes): MHA n=4, d=8, H=2 and blocks with d_ff = 16
+BLOCK_CASES = {
+    "mha-4-8-2": (lambda: SelfAttentionWide(), [(1, 4, 8)]),
+    "encoder-post-norm": (lambda: _encoder(), [(1, 4, 8)]),
+    "encoder-pre-norm": (lambda: _encoder(norm_first=True), [(1, 4, 8)]),
+    "encoder-gelu": (lambda: _encoder(activation="gelu"), [(1, 4, 8)]),
+    "encoder-causal": (lambda: CausalEncoder(), [(1, 4, 8)]),
+    "decoder-causal": (lambda: DecoderSelfAttention(), [(1, 4, 8), (1, 3, 8)]),
+    "decoder-pre-norm": (lambda: DecoderSelfAttention(norm_first=True), [(1, 4, 8), (1, 3, 8)]),
+}
+
+
+class SelfAttentionWide(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.mha = torch.nn.MultiheadAttention(8, 2, batch_first=True)
+
+    def forward(self, x):
+        return self.mha(x, x, x, need_weights=False)[0]
+
+
+@pytest.mark.parametrize("case", BLOCK_CASES, ids=list(BLOCK_CASES))
+def test_transformer_blocks_are_verified(case):
+    make, shapes = BLOCK_CASES[case]
+    r = sg.torch.check_module(_module(make), shapes=shapes, evidence="randomized")
+    assert r.verdict is VERIFIED, r
+    assert r.evidence == "randomized" and int(r.error_bound[2:]) <= -64, r.error_bound
+
+
+#: the GELU entries are checked alone (the gelu and gelu-tanh cases above): in a float run
+#: their exact constants (√(2π)) keep a whole block's values symbolic, which is slow
+FLOAT_BLOCKS = [c for c in BLOCK_CASES if c != "encoder-gelu"]
+
+
+@pytest.mark.parametrize("case", FLOAT_BLOCKS, ids=FLOAT_BLOCKS)
+def test_aten_table_matches_the_real_kernels_on_blocks(case):
+    make, shapes = BLOCK_CASES[case]
+    errors = _table_errors(case, (_module(make), shapes))
+    assert max(errors) < 1e-9, errors
+
+
+def _sdpa_backward_without_rowsum(grad_out, q, k, v, out, logsumexp, dropout_p, is_causal,
+                                  attn_mask=None, scale=None):
+    """The attention backward with dS = P ⊙ dP: the −rowsum(dO ⊙ O) term dropped."""
+    P, s, lead = aten._attention_weights(q, k, is_causal, attn_mask, scale)[:3]
+    g = np.asarray(grad_out)
+    qa, ka, va = (np.broadcast_to(np.asarray(t), lead + np.asarray(t).shape[-2:])
+                  for t in (q, k, v))
+    dq, dk, dv = (np.empty(t.shape, dtype=object) for t in (qa, ka, va))
+    for b in np.ndindex(lead):
+        dv[b] = sg.fn.matmul(P[b].T, np.asarray(g[b]))
+        dS = P[b] * sg.fn.matmul(np.asarray(g[b]), np.asarray(va[b]).T)
+        dq[b] = sg.fn.matmul(dS, np.asarray(ka[b])) * s
+        dk[b] = sg.fn.matmul(dS.T, np.asarray(qa[b])) * s
+    return tuple(aten._sym(t) for t in (dq, dk, dv))
+
+
+def _threshold_backward_unmasked(grad, x, threshold):
+    """ReLU's backward that forgets its mask."""
+    return aten._sym(np.asarray(grad))
+
+
+def _gelu_backward_cdf_only(grad, x, approximate="none"):
+    """GELU's derivative as Φ(x) alone (the x·φ(x) term dropped)."""
+    a = np.asarray(x)
+    return aten._sym(np.asarray(grad) * (1 + sg.fn.erf(a / sg.fn.sqrt(2))) / 2)
+
+
+#: id → (ATen key, wrong entry, block case): each derivative formula the blocks use
+WRONG_FORMULAS = {
+    "layer-norm": ("native_layer_norm_backward.default",
+                   _layer_norm_backward_without_projection, "encoder-post-norm"),
+    "attention": ("_scaled_dot_product_flash_attention_for_cpu_backward.default",
+                  _sdpa_backward_without_rowsum, "encoder-pre-norm"),
+    "relu": ("threshold_backward.default", _threshold_backward_unmasked, "encoder-causal"),
+    "gelu": ("gelu_backward.default", _gelu_backward_cdf_only, "encoder-gelu"),
+    "decoder-attention": ("_scaled_dot_product_flash_attention_for_cpu_backward.default",
+                          _sdpa_backward_without_rowsum, "decoder-causal"),
+}
+
+
+@pytest.mark.parametrize("case", WRONG_FORMULAS, ids=list(WRONG_FORMULAS))
+def test_a_wrong_derivative_formula_in_a_block_is_refuted(case, monkeypatch):
+    key, wrong, block = WRONG_FORMULAS[case]
+    assert key in aten.ATEN
+    monkeypatch.setitem(aten.ATEN, key, wrong)
+    make, shapes = BLOCK_CASES[block]
+    r = sg.torch.check_module(_module(make), shapes=shapes, evidence="randomized")
+    assert r.verdict is REFUTED, r
+    w = r.witness
+    assert w is not None and w.expected != w.got
+    lo, hi = (float(v) for v in w.residual)
+    assert lo > 0 or hi < 0, w.residual          # a certified non-zero residual
+
+
+class TanhGeluWrong(torch.autograd.Function):
+    """GELU's tanh form written out with float constants, its backward by hand dropping
+    the 3κx² term of the inner derivative — inside an encoder layer."""
+    C, K = 0.7978845608028654, 0.044715
+
+    @classmethod
+    def forward(cls, ctx, x):
+        t = torch.tanh(cls.C * (x + cls.K * x ** 3))
+        ctx.save_for_backward(x, t)
+        return 0.5 * x * (1 + t)
+
+    @classmethod
+    def backward(cls, ctx, g):
+        x, t = ctx.saved_tensors
+        return g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * cls.C)
+
+
+class TanhGeluRight(TanhGeluWrong):
+    @classmethod
+    def backward(cls, ctx, g):
+        x, t = ctx.saved_tensors
+        # 3·(κx²), not (3κ)·x²: 3*0.044715 would be rounded before it meets x
+        return g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * cls.C * (1 + 3 * (cls.K * x * x)))
+
+
+@pytest.mark.parametrize("fn_class, verdict", [(TanhGeluRight, VERIFIED),
+                                               (TanhGeluWrong, REFUTED)])
+def test_a_users_function_inside_an_encoder_layer(fn_class, verdict):
+    layer = _module(lambda: _encoder(activation=fn_class.apply))
+    r = sg.torch.check_module(layer, shapes=[(1, 4, 8)], evidence="randomized")
+    assert r.verdict is verdict, r
+    if verdict is REFUTED:
+        assert r.witness.input in {"x", "linear1_weight", "linear1_bias", "norm1_weight",
+                                   "norm1_bias", "self_attn_in_proj_weight",
+                                   "self_attn_in_proj_bias", "self_attn_out_proj_weight",
+                                   "self_attn_out_proj_bias"}, r.witness.input
+
+
+def test_auto_evidence_tries_the_normal_form_first():
+    # small: exact within the 10 s auto budget
+    r = sg.torch.check_module(_module(lambda: torch.nn.LayerNorm(4)), shapes=[(2, 4)])
+    assert r.verdict is PROVED, r
+    # an encoder layer: the exact check runs out of time, the randomized test answers and
+    # the result says why
+    r = sg.torch.check_module(_module(_encoder), shapes=[(1, 4, 8)])
+    assert r.verdict is VERIFIED and "the exact check: timeout" in r.method, r.method
+
+
+def test_evidence_is_checked():
+    with pytest.raises(sg.InputError, match="unknown evidence"):
+        sg.torch.check_module(_module(lambda: torch.nn.Linear(2, 2)), shapes=[(1, 2)],
+                              evidence="proof")
+
+
+class FlashAttention(torch.autograd.Function):
+    """Attention through the flash kernels directly, saving the log-sum-exp for backward."""
+    @staticmethod
+    def forward(ctx, q, k, v):
+        o, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v)
+        ctx.save_for_backward(q, k, v, o, lse)
+        return o
+
+    @staticmethod
+    def backward(ctx, g):
+        q, k, v, o, lse = ctx.saved_tensors
+        return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
+            g, q, k, v, o, lse, 0.0, False)
+
+
+class FlashAttentionWrongLse(FlashAttention):
+    """The backward handed a log-sum-exp of zeros: its weights exp(z − L) are wrong."""
+    @staticmethod
+    def backward(ctx, g):
+        q, k, v, o, lse = ctx.saved_tensors
+        return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
+            g, q, k, v, o, torch.zeros_like(lse), 0.0, False)
+
+
+@pytest.mark.parametrize("evidence", ["exact", "randomized"])
+def test_the_flash_backward_reads_the_log_sum_exp_it_is_given(evidence):
+    right = sg.torch.check_function(FlashAttention, [(1, 1, 2, 2)] * 3, evidence=evidence)
+    wrong = sg.torch.check_function(FlashAttentionWrongLse, [(1, 1, 2, 2)] * 3,
+                                    evidence=evidence)
+    assert right.verdict is (PROVED if evidence == "exact" else VERIFIED), right
+    assert wrong.verdict is REFUTED, wrong
+
+
+def test_the_flash_forward_returns_the_kernels_log_sum_exp():
+    gen = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(1, 2, 3, 2, dtype=torch.float64, generator=gen) for _ in range(3))
+    _, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v)
+    _, got = aten._sdpa(*(_floats(t) for t in (q, k, v)))
+    assert _max_error(got, lse) < 1e-12
+
+
+# --------------------------------------------------------------------------------------
+# forward mode: a Function's jvp (check_function_jvp, verify torch --jvp)
+
+class ExpJvp(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        y = torch.exp(x)
+        ctx.save_for_forward(y)
+        return y
+
+    @staticmethod
+    def jvp(ctx, dx):
+        (y,) = ctx.saved_tensors
+        return y * dx
+
+
+class ExpJvpWrong(ExpJvp):
+    @staticmethod
+    def jvp(ctx, dx):
+        (y,) = ctx.saved_tensors
+        return y + dx                     # not even linear in the tangent
+
+
+class ScaledProduct(torch.autograd.Function):
+    """The setup_context style, two outputs, a non-tensor argument."""
+    @staticmethod
+    def forward(x, w, s):
+        return x * w * s, x + w
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, w, s = inputs
+        ctx.s = s
+        ctx.save_for_forward(x, w)
+
+    @staticmethod
+    def jvp(ctx, dx, dw, ds):
+        x, w = ctx.saved_tensors
+        return (dx * w + x * dw) * ctx.s, dx + dw
+
+
+class ScaledProductWrong(ScaledProduct):
+    @staticmethod
+    def jvp(ctx, dx, dw, ds):
+        x, w = ctx.saved_tensors
+        return dx * w + x * dw, dx + dw   # forgets the scale
+
+
+@pytest.mark.parametrize("right, wrong, shapes, args", [
+    (ExpJvp, ExpJvpWrong, [(2, 3)], ()),
+    (ScaledProduct, ScaledProductWrong, [(2, 2), (2, 2)], (2.5,)),
+])
+def test_a_functions_jvp_is_proved_and_its_wrong_twin_refuted(right, wrong, shapes, args):
+    assert sg.torch.check_function_jvp(right, shapes, args=args).verdict is PROVED
+    r = sg.torch.check_function_jvp(wrong, shapes, args=args)
+    assert r.verdict is REFUTED and r.witness.expected != r.witness.got, r
+
+
+def test_a_function_without_jvp_is_an_input_error():
+    with pytest.raises(sg.InputError, match="defines no jvp"):
+        sg.torch.check_function_jvp(Tanh, [(2,)])
+
+
+def test_verify_torch_jvp_and_evidence_on_the_command_line(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+    from symgrad.cli import main
+    (tmp_path / "fwd.py").write_text(
+        "import torch\n"
+        "class Square(torch.autograd.Function):\n"
+        "    @staticmethod\n"
+        "    def forward(ctx, x):\n"
+        "        ctx.save_for_forward(x)\n"
+        "        return x * x\n"
+        "    @staticmethod\n"
+        "    def jvp(ctx, dx):\n"
+        "        (x,) = ctx.saved_tensors\n"
+        "        return x * dx\n"                     # wrong: 2·x·dx
+        "def encoder():\n"
+        "    torch.manual_seed(0)\n"
+        "    return torch.nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0,\n"
+        "                                            batch_first=True)\n")
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(main, ["verify", "torch", "fwd:Square", "--shape", "3", "--jvp"])
+    assert r.exit_code == 1 and "REFUTED" in r.output, r.output
+    r = CliRunner().invoke(main, ["verify", "torch", "fwd:encoder", "--shape", "1x4x8",
+                                  "--evidence", "randomized"])
+    assert r.exit_code == 0 and "VERIFIED" in r.output and "error ≤ 2^-" in r.output, r.output
+    r = CliRunner().invoke(main, ["verify", "torch", "fwd:encoder", "--shape", "1x4x8",
+                                  "--jvp"])
+    assert r.exit_code == 2 and "--jvp applies to a torch.autograd.Function" in r.output

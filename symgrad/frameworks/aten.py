@@ -295,6 +295,8 @@ def _attention_weights(q, k, is_causal, attn_mask, scale):
     mask = None if attn_mask is None else np.broadcast_to(_arr(attn_mask), lead + (L, S))
     q, k = np.broadcast_to(q, lead + (L, E)), np.broadcast_to(k, lead + (S, E))
     P = np.zeros(lead + (L, S), dtype=object)
+    Z = np.empty(lead + (L, S), dtype=object)        # the scaled, masked scores
+    lse = np.full(lead + (L,), -math.inf, dtype=object)
     for b in np.ndindex(lead):
         scores = fn.matmul(np.asarray(q[b]), np.asarray(k[b]).T)
         for i in range(L):
@@ -305,9 +307,38 @@ def _attention_weights(q, k, is_causal, attn_mask, scale):
             z = [scores[i, j] * s + (mask[b][i, j] if mask is not None else 0) for j in keep]
             e = [fn.exp(v) for v in z]
             total = sum(e[1:], e[0])
-            for j, ej in zip(keep, e):
+            # a sum of exponentials: positive, no domain condition to record
+            lse[b][i] = se.log(total) if isinstance(total, se.Basic) else fn.log(total)
+            for j, ej, zj in zip(keep, e, z):
                 P[b][i, j] = ej / total
-    return P, s, lead
+                Z[b][i, j] = zj
+    return P, s, lead, Z, lse
+
+
+def _same(a, b) -> bool:
+    """Whether two values are certainly the same: one object (a randomized run's number),
+    or equal expressions (SymEngine's structural equality), or equal floats."""
+    if a is b:
+        return True
+    if isinstance(a, (se.Basic, float)) and isinstance(b, (se.Basic, float)):
+        return bool(a == b)
+    return False
+
+
+def _weights_from_lse(P, Z, lse, given) -> np.ndarray:
+    """The weights the kernel's backward uses: exp(z − L) with L the log-sum-exp it was
+    given. Where L is the forward's own (:func:`_same`), that is P itself, written so;
+    elsewhere exp(z − L) as the kernel computes it — a wrong L gives wrong weights."""
+    given = np.broadcast_to(_arr(given), lse.shape)
+    out = np.array(P, dtype=object)
+    for index in np.ndindex(lse.shape):
+        if isinstance(lse[index], float) or _same(lse[index], given[index]):   # −∞: no row
+            continue
+        row = out[index]
+        for j in range(row.shape[-1]):
+            if Z[index + (j,)] is not None:
+                row[j] = fn.exp(Z[index + (j,)] - given[index])
+    return out
 
 
 def _minus_infinity(v) -> bool:
@@ -323,20 +354,21 @@ def _sdpa(q, k, v, dropout_p=0.0, is_causal=False, attn_mask=None, scale=None):
     if dropout_p:
         raise InputError("scaled_dot_product_attention with dropout_p > 0 is random; trace "
                          "it in eval mode or with dropout_p = 0")
-    P, s, lead = _attention_weights(q, k, is_causal, attn_mask, scale)
+    P, s, lead, _, lse = _attention_weights(q, k, is_causal, attn_mask, scale)
     v = np.broadcast_to(_arr(v), lead + _arr(v).shape[-2:])
     out = np.empty(lead + (P.shape[-2], v.shape[-1]), dtype=object)
     for b in np.ndindex(lead):
         out[b] = fn.matmul(P[b], np.asarray(v[b]))
-    return _sym(out), _sym(np.zeros(lead + (P.shape[-2],), dtype=object))
+    return _sym(out), _sym(lse)
 
 
 def _sdpa_backward(grad_out, q, k, v, out, logsumexp, dropout_p, is_causal, attn_mask=None,
                    scale=None):
     """The attention backward in closed form: dV = Pᵀ dO, dS = P ⊙ (dO Vᵀ − rowsum(dO ⊙ O)),
     dQ = dS K·scale, dK = dSᵀ Q·scale (P recomputed from q and k, as the kernel does from
-    the saved log-sum-exp; O the forward's output)."""
-    P, s, lead = _attention_weights(q, k, is_causal, attn_mask, scale)
+    the saved log-sum-exp, as exp(z − L): a wrong L is seen; O the forward's output)."""
+    P, s, lead, Z, lse = _attention_weights(q, k, is_causal, attn_mask, scale)
+    P = _weights_from_lse(P, Z, lse, logsumexp)
     g, o = _arr(grad_out), _arr(out)
     qa, ka, va = (np.broadcast_to(_arr(t), lead + _arr(t).shape[-2:]) for t in (q, k, v))
     dq, dk, dv = (np.empty(t.shape, dtype=object) for t in (qa, ka, va))

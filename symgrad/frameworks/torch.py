@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from ..api import _normalise_shapes
+from ..api import _normalise_shapes, check_jvp
 from ..errors import InputError, RuleError
 from ..scalar import SymArray
 from ..tensor import constant
@@ -271,6 +271,120 @@ def check_function(fn_class, shapes, *, args=(), names=None, **options):
                   fn_class.__name__, options)
 
 
+class _Context:
+    """The ``ctx`` a Function's forward and jvp get when symgrad calls them itself (for
+    :func:`check_function_jvp`): what they save, as PyTorch keeps it — ``jvp`` sees the
+    tensors of ``save_for_forward`` as ``saved_tensors``."""
+
+    def __init__(self, n_inputs: int):
+        self.needs_input_grad = (True,) * n_inputs
+        self.saved_tensors = ()
+        self._forward_saved = ()
+
+    def save_for_backward(self, *tensors):
+        self.to_save = tensors
+
+    def save_for_forward(self, *tensors):
+        self._forward_saved = tensors
+
+    def mark_non_differentiable(self, *tensors):
+        pass
+
+    def set_materialize_grads(self, value):
+        pass
+
+    def mark_dirty(self, *tensors):
+        raise InputError("a Function that changes its inputs in place (ctx.mark_dirty) is "
+                         "not supported")
+
+
+def _run_forward(fn_class, ctx, tensors, extra):
+    """Fn's forward with ``ctx``, either style: ``forward(ctx, …)``, or ``forward(…)`` with
+    ``setup_context(ctx, inputs, output)``."""
+    inputs = tuple(tensors) + tuple(extra)
+    if getattr(fn_class, "setup_context", None) is not None and \
+            fn_class.setup_context is not torch.autograd.Function.setup_context:
+        out = fn_class.forward(*inputs)
+        fn_class.setup_context(ctx, inputs, out)
+        return out
+    return fn_class.forward(ctx, *inputs)
+
+
+def check_function_jvp(fn_class, shapes, *, args=(), names=None, **options):
+    """Prove (or refute) a ``torch.autograd.Function``'s forward-mode rule, its ``jvp``
+    (fed what ``forward`` saved with ``ctx.save_for_forward``), against the derivative of
+    its ``forward``: jvp(ẋ) = Df(x)[ẋ], by :func:`symgrad.check_jvp`. symgrad calls
+    ``forward`` and ``jvp`` itself with a plain context and traces the tensor code they
+    run, so no forward-mode AD is involved. Options as :func:`check_function`.
+
+    >>> import torch, symgrad as sg
+    >>> class Exp(torch.autograd.Function):
+    ...     @staticmethod
+    ...     def forward(ctx, x):
+    ...         y = torch.exp(x)
+    ...         ctx.save_for_forward(y)
+    ...         return y
+    ...     @staticmethod
+    ...     def jvp(ctx, dx):
+    ...         (y,) = ctx.saved_tensors
+    ...         return y * dx
+    >>> sg.torch.check_function_jvp(Exp, shapes=[(3,)]).verdict
+    <Verdict.PROVED: 'proved'>
+    """
+    _need_torch()
+    if not (isinstance(fn_class, type) and issubclass(fn_class, torch.autograd.Function)):
+        raise InputError(f"{fn_class!r} is not a torch.autograd.Function subclass")
+    if fn_class.jvp is torch.autograd.Function.jvp:
+        raise InputError(f"{fn_class.__name__} defines no jvp (forward-mode rule); check "
+                         f"its backward with check_function")
+    shapes = _normalise_shapes(shapes)
+    n, extra = len(shapes), tuple(args)
+
+    def primal(*xs):
+        return _run_forward(fn_class, _Context(n), xs, extra)
+
+    def jvp_fn(*xs_and_dxs):
+        ctx = _Context(n)
+        _run_forward(fn_class, ctx, xs_and_dxs[:n], extra)
+        ctx.saved_tensors = ctx._forward_saved
+        return fn_class.jvp(ctx, *xs_and_dxs[n:], *([None] * len(extra)))
+
+    t0 = time.perf_counter()
+    examples = [torch.randn(*s, dtype=torch.float64) for s in shapes]
+    forward_gm = _trace(primal, examples, f"{fn_class.__name__} (forward)")
+    _covered(forward_gm, primal, examples, f"{fn_class.__name__} (forward)")
+    tangents = [torch.randn(*s, dtype=torch.float64) for s in shapes]
+    jvp_gm = _trace(jvp_fn, examples + tangents, f"{fn_class.__name__} (jvp)")
+    _covered(jvp_gm, jvp_fn, examples + tangents, f"{fn_class.__name__} (jvp)")
+    outs = _flat(forward_gm(*examples))
+    got = _flat(jvp_gm(*examples, *tangents))
+    if len(got) != len(outs) or any(tuple(a.shape) != tuple(b.shape)
+                                    for a, b in zip(got, outs)):
+        raise RuleError(f"{fn_class.__name__}.jvp returned {len(got)} tangent(s) of shapes "
+                        f"{[tuple(a.shape) for a in got]}; the forward's outputs have "
+                        f"{[tuple(b.shape) for b in outs]}")
+
+    def flat(values):
+        if len(values) == 1:
+            return values[0]
+        return np.concatenate([np.asarray(v, dtype=object).ravel()
+                               for v in values]).view(SymArray)
+
+    if names is None:
+        try:
+            params = list(inspect.signature(fn_class.forward).parameters)
+            params = params[1:] if params and params[0] == "ctx" else params
+        except (TypeError, ValueError):
+            params = []
+        names = params[:n] if len(params) >= n else None
+    traced = time.perf_counter() - t0
+    result = check_jvp(lambda *xs: flat(interpret(forward_gm, list(xs))),
+                       lambda *a: flat(interpret(jvp_gm, list(a))), shapes, names=names,
+                       name=f"{fn_class.__name__}.jvp", **options)
+    result.phases = {"trace": traced, **result.phases}
+    return result
+
+
 def check_module(module, shapes, *, names=None, parameters=True, **options):
     """Prove (or refute) PyTorch's own backward of a module (or a function of tensors) at
     the given input shapes: the VJP autograd computes — its derivative formulas, e.g.
@@ -303,13 +417,18 @@ def check_module(module, shapes, *, names=None, parameters=True, **options):
                   getattr(module, "__name__", "function"), options)
 
 
-def check_target(target, shapes, *, args=(), parameters=True, **options):
-    """``symgrad verify torch``: a Function subclass by :func:`check_function`; an
-    nn.Module (a class is instantiated without arguments) or a function of tensors by
-    :func:`check_module`."""
+def check_target(target, shapes, *, args=(), parameters=True, jvp=False, **options):
+    """``symgrad verify torch``: a Function subclass by :func:`check_function` (its
+    ``jvp`` by :func:`check_function_jvp` with ``jvp``); an nn.Module (a class is
+    instantiated without arguments) or a function of tensors by :func:`check_module`."""
     _need_torch()
     obj = load(target) if isinstance(target, str) else target
-    if isinstance(obj, type) and issubclass(obj, torch.autograd.Function):
+    is_function = isinstance(obj, type) and issubclass(obj, torch.autograd.Function)
+    if jvp and not is_function:
+        raise InputError("--jvp applies to a torch.autograd.Function only")
+    if jvp:
+        return check_function_jvp(obj, shapes, args=args, **options)
+    if is_function:
         return check_function(obj, shapes, args=args, **options)
     if args:
         raise InputError("--arg applies to a torch.autograd.Function only")

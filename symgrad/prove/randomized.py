@@ -49,7 +49,7 @@ import symengine as se
 from flint import arb, arb_mat, ctx as flint_ctx
 
 from ..errors import InternalError, RuleError
-from ..scalar import Relation
+from ..scalar import Relation, Scalar
 from .result import Result, Verdict, Witness
 from .witness import ball_power
 
@@ -149,6 +149,8 @@ def _lift(x):
     """A number of the current run from an int, Fraction, float or SymEngine constant."""
     if isinstance(x, Num):
         return x
+    if isinstance(x, Scalar):   # a symbolic parameter's entry, as user code gets it
+        x = x.e
     cache = _RUN.consts
     key = (type(x), x) if not isinstance(x, np.ndarray) else None
     hit = cache.get(key)
@@ -219,13 +221,18 @@ class Num:
 
     __slots__ = ("v", "up", "adj", "d", "h", "c", "e", "base")
 
-    # arithmetic dispatches to the run's field; subclasses implement _make and the atoms
+    # arithmetic dispatches to the run's field; subclasses implement _make and the atoms.
+    # An array operand is NumPy's to broadcast (number · array is an array)
     def __add__(self, other):
+        if isinstance(other, np.ndarray):
+            return NotImplemented
         return _RUN.add(self, _lift(other))
 
     __radd__ = __add__
 
     def __sub__(self, other):
+        if isinstance(other, np.ndarray):
+            return NotImplemented
         return _RUN.add(self, -_lift(other))
 
     def __rsub__(self, other):
@@ -238,11 +245,15 @@ class Num:
         return self
 
     def __mul__(self, other):
+        if isinstance(other, np.ndarray):
+            return NotImplemented
         return _RUN.mul(self, _lift(other))
 
     __rmul__ = __mul__
 
     def __truediv__(self, other):
+        if isinstance(other, np.ndarray):
+            return NotImplemented
         return _RUN.mul(self, _RUN.inverse(_lift(other)))
 
     def __rtruediv__(self, other):
@@ -726,7 +737,9 @@ class BallRun(_Run):
         else:
             raise InternalError(f"no value for the atom {kind}")
         n = self._new(value)
-        if kind == "H":
+        if kind == "H" or self.record is None:
+            # not recorded (a partial's own atoms, the engine's): no partial is needed —
+            # computing one would recurse (sin's partial is cos, whose partial is sin)
             return _record(n, None)
         recording, self.record = self.record, None
         partial = _partial(kind, n, u)
@@ -1041,8 +1054,33 @@ class RuleTape:
         reads = self.reads if self.reads is not None else range(len(self.inputs))
         return [np.array(xs[r], dtype=object).view(SymArray) for r in reads]
 
+    def _user(self, fun, args, what):
+        """``fun(*args)``: what the model cannot run stays the model's (UNKNOWN); any other
+        exception of the user's code is a RuleError naming it, as in the exact check."""
+        try:
+            return fun(*args)
+        except (ModelError, NoRoot, RuleError, ArithmeticError, TypeError, ValueError,
+                IndexError):
+            raise
+        except Exception as exc:   # noqa: BLE001 - the user's, reported as the exact check does
+            from .check import _call
+
+            def again(e):
+                raise e
+            _call(again, [exc], what, self.inputs)
+            raise
+
     def eval(self, xs) -> list:
-        out = np.asarray(self.forward(*self._args(xs)), dtype=object)
+        from .check import _as_object_array
+        out = _as_object_array(self._user(self.forward, self._args(xs), "forward rule"),
+                               "the forward rule's result")
+        if out is None:
+            raise RuleError("the forward rule returned None; it must return an array")
+        for v in out.flat:
+            if isinstance(v, (bool, np.bool_, Relation)) or not isinstance(
+                    v, (Num, int, float, Fraction, np.integer, np.floating, se.Number)):
+                raise RuleError(f"the forward rule's result holds {type(v).__name__} "
+                                f"{str(v):.40}, not a number")
         if out.shape != self.out_shape:
             raise RuleError(f"the forward rule's result has shape {out.shape}, not "
                             f"{self.out_shape}")
@@ -1054,7 +1092,7 @@ class RuleTape:
         n = len(tape.inputs)
         g = np.array(seeds[n], dtype=object).view(SymArray)
         out = np.array(vals[n], dtype=object).view(SymArray)
-        cots = tape.vjp(g, out, *tape._args(vals))
+        cots = tape._user(tape.vjp, [g, out] + tape._args(vals), "vjp rule")
         if isinstance(cots, np.ndarray) or not isinstance(cots, (tuple, list)):
             raise RuleError(f"the vjp rule must return a tuple of cotangents, got "
                             f"{type(cots).__name__}")
@@ -1077,13 +1115,18 @@ def randomized_rule(spec, out_shape: tuple | None = None) -> Result:
     """A rule pair (a :class:`symgrad.prove.check.Spec`) by the randomized test:
     VERIFIED with an error bound ≤ 2^-64, REFUTED with a certified witness, or UNKNOWN.
     ``out_shape``: the forward's output shape (else one symbolic run of the forward)."""
-    if out_shape is None:
+    if out_shape is None:   # one symbolic run, its result checked as the exact check does
         from ..scalar import wrap
         from ..tensor import symbols
+        from .check import _call, _user_array
         arrays = [symbols(n, s, unique=True) for n, s in spec.inputs]
         reads = spec.reads if spec.reads is not None else range(len(arrays))
-        out_shape = np.shape(np.asarray(spec.forward(*[wrap(arrays[r]) for r in reads]),
-                                        dtype=object))
+        out = _user_array(_call(spec.forward, [wrap(arrays[r]) for r in reads],
+                                "forward rule", spec.inputs), "the forward rule's result",
+                          "symengine")
+        if out is None:
+            raise RuleError("the forward rule returned None; it must return an array")
+        out_shape = out.shape
     tape = RuleTape(spec.name, spec.inputs, spec.forward, spec.vjp, out_shape, spec.reads)
     result = randomized_end_to_end(tape, RuleTape.engine, name=spec.name)
     if result.witness is not None:
