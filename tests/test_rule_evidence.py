@@ -103,3 +103,21 @@ def test_a_rule_that_writes_into_its_arrays_does_not_reach_the_reference():
         x[...] = 0
         return (grad,)
     assert sg.check_vjp(fn.tanh, vandal, [(3,)], evidence="randomized").verdict is VERIFIED
+
+
+def test_a_randomized_witness_names_the_symbolic_parameters_it_drew():
+    from fractions import Fraction
+    from symgrad.tensor import symbols
+    w = symbols("w", (2,))
+    r = sg.check_vjp(lambda x: x * w, lambda g, y, x: (g,), [(2,)], params={"w": w},
+                     evidence="randomized")
+    assert r.verdict is REFUTED
+    point = {k: Fraction(v) for k, v in r.witness.point.items()}
+    assert {"x[0]", "w[0]", "w[1]", "s_out[0]"} <= set(point)
+    # the witness is the point: at it, the rule's g·1 and the true g·w differ in entry 0
+    i = r.witness.entry[0]
+    got = point[f"s_out[{i}]"] + point[f"s_x[{i}]"]
+    want = point[f"s_out[{i}]"] * point[f"w[{i}]"] + point[f"s_x[{i}]"]
+    assert got != want
+    assert abs(float(r.witness.expected) - float(want)) < 1e-12
+    assert abs(float(r.witness.got) - float(got)) < 1e-12

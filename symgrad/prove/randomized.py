@@ -79,6 +79,7 @@ class _Run:
         self.consts: dict = {}
         self.record: list | None = None
         self.max_arg_degree = 0
+        self.parameters: list = []      # (name, number): symbolic parameters as met
 
     def power(self, a, k: int):
         """a^k for an integer k (negative: through 1/a)."""
@@ -182,6 +183,7 @@ def _from_symengine(e):
         hit = _RUN.atoms.get(key)
         if hit is None:
             hit = _RUN.atoms[key] = _RUN.parameter()
+            _RUN.parameters.append((str(e), hit))
         return hit
     if isinstance(e, se.Integer):
         return _RUN.num_const(Fraction(int(e)))
@@ -920,7 +922,8 @@ def certified_witness(graph, backprop, failing, prec: int = 128):
                 diff = a - b
                 if 0 not in diff:
                     return _witness(graph, i, index, a, b, diff, points, seed_points, seed,
-                                    prec, den, span)
+                                    prec, den, span, [(name, _exact(v.v))
+                                                      for name, v in run.parameters])
         return None
     finally:
         flint_ctx.prec = old
@@ -945,12 +948,19 @@ def _assumptions_hold(graph, run, vals) -> bool:
         return True
 
 
+def _exact(ball) -> Fraction:
+    """The value of an exact ball (a dyadic number)."""
+    man, exp = ball.mid().man_exp()
+    return Fraction(int(man)) * Fraction(2) ** int(exp)
+
+
 def _witness(graph, i, index, a, b, diff, points, seed_points, seed, prec, den,
-             span) -> Witness:
+             span, parameters=()) -> Witness:
     names = []
     for (name, shape), pt in zip(graph.inputs, points):
         names += [(f"{name}[{','.join(map(str, ix))}]", v)
                   for ix, v in zip(np.ndindex(*shape), pt)]
+    names += list(parameters)     # symbolic parameters (fixed weights), as the run drew them
     for k, pt in enumerate(seed_points):
         names += [(f"s_{graph.values[k]}[{','.join(map(str, ix))}]", v)
                   for ix, v in zip(np.ndindex(*graph.shape(k)), pt)]
