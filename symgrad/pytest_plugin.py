@@ -1,12 +1,21 @@
 """pytest plugin (entry point ``pytest11``): ``pytest obligations/`` collects every entry of
 the obligation files (*.toml under a directory named ``obligations``) as a test item, so
 ``-k``, ``--junitxml`` and xdist work as for any test. A failure shows the verdict, the
-reason and, for REFUTED, the witness."""
+reason and, for REFUTED, the witness. The ``symgrad_check`` fixture is
+:func:`symgrad.testing.assert_vjp`, for ordinary test files."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+
+
+@pytest.fixture
+def symgrad_check():
+    """:func:`symgrad.testing.assert_vjp`: ``symgrad_check(forward, vjp, shapes=…)``
+    fails the test with the counterexample when the rule is wrong."""
+    from .testing import assert_vjp
+    return assert_vjp
 
 
 def pytest_collect_file(file_path: Path, parent):

@@ -11,7 +11,7 @@ ROOT = Path(symgrad.__file__).resolve().parent
 #: bottom first; a module may import from its own floor's folder and from floors before it
 FLOORS = [
     ["errors", "version"], ["tensor"], ["scalar"], ["fn"], ["ops"], ["graph"], ["prove"],
-    ["models"], ["api"], ["intervals"], ["frameworks"], ["torch", "jax"], ["mutants"], ["gate"],
+    ["models"], ["api"], ["intervals", "testing"], ["frameworks"], ["torch", "jax"], ["mutants"], ["gate"],
     ["report", "pytest_plugin"], ["cli"],
 ]
 
