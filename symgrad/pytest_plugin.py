@@ -10,6 +10,27 @@ from pathlib import Path
 import pytest
 
 
+def pytest_addoption(parser):
+    group = parser.getgroup("symgrad", "symgrad obligations")
+    group.addoption("--symgrad-no-cache", action="store_true", default=False,
+                    help="Neither read nor write symgrad's proof cache (the one `symgrad "
+                         "check` uses).")
+    group.addoption("--symgrad-cache-dir", default=".symgrad-cache", metavar="DIR",
+                    help="Where symgrad's proof cache lives (default: .symgrad-cache, as "
+                         "for `symgrad check`).")
+
+
+def _cache(config):
+    """The session's proof cache (None with --symgrad-no-cache), opened once."""
+    if config.getoption("symgrad_no_cache"):
+        return None
+    cache = getattr(config, "_symgrad_cache", None)
+    if cache is None:
+        from .gate import Cache
+        cache = config._symgrad_cache = Cache(config.getoption("symgrad_cache_dir"))
+    return cache
+
+
 @pytest.fixture
 def symgrad_check():
     """:func:`symgrad.testing.assert_vjp`: ``symgrad_check(forward, vjp, shapes=…)``
@@ -55,16 +76,26 @@ class ObligationItem(pytest.Item):
 
     def runtest(self):
         from .gate import run_one
-        outcome = run_one(self.obligation)
-        self.user_properties.extend([("expect", outcome.expect), ("verdict", outcome.verdict)])
+        cache = _cache(self.config)
+        outcome = cache.get(self.obligation) if cache is not None else None
+        cached = outcome is not None
+        if outcome is None:
+            outcome = run_one(self.obligation)
+            if cache is not None:
+                cache.put(self.obligation, outcome)
+        self.user_properties.extend([("expect", outcome.expect), ("verdict", outcome.verdict),
+                                     ("cached", "yes" if cached else "no")])
         if not outcome.met:
             raise ObligationNotMet(outcome)
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, ObligationNotMet):
+            import shlex
             from .gate import failure_text
             o = excinfo.value.outcome
-            return failure_text(o) if o.verdict not in ("error", "internal") else o.reason
+            text = failure_text(o) if o.verdict not in ("error", "internal") else o.reason
+            return (f"{text}\nreproduce: pytest {shlex.quote(self.nodeid)} "
+                    f"--symgrad-no-cache")
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self):

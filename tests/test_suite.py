@@ -225,6 +225,46 @@ def test_pytest_plugin_collects_obligations_and_shows_the_witness(tmp_path):
     assert len(list(cases)) == 4
 
 
+def _pytest(tmp_path, *args):
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "-rA", *args], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=600)
+
+
+def test_pytest_plugin_shares_the_proof_cache_and_names_a_reproduction(tmp_path):
+    d = tmp_path / "obligations"
+    d.mkdir()
+    (d / "gate.toml").write_text(GOOD + '\n[[mutant]]\nmutant = "sub_sign"\n')
+    junit = tmp_path / "first.xml"
+    first = _pytest(tmp_path, "obligations", "--junitxml", str(junit))
+    assert "3 passed" in first.stdout and "1 failed" in first.stdout, first.stdout
+    line = next(x for x in first.stdout.splitlines() if x.startswith("reproduce: "))
+    assert line.startswith("reproduce: pytest 'obligations/gate.toml::") and \
+        line.endswith("--symgrad-no-cache")
+    # the pytest run filled the cache that `symgrad check` reads
+    from symgrad.gate import Cache, load_file
+    obligations, _ = load_file(d / "gate.toml", "obligations/gate.toml")
+    cache = Cache(tmp_path / ".symgrad-cache")
+    assert all(cache.get(ob) is not None for ob in obligations)
+    # a second run reads it: every item says so in its properties
+    again = _pytest(tmp_path, "obligations", "--junitxml", str(tmp_path / "again.xml"))
+    props = [p.get("value") for p in ET.parse(tmp_path / "again.xml").getroot().iter(
+        "property") if p.get("name") == "cached"]
+    assert props == ["yes"] * 4, again.stdout
+    # --symgrad-no-cache checks afresh; the reproduction line runs the failing item alone
+    fresh = _pytest(tmp_path, "obligations", "--symgrad-no-cache", "--junitxml",
+                    str(tmp_path / "fresh.xml"))
+    props = [p.get("value") for p in ET.parse(tmp_path / "fresh.xml").getroot().iter(
+        "property") if p.get("name") == "cached"]
+    assert props == ["no"] * 4, fresh.stdout
+    import shlex
+    alone = _pytest(tmp_path, *shlex.split(line.removeprefix("reproduce: pytest ")))
+    assert "1 failed" in alone.stdout and "passed" not in alone.stdout, alone.stdout
+    # -p no:symgrad turns the plugin off: the toml files are not collected
+    off = _pytest(tmp_path, "obligations", "-p", "no:symgrad")
+    assert "no tests ran" in off.stdout, off.stdout
+
+
 def _write(tmp_path, text):
     p = tmp_path / "obligations"
     p.mkdir(exist_ok=True)
