@@ -5,7 +5,7 @@
 <Verdict.PROVED: 'proved'>
 """
 from . import fn, models
-from .api import check_jvp, check_vjp, verify, verify_node
+from .api import check_jvp, check_vjp, define_op, verify, verify_node
 from .errors import InputError, InternalError, RuleError, ShapeError
 from .graph import Graph
 from .intervals import Bounds, bounds
@@ -15,7 +15,7 @@ from .tensor import symbols
 from .version import __version__
 
 __all__ = [
-    "check_vjp", "check_jvp", "verify_node", "verify", "Graph", "GraphResult", "models",
+    "check_vjp", "check_jvp", "define_op", "verify_node", "verify", "Graph", "GraphResult", "models",
     "symbols", "fn",
     "Verdict", "Result", "Witness", "SideCondition", "OPS", "get_op", "InputError",
     "RuleError", "ShapeError", "InternalError", "bounds", "Bounds", "__version__",

@@ -252,6 +252,78 @@ def obligation_name(op_name, shapes, reads=None) -> str:
     return f"{op_name}({args})"
 
 
+def define_op(name, forward, vjp, *, args=None, out_shape=None, signature="",
+              linearity="nonlinear", assumptions=None, conditions="", examples=(), doc=""):
+    """Register your own op in symgrad's op registry (the one the built-in ops are in):
+    ``forward(*inputs)`` → an array, ``vjp(g, out, *inputs)`` → one cotangent per input
+    (None = zero). It can then be proved (``verify_node(name, shapes)``, ``symgrad verify
+    node``, a ``[[node]]`` entry with ``op = name`` or ``rule = "pkg.mod:attr"``), and used
+    in a :class:`Graph` like a built-in op. ``args``: input names (default: the forward's
+    parameter names); ``out_shape(*shapes)``: the output shape (default: a symbolic run of
+    the forward); ``assumptions(*inputs)``: conditions such as ``x > 0`` the verdict is
+    stated under. Defining the same name again with other functions is an error; a module
+    imported twice (the same functions) gets its op back.
+
+    >>> import symgrad as sg
+    >>> square = sg.define_op("doc_square", lambda x: x * x,
+    ...                       lambda g, y, x: (2 * g * x,))
+    >>> sg.verify_node("doc_square", shapes=[(2, 3)]).verdict
+    <Verdict.PROVED: 'proved'>
+    >>> g = sg.Graph([("x", (2,))]); _ = g.add("doc_square", 0); g.values
+    ['x', 'doc_square_1']
+    >>> del sg.OPS["doc_square"]      # (the registry is global: this example cleans up)
+    """
+    from .ops import OPS, defop
+    if not isinstance(name, str) or not name.isidentifier():
+        raise InputError(f"an op name must be an identifier like rms_norm, got {name!r}")
+    if not callable(forward) or not callable(vjp):
+        raise InputError(f"op {name}: forward and vjp must be functions, got "
+                         f"{type(forward).__name__} and {type(vjp).__name__}")
+    old = OPS.get(name)
+    if old is not None:
+        if _same_code(old.forward, forward) and _same_code(old.vjp, vjp):
+            return old
+        raise InputError(f"an op named {name!r} is already defined "
+                         f"({'built in' if old.forward.__module__.startswith('symgrad') else 'by ' + old.forward.__module__}); "
+                         f"choose another name")
+    if args is None:
+        try:
+            args = [p.name for p in inspect.signature(forward).parameters.values()
+                    if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        except (TypeError, ValueError):
+            raise InputError(f"op {name}: give args=[…], the names of its inputs") from None
+    args = tuple(args)
+    if not args:
+        raise InputError(f"op {name}: it needs at least one input")
+    if linearity not in ("linear", "bilinear", "nonlinear"):
+        raise InputError(f"op {name}: linearity must be linear, bilinear or nonlinear")
+
+    def inferred_shape(*shapes, **params):
+        if len(shapes) != len(args):
+            raise ShapeError(f"{name} takes {len(args)} input(s) ({', '.join(args)}), got "
+                             f"{len(shapes)} shape(s)")
+        xs = [wrap(symbols(a, sh, unique=True)) for a, sh in zip(args, shapes)]
+        try:
+            out = forward(*xs, **params)
+        except (ShapeError, InputError):
+            raise
+        except Exception as exc:   # noqa: BLE001 - the user's forward at these shapes
+            raise ShapeError(f"{name} cannot run at shapes "
+                             f"{', '.join(shape_str(sh) for sh in shapes)}: "
+                             f"{type(exc).__name__}: {exc}") from None
+        return tuple(np.shape(np.asarray(out, dtype=object)))
+    sig = signature or f"{', '.join(args)} -> (…)"
+    return defop(name, forward, vjp, args=args, signature=sig, linearity=linearity,
+                 out_shape=out_shape or inferred_shape, examples=tuple(examples),
+                 conditions=conditions, assumptions=assumptions, doc=doc, user=True)
+
+
+def _same_code(f, g) -> bool:
+    """The same function, or one defined by the same code (a module imported again)."""
+    return f is g or (getattr(f, "__code__", None) is not None and
+                      getattr(f, "__code__", None) == getattr(g, "__code__", None))
+
+
 def verify_node(op_name, shapes, *, params=None, reads=None, timeout=None, memory_mb=None,
                 backend="symengine", max_entries=None, vjp=None, symmetry=True) -> Result:
     """Prove a library op's VJP rule at the given shapes (one shape per input).

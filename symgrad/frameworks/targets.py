@@ -21,6 +21,9 @@ def load(target: str):
         obj = importlib.import_module(module_name)
     except ImportError as exc:
         raise InputError(f"cannot import {module_name!r} (from {target!r}): {exc}") from None
+    except Exception as exc:   # noqa: BLE001 - the user's module failed while importing
+        raise InputError(f"importing {module_name!r} (from {target!r}) raised "
+                         f"{type(exc).__name__}: {exc}") from None
     for part in attr.split("."):
         if not hasattr(obj, part):
             raise InputError(f"{module_name} has no attribute {attr!r} (from {target!r})")

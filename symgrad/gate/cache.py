@@ -59,9 +59,39 @@ def _sources(kind: str) -> str:
     return _SOURCE_CACHE[kind]
 
 
+#: the keys of an entry that name user code (module.path:name)
+USER_KEYS = ("rule", "forward", "vjp", "builder")
+
+
+def user_sources(refs) -> str:
+    """Digest of the user code ``refs`` (``module.path:name``) name: every ``*.py`` file of
+    the top-level package each module belongs to (or the module's own file). What is not
+    tracked: code outside that package (other packages the rule imports, data files)."""
+    import importlib.util
+    h = hashlib.sha256()
+    for top in sorted({ref.partition(":")[0].split(".")[0] for ref in refs}):
+        try:
+            found = importlib.util.find_spec(top)
+        except (ImportError, ValueError):
+            found = None
+        if found is None:
+            h.update(f"{top}: not found".encode())
+            continue
+        places = list(found.submodule_search_locations or [])
+        files = sorted(f for d in places for f in Path(d).rglob("*.py")) if places else \
+            ([Path(found.origin)] if found.origin and Path(found.origin).is_file() else [])
+        for f in files:
+            h.update(f"{top}/{f.name}".encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
 def cache_key(ob: Obligation) -> str:
     payload = {"kind": ob.kind, "spec": ob.spec, "timeout": ob.timeout,
                "versions": versions(), "source": _sources(ob.kind)}
+    refs = [ob.spec[k] for k in USER_KEYS if k in ob.spec]
+    if refs:   # a user's rule or builder: its package's source too
+        payload["user"] = user_sources(refs)
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -19,13 +19,24 @@ from .schema import (EXIT_OK, EXIT_REGRESSION, EXIT_UNKNOWN, EXIT_USAGE, DIMS, O
 
 def run_one(ob: Obligation) -> Outcome:
     """Check one obligation (in this process; its checks fork as usual)."""
-    from ..api import verify, verify_node
+    from ..api import check_vjp, verify, verify_node
+    from ..frameworks.targets import load
     from ..models.catalog import build_graph
     from ..mutants import ENGINE_MUTANTS, verify_mutant
     t0 = time.perf_counter()
     s = ob.spec
     try:
-        if ob.kind == "graph":
+        if ob.kind == "graph" and "builder" in s:
+            graph = load(s["builder"])(**s.get("args", {}))
+            g = verify(graph, end_to_end=s.get("end_to_end", True), timeout=ob.timeout,
+                       evidence=s.get("evidence", "auto"))
+            verdict, results = g.verdict, g.obligations
+        elif ob.kind == "node" and "forward" in s:
+            r = check_vjp(load(s["forward"]), load(s["vjp"]), s["shapes"],
+                          reads=s.get("reads"), timeout=ob.timeout, name=ob.title,
+                          symmetry=s.get("symmetry", True))
+            verdict, results = r.verdict, [r]
+        elif ob.kind == "graph":
             graph = build_graph(s["graph"], dict({d: s[d] for d in DIMS},
                                                  layers=s.get("layers", 2)),
                                 s.get("layout", "pytorch"),
@@ -35,6 +46,8 @@ def run_one(ob: Obligation) -> Outcome:
                        backprop=ENGINE_MUTANTS.get(s.get("backprop")))
             verdict, results = g.verdict, g.obligations
         elif ob.kind == "node":
+            if "rule" in s:
+                load(s["rule"])   # registers the op in this process (a fresh worker's too)
             r = verify_node(s["op"], s["shapes"], params=parse_params(s.get("params", {})),
                             reads=s.get("reads"), timeout=ob.timeout,
                             symmetry=s.get("symmetry", True))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,8 +31,9 @@ DIMS = ("n", "d_model", "heads", "head_dim", "d_ff")
 DEFAULT_DIMS = dict(n=2, d_model=2, heads=1, head_dim=2, d_ff=4)
 KEYS = {
     "graph": {"graph", "name", *DIMS, "layout", "form", "fixed_weights", "layers",
-              "end_to_end", "evidence", "backprop", "timeout", "expect"},
-    "node": {"op", "name", "shapes", "params", "reads", "symmetry", "timeout", "expect"},
+              "end_to_end", "evidence", "backprop", "timeout", "expect", "builder", "args"},
+    "node": {"op", "name", "shapes", "params", "reads", "symmetry", "timeout", "expect",
+             "rule", "forward", "vjp"},
     "mutant": {"mutant", "name", "timeout", "expect"},
 }
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, EXIT_UNKNOWN, EXIT_INTERRUPTED = 0, 1, 2, 4, 130
@@ -53,6 +55,12 @@ class Obligation:
         s = self.spec
         if "name" in s:
             return s["name"]
+        if self.kind == "graph" and "builder" in s:
+            args = ", ".join(f"{k}={v}" for k, v in sorted(s.get("args", {}).items()))
+            return f"graph {s['builder']}({args})"
+        if self.kind == "node" and ("rule" in s or "forward" in s):
+            shapes = ", ".join("x".join(map(str, sh)) for sh in s["shapes"])
+            return f"node {s.get('rule') or s['forward']}({shapes})"
         if self.kind == "graph":
             from ..models.catalog import GRAPHS
             used = GRAPHS[s["graph"]][1]
@@ -160,6 +168,8 @@ TYPES = {
     "params": (dict, 'a table, like params = { c = "1/2" }'),
     "shapes": (list, 'a list with one shape per input, like ["2x3"] or [[2, 3]]'),
     "reads": (list, "a list of input indices, like [0, 0]"),
+    "rule": _TEXT, "forward": _TEXT, "vjp": _TEXT, "builder": _TEXT,
+    "args": (dict, "a table of the builder's keyword arguments, like args = { n = 4 }"),
     **{d: _DIM for d in DIMS}, "layers": _DIM,
 }
 #: the key that names what an entry checks
@@ -193,7 +203,12 @@ def _validate(kind: str, entry) -> Obligation:
             timeout_seconds(timeout, "timeout")
         except InputError as exc:
             _fail(str(exc), "timeout")
+    user = _user_code(kind, spec)
+    if user == "builder":
+        return _builder_entry(spec, expect, timeout)
     subject, names = SUBJECT[kind], {"graph": GRAPHS, "node": OPS, "mutant": MUTANTS}[kind]
+    if user == "pair":
+        subject, names = "forward", {spec["forward"]: None}
     if subject not in spec:
         _fail(f"a [[{kind}]] entry needs {subject} = \"…\" (one of "
               f"{', '.join(sorted(names))})")
@@ -233,11 +248,102 @@ def _validate(kind: str, entry) -> Obligation:
         if not spec.get("shapes"):
             _fail(f"a [[node]] entry needs shapes = [...], {TYPES['shapes'][1]}", "shapes")
         spec["shapes"] = [_shape(sh, parse_shape) for sh in spec["shapes"]]
-        _check_params(OPS[spec["op"]], spec.get("params", {}))
+        if user == "pair":
+            if "params" in spec:
+                _fail("params apply to an op (op = … or rule = …); a forward/vjp pair "
+                      "takes none", "params")
+        else:
+            _check_params(OPS[spec["op"]], spec.get("params", {}))
         reads = spec.get("reads", [])
         if not all(isinstance(r, int) and not isinstance(r, bool) and r >= 0 for r in reads):
             _fail(f"reads must be {TYPES['reads'][1]}, got {_shown(reads)}", "reads")
     return Obligation(kind, spec, "", 0, expect, timeout)
+
+
+def load_user(ref: str, key: str):
+    """The object ``module.path:name`` names (the import root: see :func:`import_root`);
+    an _EntryError at ``key`` when it cannot be imported or found."""
+    from ..frameworks.targets import load
+    try:
+        return load(ref)
+    except InputError as exc:
+        _fail(f"{key} = {_shown(ref)}: {exc}", key)
+
+
+def _user_code(kind: str, spec: dict) -> str | None:
+    """Which user code an entry names: "rule" (an op made by symgrad.define_op), "pair"
+    (forward and vjp functions), "builder" (a function returning a Graph), or None. Loads
+    it here, so a bad reference is an input error at its line."""
+    from ..ops import Op
+    if kind == "graph" and "builder" in spec:
+        if "graph" in spec:
+            _fail("a [[graph]] entry names graph = … (a built-in graph) or builder = … "
+                  "(yours), not both", "builder")
+        return "builder"
+    if kind == "graph" and "args" in spec:
+        _fail("args are the keyword arguments of builder = …, which this entry lacks", "args")
+    if kind != "node" or not {"rule", "forward", "vjp"} & set(spec):
+        return None
+    named = [k for k in ("op", "rule") if k in spec] + (["forward/vjp"] if {"forward", "vjp"}
+                                                         & set(spec) else [])
+    if len(named) > 1:
+        _fail(f"a [[node]] entry names one of op = …, rule = … or forward = … with vjp = …; "
+              f"this one has {' and '.join(named)}", "rule" if "rule" in spec else "forward")
+    if "rule" in spec:
+        op = load_user(spec["rule"], "rule")
+        if not isinstance(op, Op):
+            _fail(f"rule = {_shown(spec['rule'])} is a {type(op).__name__}, not an op made by "
+                  f"symgrad.define_op; for two functions write forward = … and vjp = …",
+                  "rule")
+        spec["op"] = op.name
+        return "rule"
+    for key in ("forward", "vjp"):
+        if key not in spec:
+            _fail(f"a [[node]] entry with {'vjp' if key == 'forward' else 'forward'} = … "
+                  f"needs {key} = \"module.path:function\" too")
+        if not callable(load_user(spec[key], key)):
+            _fail(f"{key} = {_shown(spec[key])} is not a function", key)
+    return "pair"
+
+
+def _builder_entry(spec: dict, expect: str, timeout) -> Obligation:
+    """A [[graph]] entry with builder = …: the builder is called with args here, and must
+    return a symgrad Graph."""
+    from ..graph import Graph
+    for key in spec:
+        if key in DIMS or key in ("layout", "form", "fixed_weights", "layers", "backprop"):
+            _fail(f"{key} applies to a built-in graph; pass what your builder takes in "
+                  f"args = {{ … }}", key)
+    build = load_user(spec["builder"], "builder")
+    if not callable(build):
+        _fail(f"builder = {_shown(spec['builder'])} is not a function", "builder")
+    try:
+        graph = build(**spec.get("args", {}))
+    except InputError as exc:
+        _fail(f"builder {spec['builder']}: {exc}", "builder")
+    except Exception as exc:   # noqa: BLE001 - the user's builder failed
+        _fail(f"builder {spec['builder']}(…) raised {type(exc).__name__}: {exc}", "args")
+    if not isinstance(graph, Graph):
+        _fail(f"builder {spec['builder']} returned a {type(graph).__name__}, not a "
+              f"symgrad Graph", "builder")
+    if spec.get("evidence", "auto") not in ("auto", "exact", "randomized"):
+        _fail(f"evidence must be \"auto\", \"exact\" or \"randomized\", got "
+              f"{_shown(spec['evidence'])}", "evidence")
+    if spec.get("evidence") == "randomized" and expect == "proved":
+        _fail("evidence = \"randomized\" can give VERIFIED, never PROVED: write "
+              "expect = \"verified\" (or \"refuted\")", "evidence")
+    return Obligation("graph", spec, "", 0, expect, timeout)
+
+
+def import_root(path: Path) -> Path:
+    """Where an obligation file's ``module.path:name`` references are imported from: the
+    project the file belongs to — the directory holding its ``obligations/`` directory,
+    else the file's own directory. It goes first on the import path."""
+    path = Path(path).resolve()
+    for parent in path.parents:
+        if parent.name == "obligations":
+            return parent.parent
+    return path.parent
 
 
 def _shape(sh, parse_shape) -> list:
@@ -334,6 +440,11 @@ def load_file(path: Path, shown: str | None = None) -> tuple[list, list]:
                                                     f"([[{kind}]])"))
             continue
         lines = _entry_lines(text, kind)
+        root = str(import_root(path))
+        if root not in sys.path and any(
+                isinstance(e, dict) and {"rule", "forward", "vjp", "builder"} & set(e)
+                for e in entries):
+            sys.path.insert(0, root)
         for k, entry in enumerate(entries):
             line, keys = lines[k] if k < len(lines) else (None, {})
             try:

@@ -58,10 +58,11 @@ class Op:
 
 
 def defop(name, forward, vjp, *, args, signature, linearity, out_shape, examples,
-          params=(), conditions="", assumptions=None, doc=""):
-    """Register an op (one statement per op in the family modules)."""
+          params=(), conditions="", assumptions=None, doc="", user=False):
+    """Register an op (one statement per op in the family modules; users' ops come through
+    :func:`symgrad.define_op`, which checks what they give)."""
     assert linearity in LINEARITIES, linearity
-    assert len(examples) >= 2, f"{name}: give at least two example shapes"
+    assert user or len(examples) >= 2, f"{name}: give at least two example shapes"
     OPS[name] = Op(name, forward, vjp, tuple(args), signature, linearity, out_shape,
                    tuple(tuple(tuple(s) for s in ex) for ex in examples), tuple(params),
                    conditions, assumptions, doc or (forward.__doc__ or "").strip())
