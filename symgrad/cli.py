@@ -503,13 +503,23 @@ def _print_bounds(found, graph):
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True),
               default=None, callback=writable, help="Write every outcome as JSON to this file.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
-              help="Worker processes (default: the number of cores).")
+              help="Worker processes (default: the number of cores); with --executor dask "
+                   "and no --scheduler, the LocalCluster's workers.")
+@click.option("--executor", type=click.Choice(["local", "dask"]), default="local",
+              show_default=True,
+              help="Where obligations run: local (this machine's process pool) or dask "
+                   "(each obligation a task on a dask.distributed cluster: --scheduler, or "
+                   "a LocalCluster; needs symgrad[dask]).")
+@click.option("--scheduler", metavar="ADDRESS", default=None,
+              help="With --executor dask: the scheduler to submit to, e.g. "
+                   "tcp://10.0.0.5:8786 (default: start a LocalCluster).")
 @click.option("--no-cache", is_flag=True,
               help="Neither read nor write the proof cache (.symgrad-cache/).")
 @click.option("--cache-dir", type=click.Path(file_okay=False, writable=True),
               default=".symgrad-cache", callback=writable, show_default=True,
               help="Where the proof cache lives.")
-def check_cmd(paths, report_dir, junit, json_path, jobs, no_cache, cache_dir):
+def check_cmd(paths, report_dir, junit, json_path, jobs, executor, scheduler, no_cache,
+              cache_dir):
     """Run the obligation files under PATHS (default: obligations/) and compare every
     verdict with its expectation — the CI gate.
 
@@ -527,6 +537,8 @@ def check_cmd(paths, report_dir, junit, json_path, jobs, no_cache, cache_dir):
     from . import gate
     if no_cache and given("cache_dir"):
         raise click.UsageError("--cache-dir does not apply with --no-cache")
+    if scheduler and executor != "dask":
+        raise click.UsageError("--scheduler applies with --executor dask")
     t0 = time.perf_counter()
     obligations, errors = gate.collect(paths)
     for e in errors:
@@ -537,7 +549,7 @@ def check_cmd(paths, report_dir, junit, json_path, jobs, no_cache, cache_dir):
         warnings.simplefilter("always")
         cache = None if no_cache else gate.Cache(cache_dir)
         try:
-            outcomes = gate.run_all(obligations, jobs, cache, progress)
+            outcomes = gate.run_all(obligations, jobs, cache, progress, executor, scheduler)
         except gate.Interrupted as exc:   # write what finished, then exit 130
             outcomes, code = exc.outcomes, gate.EXIT_INTERRUPTED
     if progress:

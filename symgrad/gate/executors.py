@@ -59,3 +59,63 @@ def local_pool(obligations, todo, finish, run, failed, jobs: int):
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _on_worker(run, ob, paths):
+    """One obligation on a Dask worker: the project's import roots on its path (a user's
+    rule imports there too), and leave to fork the checking children a check runs in —
+    a Dask worker process is daemonic, and multiprocessing refuses a daemon children."""
+    import multiprocessing
+    import sys
+    for p in reversed(paths):
+        if p not in sys.path:
+            sys.path.insert(0, p)
+    multiprocessing.current_process()._config["daemon"] = False
+    os.environ["SYMGRAD_WORKERS"] = "1"    # a worker is one core: its entries in turn
+    return run(ob)
+
+
+def dask_cluster(obligations, todo, finish, run, failed, jobs: int, scheduler=None,
+                 lost=None):
+    """Each obligation a task on a ``dask.distributed`` cluster: the scheduler at
+    ``scheduler`` (``tcp://host:8786``), or a LocalCluster of ``jobs`` single-threaded
+    worker processes. Outcomes come back as tasks finish (``finish`` writes the cache);
+    a task whose workers keep dying (Dask retries it on another) becomes ``lost(ob, exc)``,
+    that obligation's UNKNOWN; a Ctrl-C cancels the rest and propagates."""
+    import sys
+    try:
+        from distributed import Client, LocalCluster, as_completed as done_first
+    except ImportError:
+        from ..errors import InputError
+        raise InputError("--executor dask needs dask.distributed: pip install "
+                         "'symgrad[dask]'") from None
+    cluster = None
+    if scheduler is None:
+        cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+        client = Client(cluster)
+    else:
+        try:
+            client = Client(scheduler, timeout="5s")
+        except (OSError, TimeoutError) as exc:
+            from ..errors import InputError
+            raise InputError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+    paths = [p for p in sys.path if p]
+    try:
+        futures = {client.submit(_on_worker, run, obligations[k], paths, pure=False,
+                                 key=f"symgrad-{k}-{os.getpid()}-{id(obligations)}"): k
+                   for k in todo}
+        for fut in done_first(futures):
+            k = futures[fut]
+            try:
+                outcome = fut.result()
+            except Exception as exc:  # noqa: BLE001 - its workers died: this one only
+                outcome = (lost or failed)(obligations[k], exc)
+            finish(k, outcome)
+    except KeyboardInterrupt:
+        client.cancel(list(futures))
+        raise
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()

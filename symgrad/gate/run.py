@@ -80,10 +80,20 @@ class Interrupted(KeyboardInterrupt):
 
 
 
+def _lost(ob: Obligation, exc: BaseException) -> Outcome:
+    """A task whose Dask workers died (memory, a crash): UNKNOWN, with why."""
+    text = str(exc).strip().splitlines()
+    return outcome_of(ob, "unknown", 0.0, reason=f"the worker running it died "
+                      f"({type(exc).__name__}: {text[0] if text else ''}); run it again, "
+                      f"or give the workers more memory")
+
+
 def run_all(obligations, jobs: int | None = None, cache: Cache | None = None,
-            progress=None) -> list:
-    """Outcomes in the order of ``obligations``; cached ones are not re-run. A Ctrl-C
-    stops every process this started and raises :class:`Interrupted` with the outcomes
+            progress=None, executor: str = "local", scheduler: str | None = None) -> list:
+    """Outcomes in the order of ``obligations``; cached ones are not re-run. ``executor``:
+    ``local`` (this process, or a pool of ``jobs`` forked workers) or ``dask`` (the
+    cluster at ``scheduler``, else a LocalCluster of ``jobs`` workers). A Ctrl-C stops
+    every process this started and raises :class:`Interrupted` with the outcomes
     finished so far."""
     outcomes: list = [None] * len(obligations)
     done = 0
@@ -106,6 +116,11 @@ def run_all(obligations, jobs: int | None = None, cache: Cache | None = None,
             else:
                 todo.append(k)
         done = len(obligations) - len(todo)
+        if executor == "dask":
+            if todo:
+                executors.dask_cluster(obligations, todo, finish, run_one, _internal,
+                                       max(1, jobs or os.cpu_count() or 1), scheduler, _lost)
+            return outcomes
         jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))
         if jobs == 1:
             executors.serial(obligations, todo, finish, run_one, _internal)

@@ -1,0 +1,137 @@
+"""The gate on a Dask cluster (symgrad check --executor dask): a real scheduler and two
+workers on loopback (`dask scheduler`, `dask worker` processes); one worker is killed
+mid-run, and every outcome still arrives and matches the local executor's."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("distributed", reason="the dask executor is an optional extra: "
+                                          "pip install 'symgrad[dask]'")
+
+ROOT = Path(__file__).resolve().parent.parent
+GATE = ROOT / "obligations"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _dask(*args, log):
+    return subprocess.Popen([sys.executable, "-m", "distributed.cli." + args[0], *args[1:]],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _check(tmp_path, name, *args):
+    out = tmp_path / f"{name}.json"
+    proc = subprocess.run([sys.executable, "-m", "symgrad.cli", "check", str(GATE),
+                           "--no-cache", "--json", str(out), *args], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=900)
+    return proc, {o["id"].split("::", 1)[1]: o["verdict"]
+                  for o in json.loads(out.read_text())["obligations"]}
+
+
+def test_a_killed_worker_loses_no_result(tmp_path):
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    log = open(tmp_path / "dask.log", "w")
+    scheduler = _dask("dask_scheduler", "--host", "127.0.0.1", "--port", str(port),
+                      "--no-dashboard", log=log)
+    workers = []
+    try:
+        time.sleep(3)
+        workers = [_dask("dask_worker", address, "--nthreads", "1", "--no-dashboard",
+                         "--name", f"w{k}", log=log) for k in range(2)]
+        time.sleep(4)
+        run = subprocess.Popen([sys.executable, "-m", "symgrad.cli", "check", str(GATE),
+                                "--no-cache", "--executor", "dask", "--scheduler", address,
+                                "--json", str(tmp_path / "dask.json")],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               cwd=tmp_path)
+        time.sleep(6)                                  # mid-run: kill one worker outright
+        assert run.poll() is None, "the gate finished before the worker could be killed"
+        os.killpg(workers[0].pid, signal.SIGKILL)
+        stdout, stderr = run.communicate(timeout=900)
+    finally:
+        for p in workers + [scheduler]:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        log.close()
+    assert run.returncode == 0, stdout[-2000:] + stderr[-2000:]
+    got = {o["id"].split("::", 1)[1]: o["verdict"]
+           for o in json.loads((tmp_path / "dask.json").read_text())["obligations"]}
+    local, want = _check(tmp_path, "local", "-j", "2")
+    assert local.returncode == 0, local.stdout[-2000:]
+    assert got == want and len(got) >= 80
+    text = (tmp_path / "dask.log").read_text()
+    assert "Remove worker" in text and "name: w0" in text     # it was gone mid-run
+
+
+CRASHER = """
+import os
+
+
+def _on_a_worker():
+    try:
+        from distributed import get_worker
+        get_worker()
+        return True
+    except ValueError:
+        return False
+
+
+if _on_a_worker():
+    os._exit(1)                # imported on a worker: the worker process dies, every time
+
+
+def forward(x):
+    return x * x
+
+
+def vjp(g, y, x):
+    return (2 * g * x,)
+"""
+
+
+def test_an_obligation_that_kills_its_workers_is_unknown_and_the_rest_arrive(tmp_path):
+    (tmp_path / "crasher.py").write_text(CRASHER)
+    (tmp_path / "obligations").mkdir()
+    (tmp_path / "obligations" / "x.toml").write_text(
+        '[[node]]\nforward = "crasher:forward"\nvjp = "crasher:vjp"\nshapes = ["2"]\n\n'
+        '[[node]]\nop = "tanh"\nshapes = ["2x2"]\n')
+    proc = subprocess.run([sys.executable, "-m", "symgrad.cli", "check", "--no-cache",
+                           "--executor", "dask", "-j", "1", "--json", "out.json"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    outcomes = {o["title"]: o for o in json.loads(
+        (tmp_path / "out.json").read_text())["obligations"]}
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    assert outcomes["node tanh(2x2)"]["verdict"] == "proved"
+    lost = outcomes["node crasher:forward(2)"]
+    assert lost["verdict"] == "unknown" and "the worker running it died" in lost["reason"]
+
+
+def test_an_unreachable_scheduler_is_one_sentence(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "symgrad.cli", "check",
+                           str(GATE / "mutants.toml"), "--no-cache", "--executor", "dask",
+                           "--scheduler", f"tcp://127.0.0.1:{_free_port()}"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_local_cluster_gives_the_local_verdicts(tmp_path):
+    proc, got = _check(tmp_path, "cluster", "--executor", "dask", "-j", "2")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert all(v in ("proved", "verified", "refuted") for v in got.values())
+    assert len(got) >= 80
