@@ -421,7 +421,19 @@ def verify(graph: Graph, *, end_to_end: bool = True, timeout=None, memory_mb=Non
     if not end_to_end and evidence != "auto":
         raise InputError("evidence applies to the end-to-end obligation, which "
                          "end_to_end=False skips")
-    info = dict(graph.info)
+    jobs, labels, order = graph_parts(graph, end_to_end=end_to_end, timeout=timeout,
+                                      memory_mb=memory_mb, backprop=backprop,
+                                      evidence=evidence)
+    done = _concurrently(jobs, labels, progress, order=order)
+    return graph_verdict(graph, done, end_to_end)
+
+
+def graph_parts(graph: Graph, *, end_to_end: bool = True, timeout=None, memory_mb=None,
+                backprop=None, evidence: str = "auto"):
+    """The independent checks :func:`verify` runs: (jobs, labels, order). Each job() gives
+    a node obligation's Result, the last (with ``end_to_end``) the end-to-end (Result,
+    seed-block table or None); ``order`` starts the largest first. A cluster runs them as
+    separate tasks and hands the results, in job order, to :func:`graph_verdict`."""
     todo = node_obligations(graph)
 
     def node_check(item):
@@ -441,9 +453,16 @@ def verify(graph: Graph, *, end_to_end: bool = True, timeout=None, memory_mb=Non
     # waiting on one big affine); results come back in tape order
     sizes = [sum(math.prod(s) for s in shapes) for _, shapes, _ in todo] + \
         ([math.inf] if end_to_end else [])
-    done = _concurrently(jobs, labels, progress,
-                         order=sorted(range(len(jobs)), key=lambda k: -sizes[k]))
-    results = done[:len(todo)]
+    return jobs, labels, sorted(range(len(jobs)), key=lambda k: -sizes[k])
+
+
+def graph_verdict(graph: Graph, done: list, end_to_end: bool = True) -> GraphResult:
+    """The graph's result from its parts' results (:func:`graph_parts`, in job order): the
+    node obligations, the DAG corollary over them, the end to end; the verdict the
+    weakest."""
+    info = dict(graph.info)
+    n_nodes = len(done) - (1 if end_to_end else 0)
+    results = list(done[:n_nodes])
     nodes_ok = all(r.verdict is Verdict.PROVED for r in results)
     corollary = Result(
         name=f"{graph.name}: DAG corollary",

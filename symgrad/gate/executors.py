@@ -61,8 +61,8 @@ def local_pool(obligations, todo, finish, run, failed, jobs: int):
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _on_worker(run, ob, paths):
-    """One obligation on a Dask worker: the project's import roots on its path (a user's
+def _on_worker(fn, paths, *args):
+    """``fn(*args)`` on a Dask worker: the project's import roots on its path (a user's
     rule imports there too), and leave to fork the checking children a check runs in —
     a Dask worker process is daemonic, and multiprocessing refuses a daemon children."""
     import multiprocessing
@@ -72,27 +72,56 @@ def _on_worker(run, ob, paths):
             sys.path.insert(0, p)
     multiprocessing.current_process()._config["daemon"] = False
     os.environ["SYMGRAD_WORKERS"] = "1"    # a worker is one core: its entries in turn
-    return run(ob)
+    return fn(*args)
+
+
+def _part(job, refs):
+    """One part of a split graph entry; the user code it names is imported first (its ops
+    registered in this worker)."""
+    from ..frameworks.targets import load
+    for ref in refs:
+        load(ref)
+    return job()
+
+
+def _part_lost(label, exc, end_to_end: bool):
+    """A part whose workers kept dying: its UNKNOWN, shaped as the part's result."""
+    from ..prove.result import Result, Verdict
+    text = str(exc).strip().splitlines()
+    r = Result(name=label, verdict=Verdict.UNKNOWN,
+               reason=f"the worker running it died ({type(exc).__name__}: "
+                      f"{text[0] if text else ''})",
+               advice="run it again, or give the workers more memory")
+    return (r, None) if end_to_end else r
 
 
 def dask_cluster(obligations, todo, finish, run, failed, jobs: int, scheduler=None,
-                 lost=None):
+                 lost=None, split=None):
     """Each obligation a task on a ``dask.distributed`` cluster: the scheduler at
     ``scheduler`` (``tcp://host:8786``), or a LocalCluster of ``jobs`` single-threaded
-    worker processes. Outcomes come back as tasks finish (``finish`` writes the cache);
-    a task whose workers keep dying (Dask retries it on another) becomes ``lost(ob, exc)``,
-    that obligation's UNKNOWN; a Ctrl-C cancels the rest and propagates."""
+    worker processes. ``split(ob)`` gives a large entry's parts — (jobs, labels,
+    combine(done, seconds)), a graph's node obligations and end to end — which run as
+    tasks of their own, so one graph spreads over the workers. Outcomes come back as tasks
+    finish (``finish`` writes the cache); a task whose workers keep dying (Dask retries it
+    on another) becomes ``lost(ob, exc)`` — for a part, that part's UNKNOWN; a Ctrl-C
+    cancels the rest and propagates."""
     import sys
+    import time
     try:
         from distributed import Client, LocalCluster, as_completed as done_first
     except ImportError:
         from ..errors import InputError
         raise InputError("--executor dask needs dask.distributed: pip install "
                          "'symgrad[dask]'") from None
+    from .cache import USER_KEYS
     cluster = None
     if scheduler is None:
-        cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+        import dask
+        # one task at a time per worker, none queued behind it: a worker that dies takes
+        # down only the task it was running, not an innocent one waiting on it
+        with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
+            cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
+                                   dashboard_address=None)
         client = Client(cluster)
     else:
         try:
@@ -101,17 +130,51 @@ def dask_cluster(obligations, todo, finish, run, failed, jobs: int, scheduler=No
             from ..errors import InputError
             raise InputError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
     paths = [p for p in sys.path if p]
+    tag = f"{os.getpid()}-{id(obligations)}"
+    futures: dict = {}     # future → (k, part index or None)
+    pending: dict = {}     # k → [jobs left, results, labels, combine, start, end to end]
     try:
-        futures = {client.submit(_on_worker, run, obligations[k], paths, pure=False,
-                                 key=f"symgrad-{k}-{os.getpid()}-{id(obligations)}"): k
-                   for k in todo}
-        for fut in done_first(futures):
-            k = futures[fut]
+        for k in todo:
+            ob = obligations[k]
+            parts = None
+            if split is not None:
+                try:
+                    parts = split(ob)
+                except Exception:   # noqa: BLE001 - run whole: run() reports the problem
+                    parts = None
+            if not parts or not parts[0]:
+                futures[client.submit(_on_worker, run, paths, ob, pure=False,
+                                      key=f"symgrad-{k}-{tag}")] = (k, None)
+                continue
+            jobs_k, labels, combine = parts
+            refs = [ob.spec[key] for key in USER_KEYS if key in ob.spec]
+            pending[k] = [len(jobs_k), [None] * len(jobs_k), labels, combine,
+                          time.perf_counter(), ob.spec.get("end_to_end", True)]
+            for j, job in enumerate(jobs_k):
+                futures[client.submit(_on_worker, _part, paths, job, refs, pure=False,
+                                      key=f"symgrad-{k}.{j}-{tag}")] = (k, j)
+        for fut in done_first(list(futures)):
+            k, j = futures[fut]
+            if j is None:
+                try:
+                    outcome = fut.result()
+                except Exception as exc:  # noqa: BLE001 - its workers died: this one only
+                    outcome = (lost or failed)(obligations[k], exc)
+                finish(k, outcome)
+                continue
+            state = pending[k]
+            last = j == len(state[1]) - 1
             try:
-                outcome = fut.result()
-            except Exception as exc:  # noqa: BLE001 - its workers died: this one only
-                outcome = (lost or failed)(obligations[k], exc)
-            finish(k, outcome)
+                state[1][j] = fut.result()
+            except Exception as exc:  # noqa: BLE001 - this part's workers died
+                state[1][j] = _part_lost(state[2][j], exc, last and state[5])
+            state[0] -= 1
+            if state[0] == 0:
+                try:
+                    outcome = state[3](state[1], time.perf_counter() - state[4])
+                except Exception as exc:  # noqa: BLE001 - a bug in combining: exit 3
+                    outcome = failed(obligations[k], exc)
+                finish(k, outcome)
     except KeyboardInterrupt:
         client.cancel(list(futures))
         raise

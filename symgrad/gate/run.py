@@ -21,30 +21,20 @@ def run_one(ob: Obligation) -> Outcome:
     """Check one obligation (in this process; its checks fork as usual)."""
     from ..api import check_vjp, verify, verify_node
     from ..frameworks.targets import load
-    from ..models.catalog import build_graph
-    from ..mutants import ENGINE_MUTANTS, verify_mutant
+    from ..mutants import verify_mutant
     t0 = time.perf_counter()
     s = ob.spec
     try:
-        if ob.kind == "graph" and "builder" in s:
-            graph = load(s["builder"])(**s.get("args", {}))
+        if ob.kind == "graph":
+            graph, backprop = graph_of(ob)
             g = verify(graph, end_to_end=s.get("end_to_end", True), timeout=ob.timeout,
-                       evidence=s.get("evidence", "auto"))
+                       evidence=s.get("evidence", "auto"), backprop=backprop)
             verdict, results = g.verdict, g.obligations
         elif ob.kind == "node" and "forward" in s:
             r = check_vjp(load(s["forward"]), load(s["vjp"]), s["shapes"],
                           reads=s.get("reads"), timeout=ob.timeout, name=ob.title,
                           symmetry=s.get("symmetry", True))
             verdict, results = r.verdict, [r]
-        elif ob.kind == "graph":
-            graph = build_graph(s["graph"], dict({d: s[d] for d in DIMS},
-                                                 layers=s.get("layers", 2)),
-                                s.get("layout", "pytorch"),
-                                s.get("form", "whole"), s.get("fixed_weights", False))
-            g = verify(graph, end_to_end=s.get("end_to_end", True), timeout=ob.timeout,
-                       evidence=s.get("evidence", "auto"),
-                       backprop=ENGINE_MUTANTS.get(s.get("backprop")))
-            verdict, results = g.verdict, g.obligations
         elif ob.kind == "node":
             if "rule" in s:
                 load(s["rule"])   # registers the op in this process (a fresh worker's too)
@@ -63,6 +53,43 @@ def run_one(ob: Obligation) -> Outcome:
     reason = next((r.reason for r in results if r.verdict is verdict and r.reason), "")
     return outcome_of(ob, verdict.value, time.perf_counter() - t0, reason=reason,
                     results=[r.to_json() for r in results])
+
+
+def graph_of(ob: Obligation):
+    """(the Graph a [[graph]] entry names, its engine or None)."""
+    from ..frameworks.targets import load
+    from ..models.catalog import build_graph
+    from ..mutants import ENGINE_MUTANTS
+    s = ob.spec
+    if "builder" in s:
+        return load(s["builder"])(**s.get("args", {})), None
+    graph = build_graph(s["graph"], dict({d: s[d] for d in DIMS}, layers=s.get("layers", 2)),
+                        s.get("layout", "pytorch"), s.get("form", "whole"),
+                        s.get("fixed_weights", False))
+    return graph, ENGINE_MUTANTS.get(s.get("backprop"))
+
+
+def graph_tasks(ob: Obligation):
+    """A graph entry split for a cluster: (jobs, labels, combine) — each job one node
+    obligation or the end to end (:func:`symgrad.api.graph_parts`), and ``combine(done,
+    seconds)`` the entry's Outcome from their results in job order. None for other
+    entries."""
+    from ..api import graph_parts, graph_verdict
+    if ob.kind != "graph":
+        return None
+    s = ob.spec
+    graph, backprop = graph_of(ob)
+    end_to_end = s.get("end_to_end", True)
+    jobs, labels, _ = graph_parts(graph, end_to_end=end_to_end, timeout=ob.timeout,
+                                  backprop=backprop, evidence=s.get("evidence", "auto"))
+
+    def combine(done, seconds):
+        g = graph_verdict(graph, done, end_to_end)
+        reason = next((r.reason for r in g.obligations if r.verdict is g.verdict and
+                       r.reason), "")
+        return outcome_of(ob, g.verdict.value, seconds, reason=reason,
+                          results=[r.to_json() for r in g.obligations])
+    return jobs, labels, combine
 
 
 def _internal(ob: Obligation, exc: BaseException, seconds: float = 0.0) -> Outcome:
@@ -119,7 +146,8 @@ def run_all(obligations, jobs: int | None = None, cache: Cache | None = None,
         if executor == "dask":
             if todo:
                 executors.dask_cluster(obligations, todo, finish, run_one, _internal,
-                                       max(1, jobs or os.cpu_count() or 1), scheduler, _lost)
+                                       max(1, jobs or os.cpu_count() or 1), scheduler, _lost,
+                                       graph_tasks)
             return outcomes
         jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))
         if jobs == 1:
