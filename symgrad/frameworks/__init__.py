@@ -11,6 +11,13 @@ from ..api import check_vjp
 from ..scalar import SymArray
 
 
+def side_by_side(values):
+    """Several outputs as one array: the one itself, or all flattened and concatenated."""
+    if len(values) == 1:
+        return values[0]
+    return np.concatenate([np.asarray(v, dtype=object).ravel() for v in values]).view(SymArray)
+
+
 def rule_pair(run_forward, run_vjp, out_shapes):
     """``forward(*inputs)`` and ``vjp(g, out, *inputs)`` for :func:`symgrad.check_vjp` from
     a traced forward (``run_forward(inputs)`` → its outputs) and VJP (``run_vjp(inputs +
@@ -19,10 +26,7 @@ def rule_pair(run_forward, run_vjp, out_shapes):
     sizes = [int(np.prod(s)) for s in out_shapes]
 
     def forward(*inputs):
-        got = run_forward(list(inputs))
-        if len(got) == 1:
-            return got[0]
-        return np.concatenate([np.asarray(v, dtype=object).ravel() for v in got]).view(SymArray)
+        return side_by_side(run_forward(list(inputs)))
 
     def vjp(g, out, *inputs):
         if len(out_shapes) == 1:

@@ -28,7 +28,7 @@ from ..api import _normalise_shapes, check_jvp
 from ..errors import InputError, RuleError
 from ..scalar import SymArray
 from ..tensor import constant
-from . import prove_traced
+from . import prove_traced, side_by_side
 from .aten import ATEN
 from .targets import load
 
@@ -204,13 +204,20 @@ def _trace(f, examples, what: str):
         raise InputError(f"cannot trace {what}: {type(exc).__name__}: {text}{hint}") from None
 
 
+def _traced(f, examples, what: str):
+    """``f`` traced at ``examples``, every op it runs in the ATen table (else the error
+    naming the op and the user's line)."""
+    gm = _trace(f, examples, what)
+    _covered(gm, f, examples, what)
+    return gm
+
+
 def _prove(primal, n_inputs: int, shapes, names, name, options):
     """Trace primal(*tensors) and its VJP through autograd; prove the one is the transposed
     derivative of the other."""
     t0 = time.perf_counter()
     examples = [torch.randn(*s, dtype=torch.float64) for s in shapes]
-    forward_gm = _trace(primal, examples, f"{name} (forward)")
-    _covered(forward_gm, primal, examples, f"{name} (forward)")
+    forward_gm = _traced(primal, examples, f"{name} (forward)")
     outs = _flat(forward_gm(*examples))
     if not outs or any(not isinstance(o, torch.Tensor) or not o.is_floating_point()
                        for o in outs):
@@ -225,8 +232,7 @@ def _prove(primal, n_inputs: int, shapes, names, name, options):
         grads = torch.autograd.grad(got, xs, gs, allow_unused=True)
         return tuple(torch.zeros_like(x) if g is None else g for g, x in zip(grads, xs))
     cotangents = [torch.randn(*s, dtype=torch.float64) for s in out_shapes]
-    vjp_gm = _trace(vjp_fn, examples + cotangents, f"{name} (backward)")
-    _covered(vjp_gm, vjp_fn, examples + cotangents, f"{name} (backward)")
+    vjp_gm = _traced(vjp_fn, examples + cotangents, f"{name} (backward)")
     traced = time.perf_counter() - t0
     result = prove_traced(lambda xs: interpret(forward_gm, xs),
                           lambda args: interpret(vjp_gm, args), shapes, out_shapes,
@@ -256,19 +262,33 @@ def check_function(fn_class, shapes, *, args=(), names=None, **options):
     >>> sg.torch.check_function(Tanh, shapes=[(2, 3)]).verdict
     <Verdict.PROVED: 'proved'>
     """
+    _need_function(fn_class)
+    shapes = _normalise_shapes(shapes)
+    extra = tuple(args)
+    return _prove(lambda *xs: fn_class.apply(*xs, *extra), len(shapes), shapes,
+                  names or _input_names(fn_class, len(shapes)), fn_class.__name__, options)
+
+
+def _need_function(fn_class):
     _need_torch()
     if not (isinstance(fn_class, type) and issubclass(fn_class, torch.autograd.Function)):
         raise InputError(f"{fn_class!r} is not a torch.autograd.Function subclass")
-    shapes = _normalise_shapes(shapes)
-    if names is None:
-        try:
-            params = list(inspect.signature(fn_class.forward).parameters)[1:]
-        except (TypeError, ValueError):
-            params = []
-        names = params[:len(shapes)] if len(params) >= len(shapes) else None
-    extra = tuple(args)
-    return _prove(lambda *xs: fn_class.apply(*xs, *extra), len(shapes), shapes, names,
-                  fn_class.__name__, options)
+
+
+def _setup_context_style(fn_class) -> bool:
+    """Whether ``forward`` takes no ctx (a ``setup_context`` of its own gets it)."""
+    return fn_class.setup_context is not torch.autograd.Function.setup_context
+
+
+def _input_names(fn_class, n: int):
+    """The names of a Function's ``n`` tensor inputs: its forward's parameters (after ctx,
+    unless it has a ``setup_context``); None where it has fewer."""
+    try:
+        params = list(inspect.signature(fn_class.forward).parameters)
+    except (TypeError, ValueError):
+        return None
+    params = params if _setup_context_style(fn_class) else params[1:]
+    return params[:n] if len(params) >= n else None
 
 
 class _Context:
@@ -302,8 +322,7 @@ def _run_forward(fn_class, ctx, tensors, extra):
     """Fn's forward with ``ctx``, either style: ``forward(ctx, …)``, or ``forward(…)`` with
     ``setup_context(ctx, inputs, output)``."""
     inputs = tuple(tensors) + tuple(extra)
-    if getattr(fn_class, "setup_context", None) is not None and \
-            fn_class.setup_context is not torch.autograd.Function.setup_context:
+    if _setup_context_style(fn_class):
         out = fn_class.forward(*inputs)
         fn_class.setup_context(ctx, inputs, out)
         return out
@@ -331,9 +350,7 @@ def check_function_jvp(fn_class, shapes, *, args=(), names=None, **options):
     >>> sg.torch.check_function_jvp(Exp, shapes=[(3,)]).verdict
     <Verdict.PROVED: 'proved'>
     """
-    _need_torch()
-    if not (isinstance(fn_class, type) and issubclass(fn_class, torch.autograd.Function)):
-        raise InputError(f"{fn_class!r} is not a torch.autograd.Function subclass")
+    _need_function(fn_class)
     if fn_class.jvp is torch.autograd.Function.jvp:
         raise InputError(f"{fn_class.__name__} defines no jvp (forward-mode rule); check "
                          f"its backward with check_function")
@@ -351,11 +368,9 @@ def check_function_jvp(fn_class, shapes, *, args=(), names=None, **options):
 
     t0 = time.perf_counter()
     examples = [torch.randn(*s, dtype=torch.float64) for s in shapes]
-    forward_gm = _trace(primal, examples, f"{fn_class.__name__} (forward)")
-    _covered(forward_gm, primal, examples, f"{fn_class.__name__} (forward)")
+    forward_gm = _traced(primal, examples, f"{fn_class.__name__} (forward)")
     tangents = [torch.randn(*s, dtype=torch.float64) for s in shapes]
-    jvp_gm = _trace(jvp_fn, examples + tangents, f"{fn_class.__name__} (jvp)")
-    _covered(jvp_gm, jvp_fn, examples + tangents, f"{fn_class.__name__} (jvp)")
+    jvp_gm = _traced(jvp_fn, examples + tangents, f"{fn_class.__name__} (jvp)")
     outs = _flat(forward_gm(*examples))
     got = _flat(jvp_gm(*examples, *tangents))
     if len(got) != len(outs) or any(tuple(a.shape) != tuple(b.shape)
@@ -363,23 +378,10 @@ def check_function_jvp(fn_class, shapes, *, args=(), names=None, **options):
         raise RuleError(f"{fn_class.__name__}.jvp returned {len(got)} tangent(s) of shapes "
                         f"{[tuple(a.shape) for a in got]}; the forward's outputs have "
                         f"{[tuple(b.shape) for b in outs]}")
-
-    def flat(values):
-        if len(values) == 1:
-            return values[0]
-        return np.concatenate([np.asarray(v, dtype=object).ravel()
-                               for v in values]).view(SymArray)
-
-    if names is None:
-        try:
-            params = list(inspect.signature(fn_class.forward).parameters)
-            params = params[1:] if params and params[0] == "ctx" else params
-        except (TypeError, ValueError):
-            params = []
-        names = params[:n] if len(params) >= n else None
     traced = time.perf_counter() - t0
-    result = check_jvp(lambda *xs: flat(interpret(forward_gm, list(xs))),
-                       lambda *a: flat(interpret(jvp_gm, list(a))), shapes, names=names,
+    result = check_jvp(lambda *xs: side_by_side(interpret(forward_gm, list(xs))),
+                       lambda *a: side_by_side(interpret(jvp_gm, list(a))), shapes,
+                       names=names or _input_names(fn_class, n),
                        name=f"{fn_class.__name__}.jvp", **options)
     result.phases = {"trace": traced, **result.phases}
     return result

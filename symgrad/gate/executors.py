@@ -8,6 +8,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from ..prove.isolate import stop_checks
@@ -95,6 +96,16 @@ def _part_lost(label, exc, end_to_end: bool):
     return (r, None) if end_to_end else r
 
 
+class _Parts:
+    """A split entry's parts in flight: their results so far (None: not yet), labels, how
+    to combine them, when it started, whether the last part is the end to end."""
+
+    def __init__(self, labels, combine, end_to_end: bool):
+        self.done = [None] * len(labels)
+        self.labels, self.combine, self.end_to_end = labels, combine, end_to_end
+        self.start = time.perf_counter()
+
+
 def dask_cluster(obligations, todo, finish, run, failed, jobs: int, scheduler=None,
                  lost=None, split=None):
     """Each obligation a task on a ``dask.distributed`` cluster: the scheduler at
@@ -106,7 +117,6 @@ def dask_cluster(obligations, todo, finish, run, failed, jobs: int, scheduler=No
     on another) becomes ``lost(ob, exc)`` — for a part, that part's UNKNOWN; a Ctrl-C
     cancels the rest and propagates."""
     import sys
-    import time
     try:
         from distributed import Client, LocalCluster, as_completed as done_first
     except ImportError:
@@ -132,7 +142,7 @@ def dask_cluster(obligations, todo, finish, run, failed, jobs: int, scheduler=No
     paths = [p for p in sys.path if p]
     tag = f"{os.getpid()}-{id(obligations)}"
     futures: dict = {}     # future → (k, part index or None)
-    pending: dict = {}     # k → [jobs left, results, labels, combine, start, end to end]
+    pending: dict = {}     # k → the split entry's parts in flight (_Parts)
     try:
         for k in todo:
             ob = obligations[k]
@@ -148,8 +158,7 @@ def dask_cluster(obligations, todo, finish, run, failed, jobs: int, scheduler=No
                 continue
             jobs_k, labels, combine = parts
             refs = [ob.spec[key] for key in USER_KEYS if key in ob.spec]
-            pending[k] = [len(jobs_k), [None] * len(jobs_k), labels, combine,
-                          time.perf_counter(), ob.spec.get("end_to_end", True)]
+            pending[k] = _Parts(labels, combine, ob.spec.get("end_to_end", True))
             for j, job in enumerate(jobs_k):
                 futures[client.submit(_on_worker, _part, paths, job, refs, pure=False,
                                       key=f"symgrad-{k}.{j}-{tag}")] = (k, j)
@@ -162,16 +171,15 @@ def dask_cluster(obligations, todo, finish, run, failed, jobs: int, scheduler=No
                     outcome = (lost or failed)(obligations[k], exc)
                 finish(k, outcome)
                 continue
-            state = pending[k]
-            last = j == len(state[1]) - 1
+            parts = pending[k]
             try:
-                state[1][j] = fut.result()
+                parts.done[j] = fut.result()
             except Exception as exc:  # noqa: BLE001 - this part's workers died
-                state[1][j] = _part_lost(state[2][j], exc, last and state[5])
-            state[0] -= 1
-            if state[0] == 0:
+                parts.done[j] = _part_lost(parts.labels[j], exc,
+                                           parts.end_to_end and j == len(parts.done) - 1)
+            if all(r is not None for r in parts.done):
                 try:
-                    outcome = state[3](state[1], time.perf_counter() - state[4])
+                    outcome = parts.combine(parts.done, time.perf_counter() - parts.start)
                 except Exception as exc:  # noqa: BLE001 - a bug in combining: exit 3
                     outcome = failed(obligations[k], exc)
                 finish(k, outcome)

@@ -50,9 +50,15 @@ def run_one(ob: Obligation) -> Outcome:
                         reason=f"{ob.file}:{ob.line}: {exc}")
     except Exception as exc:  # a bug in symgrad: keep going, report it, exit 3
         return _internal(ob, exc, time.perf_counter() - t0)
+    return _outcome(ob, verdict, results, time.perf_counter() - t0)
+
+
+def _outcome(ob: Obligation, verdict, results: list, seconds: float) -> Outcome:
+    """The outcome of a verdict and the results behind it; the reason is the first of
+    theirs that has the verdict."""
     reason = next((r.reason for r in results if r.verdict is verdict and r.reason), "")
-    return outcome_of(ob, verdict.value, time.perf_counter() - t0, reason=reason,
-                    results=[r.to_json() for r in results])
+    return outcome_of(ob, verdict.value, seconds, reason=reason,
+                      results=[r.to_json() for r in results])
 
 
 def graph_of(ob: Obligation):
@@ -85,10 +91,7 @@ def graph_tasks(ob: Obligation):
 
     def combine(done, seconds):
         g = graph_verdict(graph, done, end_to_end)
-        reason = next((r.reason for r in g.obligations if r.verdict is g.verdict and
-                       r.reason), "")
-        return outcome_of(ob, g.verdict.value, seconds, reason=reason,
-                          results=[r.to_json() for r in g.obligations])
+        return _outcome(ob, g.verdict, g.obligations, seconds)
     return jobs, labels, combine
 
 

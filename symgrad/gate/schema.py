@@ -225,19 +225,7 @@ def _validate(kind: str, entry) -> Obligation:
             if spec.get(key, valid[0]) not in valid:
                 _fail(f"{key} must be \"{valid[0]}\" or \"{valid[1]}\", got "
                       f"{_shown(spec[key])}", key)
-        if spec.get("evidence", "auto") not in ("auto", "exact", "randomized"):
-            _fail(f"evidence must be \"auto\", \"exact\" or \"randomized\", got "
-                  f"{_shown(spec['evidence'])}", "evidence")
-        if "evidence" in spec and spec.get("end_to_end", True) is False:
-            _fail("evidence applies to the end-to-end obligation, which end_to_end = false "
-                  "skips", "evidence")
-        if spec.get("evidence") == "randomized" and expect == "proved":
-            _fail("evidence = \"randomized\" can give VERIFIED, never PROVED: write "
-                  "expect = \"verified\" (or \"refuted\")", "evidence")
-        if expect == "verified" and (spec.get("evidence") == "exact" or
-                                     spec.get("end_to_end", True) is False):
-            _fail("expect = \"verified\" needs a randomized end to end (evidence = "
-                  "\"auto\" or \"randomized\")", "expect")
+        _check_evidence(spec, expect)
         if "backprop" in spec:
             _known(spec["backprop"], ENGINE_MUTANTS, "engine mutant", "backprop")
     elif expect == "verified":
@@ -326,12 +314,7 @@ def _builder_entry(spec: dict, expect: str, timeout) -> Obligation:
     if not isinstance(graph, Graph):
         _fail(f"builder {spec['builder']} returned a {type(graph).__name__}, not a "
               f"symgrad Graph", "builder")
-    if spec.get("evidence", "auto") not in ("auto", "exact", "randomized"):
-        _fail(f"evidence must be \"auto\", \"exact\" or \"randomized\", got "
-              f"{_shown(spec['evidence'])}", "evidence")
-    if spec.get("evidence") == "randomized" and expect == "proved":
-        _fail("evidence = \"randomized\" can give VERIFIED, never PROVED: write "
-              "expect = \"verified\" (or \"refuted\")", "evidence")
+    _check_evidence(spec, expect)
     return Obligation("graph", spec, "", 0, expect, timeout)
 
 
@@ -344,6 +327,23 @@ def import_root(path: Path) -> Path:
         if parent.name == "obligations":
             return parent.parent
     return path.parent
+
+
+def _check_evidence(spec: dict, expect: str):
+    """A graph entry's evidence, end_to_end and expect agree."""
+    if spec.get("evidence", "auto") not in ("auto", "exact", "randomized"):
+        _fail(f"evidence must be \"auto\", \"exact\" or \"randomized\", got "
+              f"{_shown(spec['evidence'])}", "evidence")
+    if "evidence" in spec and spec.get("end_to_end", True) is False:
+        _fail("evidence applies to the end-to-end obligation, which end_to_end = false "
+              "skips", "evidence")
+    if spec.get("evidence") == "randomized" and expect == "proved":
+        _fail("evidence = \"randomized\" can give VERIFIED, never PROVED: write "
+              "expect = \"verified\" (or \"refuted\")", "evidence")
+    if expect == "verified" and (spec.get("evidence") == "exact" or
+                                 spec.get("end_to_end", True) is False):
+        _fail("expect = \"verified\" needs a randomized end to end (evidence = "
+              "\"auto\" or \"randomized\")", "expect")
 
 
 def _shape(sh, parse_shape) -> list:

@@ -113,13 +113,19 @@ def _call(fun, args, what, inputs):
         return fun(*args)
     except RuleError:
         raise
-    except RecursionError:
-        raise RuleError(f"the {what} recursed too deeply") from None
     except Exception as exc:
-        shapes = ", ".join(f"{n} {shape_tuple(s)}" for n, s in inputs)
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise RuleError(f"the {what} raised {type(exc).__name__}: {msg} (at "
-                        f"{user_line(exc.__traceback__)}; inputs were {shapes})") from None
+        raise user_error(exc, what, inputs) from None
+
+
+def user_error(exc: BaseException, what: str, inputs) -> RuleError:
+    """The RuleError for an exception the user's ``what`` raised: its type, message and
+    the user's line, with the input shapes."""
+    if isinstance(exc, RecursionError):
+        return RuleError(f"the {what} recursed too deeply")
+    shapes = ", ".join(f"{n} {shape_tuple(s)}" for n, s in inputs)
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return RuleError(f"the {what} raised {type(exc).__name__}: {msg} (at "
+                     f"{user_line(exc.__traceback__)}; inputs were {shapes})")
 
 
 def _exact_sympy(e):

@@ -1073,12 +1073,8 @@ class RuleTape:
                 IndexError):
             raise
         except Exception as exc:   # noqa: BLE001 - the user's, reported as the exact check does
-            from .check import _call
-
-            def again(e):
-                raise e
-            _call(again, [exc], what, self.inputs)
-            raise
+            from .check import user_error
+            raise user_error(exc, what, self.inputs) from None
 
     def eval(self, xs) -> list:
         from .check import _as_object_array
