@@ -421,19 +421,24 @@ def verify(graph: Graph, *, end_to_end: bool = True, timeout=None, memory_mb=Non
     if not end_to_end and evidence != "auto":
         raise InputError("evidence applies to the end-to-end obligation, which "
                          "end_to_end=False skips")
-    jobs, labels, order = graph_parts(graph, end_to_end=end_to_end, timeout=timeout,
-                                      memory_mb=memory_mb, backprop=backprop,
-                                      evidence=evidence)
+    jobs, labels, order = graph_parts(
+        graph, end_to_end=end_to_end, timeout=timeout, memory_mb=memory_mb,
+        backprop=backprop, evidence=evidence,
+        # the seed blocks nearest the output are the largest: they start first
+        fan_out=lambda jobs, labels: _concurrently(jobs, labels, progress,
+                                                   order=range(len(jobs) - 1, -1, -1)))
     done = _concurrently(jobs, labels, progress, order=order)
     return graph_verdict(graph, done, end_to_end)
 
 
 def graph_parts(graph: Graph, *, end_to_end: bool = True, timeout=None, memory_mb=None,
-                backprop=None, evidence: str = "auto"):
+                backprop=None, evidence: str = "auto", fan_out=None):
     """The independent checks :func:`verify` runs: (jobs, labels, order). Each job() gives
     a node obligation's Result, the last (with ``end_to_end``) the end-to-end (Result,
     seed-block table or None); ``order`` starts the largest first. A cluster runs them as
-    separate tasks and hands the results, in job order, to :func:`graph_verdict`."""
+    separate tasks and hands the results, in job order, to :func:`graph_verdict`.
+    ``fan_out(jobs, labels)``: how an exact end to end too large as one identity runs its
+    seed blocks (:func:`symgrad.prove.tape.by_seed_block`; default: in turn)."""
     todo = node_obligations(graph)
 
     def node_check(item):
@@ -446,7 +451,7 @@ def graph_parts(graph: Graph, *, end_to_end: bool = True, timeout=None, memory_m
     jobs = [lambda item=item: node_check(item) for item in todo]
     if end_to_end:
         jobs.append(lambda: end_to_end_check(graph, backprop, timeout, memory_mb, None,
-                                             evidence))
+                                             evidence, fan_out))
     labels = [f"node {k + 1}/{len(todo)}: {node.op}" for k, (node, _, _) in
               enumerate(todo)] + ["end to end"]
     # the largest first, so the last job to start is a short one (two workers are not left

@@ -163,3 +163,53 @@ def test_the_example_project_on_a_local_cluster(tmp_path):
                           cwd=project, timeout=600)
     assert proc.returncode == 0 and "4 obligations: 4 met" in proc.stdout, \
         proc.stdout + proc.stderr
+
+
+def test_seed_blocks_of_a_large_end_to_end_are_tasks_on_every_worker():
+    """An exact end to end too large as one identity (forced here) runs each seed block,
+    and the linearity check, as a task of its own, on both workers; the verdict and the
+    seed-block table equal those of the blocks run in turn."""
+    import dask
+    from distributed import Client, LocalCluster, get_task_stream
+
+    import symgrad as sg
+    from symgrad import models as M
+    from symgrad.gate.executors import _FanOut, _on_worker
+    from symgrad.mutants import ENGINE_MUTANTS
+    from symgrad.prove.tape import by_seed_block
+    g = M.mha_residual(2, 2, 1, 2)
+    whole = sg.Result("whole", sg.Verdict.UNKNOWN, reason="too large: (forced by the test)")
+    paths = [p for p in sys.path if p]
+    with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+    try:
+        with Client(cluster) as client, get_task_stream(client) as stream:
+            r, info = client.submit(_on_worker, by_seed_block, paths, g, whole, None, None,
+                                    None, None, _FanOut(paths, [], "e2e"), pure=False,
+                                    key="e2e").result()
+            name = sorted(ENGINE_MUTANTS)[0]          # a wrong engine: a block refutes it
+            wrong, _ = client.submit(_on_worker, by_seed_block, paths, g, whole,
+                                     ENGINE_MUTANTS[name], None, None, None,
+                                     _FanOut(paths, [], "wrong"), pure=False,
+                                     key="wrong").result()
+    finally:
+        cluster.close()
+    blocks = [t for t in stream.data if t["key"].startswith("e2e.block")]
+    assert len(blocks) == len(g.values) + 1                 # every block and the linearity
+    assert len({t["worker"] for t in blocks}) == 2          # … shared by both workers
+    local, local_info = by_seed_block(g, whole, None, None, None, None)
+    assert r.verdict is local.verdict is sg.Verdict.PROVED, r.reason
+    def table(res):
+        return [{k: v for k, v in b.items() if k != "seconds"} for b in res.blocks]
+    assert r.method == local.method and table(r) == table(local) and r.terms == local.terms
+    assert wrong.verdict is sg.Verdict.REFUTED and wrong.method.startswith("per seed block: ")
+    assert len([t for t in stream.data if t["key"].startswith("wrong.block")]) == \
+        len(g.values) + 1
+    assert [(v, verdict) for v, verdict, _ in info] == \
+        [(v, verdict) for v, verdict, _ in local_info]
+
+
+def test_a_seed_block_fan_out_off_a_worker_runs_in_turn():
+    from symgrad.gate.executors import _FanOut
+    assert _FanOut([], [], "k")([lambda: 1, lambda: 2], ["a", "b"]) == [1, 2]

@@ -96,6 +96,38 @@ def _part_lost(label, exc, end_to_end: bool):
     return (r, None) if end_to_end else r
 
 
+class _FanOut:
+    """The seed blocks of an exact end to end too large as one identity, as tasks of their
+    own (:func:`symgrad.prove.tape.by_seed_block`): submitted from the worker running the
+    end to end, which leaves its slot while it waits (``worker_client``), so every worker
+    of the cluster takes blocks. Off a worker (a test, a direct call), in turn."""
+
+    def __init__(self, paths, refs, key: str):
+        self.paths, self.refs, self.key = paths, refs, key
+
+    def __call__(self, jobs, labels):
+        from distributed import wait, worker_client
+        try:
+            from distributed import get_worker
+            get_worker()
+        except ValueError:
+            from ..prove.tape import in_turn
+            return in_turn(jobs, labels)
+        with worker_client() as client:
+            # later tape values (nearer the output) make the larger blocks: first
+            futures = [client.submit(_on_worker, _part, self.paths, job, self.refs,
+                                     pure=False, key=f"{self.key}.block{j}", priority=j)
+                       for j, job in enumerate(jobs)]
+            wait(futures)
+            out = []
+            for fut, label in zip(futures, labels):
+                try:
+                    out.append(fut.result())
+                except Exception as exc:  # noqa: BLE001 - this block's workers died
+                    out.append(_part_lost(label, exc, False))
+            return out
+
+
 class _Parts:
     """A split entry's parts in flight: their results so far (None: not yet), labels, how
     to combine them, when it started, whether the last part is the end to end."""
@@ -110,9 +142,11 @@ def dask_cluster(obligations, todo, finish, run, failed, jobs: int, scheduler=No
                  lost=None, split=None):
     """Each obligation a task on a ``dask.distributed`` cluster: the scheduler at
     ``scheduler`` (``tcp://host:8786``), or a LocalCluster of ``jobs`` single-threaded
-    worker processes. ``split(ob)`` gives a large entry's parts — (jobs, labels,
+    worker processes. ``split(ob, fan_out)`` gives a large entry's parts — (jobs, labels,
     combine(done, seconds)), a graph's node obligations and end to end — which run as
-    tasks of their own, so one graph spreads over the workers. Outcomes come back as tasks
+    tasks of their own, so one graph spreads over the workers; an exact end to end too
+    large as one identity runs its seed blocks through ``fan_out`` (:class:`_FanOut`),
+    as tasks too. Outcomes come back as tasks
     finish (``finish`` writes the cache); a task whose workers keep dying (Dask retries it
     on another) becomes ``lost(ob, exc)`` — for a part, that part's UNKNOWN; a Ctrl-C
     cancels the rest and propagates."""
@@ -147,9 +181,10 @@ def dask_cluster(obligations, todo, finish, run, failed, jobs: int, scheduler=No
         for k in todo:
             ob = obligations[k]
             parts = None
+            refs = [ob.spec[key] for key in USER_KEYS if key in ob.spec]
             if split is not None:
                 try:
-                    parts = split(ob)
+                    parts = split(ob, _FanOut(paths, refs, f"symgrad-{k}-{tag}"))
                 except Exception:   # noqa: BLE001 - run whole: run() reports the problem
                     parts = None
             if not parts or not parts[0]:
@@ -157,7 +192,6 @@ def dask_cluster(obligations, todo, finish, run, failed, jobs: int, scheduler=No
                                       key=f"symgrad-{k}-{tag}")] = (k, None)
                 continue
             jobs_k, labels, combine = parts
-            refs = [ob.spec[key] for key in USER_KEYS if key in ob.spec]
             pending[k] = _Parts(labels, combine, ob.spec.get("end_to_end", True))
             for j, job in enumerate(jobs_k):
                 futures[client.submit(_on_worker, _part, paths, job, refs, pure=False,

@@ -75,9 +75,10 @@ def graph_of(ob: Obligation):
     return graph, ENGINE_MUTANTS.get(s.get("backprop"))
 
 
-def graph_tasks(ob: Obligation):
+def graph_tasks(ob: Obligation, fan_out=None):
     """A graph entry split for a cluster: (jobs, labels, combine) — each job one node
-    obligation or the end to end (:func:`symgrad.api.graph_parts`), and ``combine(done,
+    obligation or the end to end (:func:`symgrad.api.graph_parts`; ``fan_out`` runs the
+    seed blocks of an exact end to end too large as one identity), and ``combine(done,
     seconds)`` the entry's Outcome from their results in job order. None for other
     entries."""
     from ..api import graph_parts, graph_verdict
@@ -87,7 +88,8 @@ def graph_tasks(ob: Obligation):
     graph, backprop = graph_of(ob)
     end_to_end = s.get("end_to_end", True)
     jobs, labels, _ = graph_parts(graph, end_to_end=end_to_end, timeout=ob.timeout,
-                                  backprop=backprop, evidence=s.get("evidence", "auto"))
+                                  backprop=backprop, evidence=s.get("evidence", "auto"),
+                                  fan_out=fan_out)
 
     def combine(done, seconds):
         g = graph_verdict(graph, done, end_to_end)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import re
 import time
+from functools import partial
 
 import numpy as np
 
@@ -152,19 +153,45 @@ def backprop_is_linear(graph: Graph, backprop=None) -> Result:
                                        "the seed")
 
 
-def by_seed_block(graph: Graph, whole: Result, backprop, timeout, memory_mb, progress):
+def seed_block_check(graph: Graph, backprop, block: int, timeout, memory_mb) -> Result:
+    """One seed block of the end-to-end identity, checked in a child process (a task of
+    its own on a cluster: module level, so it pickles by reference)."""
+    spec = end_to_end_spec(graph, backprop, block=block)
+    return run_isolated(lambda: check(spec), spec.name, timeout, memory_mb)
+
+
+def linearity_check(graph: Graph, backprop, timeout, memory_mb) -> Result:
+    """:func:`backprop_is_linear` in a child process."""
+    return run_isolated(lambda: backprop_is_linear(graph, backprop), "linearity", timeout,
+                        memory_mb)
+
+
+def in_turn(jobs, labels, progress=None) -> list:
+    """The default fan-out: each job in this process, one after another."""
+    out = []
+    for job, label in zip(jobs, labels):
+        if progress:
+            progress(label)
+        out.append(job())
+    return out
+
+
+def by_seed_block(graph: Graph, whole: Result, backprop, timeout, memory_mb, progress,
+                  fan_out=None):
     """The end-to-end identity split by seed block (one tape value seeded at a time), each
     block its own obligation; combined with :func:`backprop_is_linear` they prove the
-    whole identity, and a refuted block refutes it."""
-    blocks = []
-    for b in range(len(graph.values)):
-        if progress:
-            progress(f"end to end, seed block {b + 1}/{len(graph.values)}")
-        spec = end_to_end_spec(graph, backprop, block=b)
-        blocks.append(run_isolated(lambda spec=spec: check(spec), spec.name, timeout,
-                                   memory_mb))
-    linear = run_isolated(lambda: backprop_is_linear(graph, backprop), "linearity", timeout,
-                          memory_mb)
+    whole identity, and a refuted block refutes it. ``fan_out(jobs, labels)`` runs the
+    blocks' checks and the linearity check and returns their Results in order — by
+    default in turn here; :func:`symgrad.verify` runs them side by side, the Dask
+    executor as tasks of their own."""
+    n = len(graph.values)
+    jobs = [partial(seed_block_check, graph, backprop, b, timeout, memory_mb)
+            for b in range(n)] + [partial(linearity_check, graph, backprop, timeout,
+                                          memory_mb)]
+    labels = [f"end to end, seed block {b + 1}/{n}" for b in range(n)] + \
+        ["end to end, linearity in the seed"]
+    done = fan_out(jobs, labels) if fan_out is not None else in_turn(jobs, labels, progress)
+    blocks, linear = done[:n], done[n]
     name = f"{graph.name}: end to end"
     seconds = whole.seconds + linear.seconds + sum(r.seconds for r in blocks)
     refuted = [r for r in blocks if r.verdict is Verdict.REFUTED]
@@ -220,12 +247,13 @@ def tape_entries(graph: Graph) -> int:
 
 
 def end_to_end(graph: Graph, backprop=None, timeout=None, memory_mb=None, progress=None,
-               evidence: str = "exact"):
+               evidence: str = "exact", fan_out=None):
     """The end-to-end obligation of ``graph``; returns (Result, the seed-block table or
     None). ``evidence``: ``exact`` — one identity, split by seed block when it is too large
     as one; ``randomized`` — the identity test of :mod:`symgrad.prove.randomized` (VERIFIED
     with an error bound, REFUTED only with a certified witness); ``auto`` — exact for tapes
-    of at most :data:`AUTO_EXACT_ENTRIES` values, randomized when that is out of reach."""
+    of at most :data:`AUTO_EXACT_ENTRIES` values, randomized when that is out of reach.
+    ``fan_out``: how the seed blocks run (:func:`by_seed_block`)."""
     if evidence not in EVIDENCE:
         raise InputError(f"unknown evidence {evidence!r}; use one of {', '.join(EVIDENCE)}")
     if evidence == "randomized" or (evidence == "auto" and
@@ -244,7 +272,8 @@ def end_to_end(graph: Graph, backprop=None, timeout=None, memory_mb=None, progre
     # exact evidence was asked for (auto has the randomized test to go to)
     if evidence == "exact" and whole.verdict is Verdict.UNKNOWN and \
             whole.reason.startswith("too large"):
-        whole, blocks = by_seed_block(graph, whole, backprop, timeout, exact_mb, progress)
+        whole, blocks = by_seed_block(graph, whole, backprop, timeout, exact_mb, progress,
+                                      fan_out)
     if evidence == "auto" and whole.verdict is Verdict.UNKNOWN and \
             whole.reason.startswith(OUT_OF_REACH):
         exact = whole
