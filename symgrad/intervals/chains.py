@@ -91,23 +91,30 @@ def compile_interval(expr, symbols: list):
 
 
 class Univariate:
-    """A function of one entry with derivatives up to ``order``: ``at(X, k)`` encloses the
-    k-th derivative over the interval X."""
+    """A function of one entry: ``at(X, k)`` encloses its k-th derivative over the interval
+    X (derivatives past ``order`` are taken when first asked for)."""
 
     def __init__(self, expr, consts: dict | None = None, order: int = 3):
         env = {se.Symbol(k) if isinstance(k, str) else k: as_interval(v)
                for k, v in (consts or {}).items()}
-        self.derivatives = [expr]
-        for _ in range(order):
-            self.derivatives.append(se.diff(self.derivatives[-1], _T))
-        self._compiled = []
-        for d in self.derivatives:   # ε and the like as interval constants; then compiled
-            d = d.xreplace({k: se.Symbol(f"_c{j}") for j, k in enumerate(env)})
-            f = compile_interval(d, [_T] + [se.Symbol(f"_c{j}") for j in range(len(env))])
-            self._compiled.append(f)
+        self._names = {k: se.Symbol(f"_c{j}") for j, k in enumerate(env)}
         self._consts = list(env.values())
+        self.derivatives = [expr]
+        self._compiled = []
+        self._extend(order)
+
+    def _extend(self, order: int):
+        """Derivatives up to ``order``, each compiled with ε and the like as interval
+        constants."""
+        while len(self.derivatives) <= order:
+            self.derivatives.append(se.diff(self.derivatives[-1], _T))
+        for d in self.derivatives[len(self._compiled):]:
+            d = d.xreplace(self._names)
+            self._compiled.append(compile_interval(d, [_T] + list(self._names.values())))
 
     def at(self, X: Interval, k: int) -> Interval:
+        if k >= len(self._compiled):
+            self._extend(k)
         return self._compiled[k](X, *self._consts)
 
     @classmethod
