@@ -65,7 +65,7 @@ def main():
         label = f"{name} {dims} r={radius}"
         print(f"{label:<28} {'inner':<10} {width:>12.4g} {t_inner:>8.2f} {'':>8}  "
               f"{len(inner.points)} points (mean width, not a ratio)")
-        for method in ("ibp", "ops", "centered", "taylor", "auto"):
+        for method in ("ibp", "ops", "centered", "taylor", "cubic", "auto"):
             t = time.perf_counter()
             try:
                 found = sg.bounds(graph, values, radius, method=method, budget=args.budget)

@@ -430,14 +430,15 @@ for _graph in list(GRAPHS) + ["all"]:
 @click.option("--perturb", "perturb", multiple=True, metavar="NAME",
               help="An input to perturb (repeatable; default x, or the first input of a "
                    "graph without one). The others stay fixed.")
-@click.option("--method", type=click.Choice(["ibp", "ops", "centered", "taylor", "subdivide",
-                                              "auto"]),
+@click.option("--method", type=click.Choice(["ibp", "ops", "centered", "taylor", "cubic",
+                                              "subdivide", "auto"]),
               default="auto", show_default=True,
               help="ibp: each node's code on intervals (the naive baseline); ops: with "
                    "softmax by cancellation, LayerNorm as a whole, monotone pieces; centered: "
                    "the first-order (mean-value) form with the proved VJPs; taylor: a "
-                   "second-order form, remainders third order in the radius; subdivide: "
-                   "the better of the two on pieces of the box; auto: subdivide within "
+                   "second-order form, remainders third order in the radius; cubic: a "
+                   "third-order form, remainders fourth order; subdivide: the narrowest "
+                   "form on pieces of the box; auto: subdivide within "
                    "--budget (the tightest).")
 @click.option("--budget", default=20.0, show_default=True, type=click.FloatRange(min=0),
               help="Seconds subdivision may spend.")

@@ -36,7 +36,7 @@ def _outside(graph, found, inner):
 
 
 @pytest.mark.parametrize("name", sorted(GRAPHS))
-@pytest.mark.parametrize("method", ["ibp", "ops", "centered", "taylor", "subdivide"])
+@pytest.mark.parametrize("method", ["ibp", "ops", "centered", "taylor", "cubic", "subdivide"])
 def test_every_found_value_is_inside_every_enclosure(name, method):
     graph = GRAPHS[name]()
     values = default_values(graph, seed=3)
@@ -59,7 +59,7 @@ def test_tighter_methods_are_tighter_and_all_contain_the_centre():
     widths = {m: float(np.mean(hi - lo)) for m, (lo, hi) in found.per_method.items()}
     assert widths["ops"] < widths["ibp"] / 100     # LayerNorm as a whole, softmax ≤ 1
     assert widths["centered"] <= widths["ops"] and widths["taylor"] < 0.95 * widths["centered"]
-    assert widths["subdivide"] <= widths["taylor"]
+    assert widths["cubic"] < widths["taylor"] and widths["subdivide"] <= widths["cubic"]
     centre = graph.evaluate(values)["out"]
     lo, hi = found.values["out"]
     assert np.all(lo <= centre) and np.all(centre <= hi)
@@ -195,7 +195,7 @@ def _chain_graph(*weights):
     return g
 
 
-@pytest.mark.parametrize("method", ["ibp", "ops", "centered", "taylor", "subdivide"])
+@pytest.mark.parametrize("method", ["ibp", "ops", "centered", "taylor", "cubic", "subdivide"])
 def test_red_team_regressions_gradients_subnormals_long_doubles(method):
     # two float matrices in a row: dy/dx = 1 exactly, the float product cancels to 0
     g = _chain_graph(np.array([[1.0, 1.0, 1.0]]), np.array([[1e16], [1.0], [-1e16]]))

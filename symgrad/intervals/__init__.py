@@ -134,7 +134,7 @@ def bounds(graph, values: dict, radius: float = 0.1, perturb=None, method: str =
     """Sound enclosures of every tape value of ``graph`` over the box: each input named in
     ``perturb`` (default: x, or the first input of a graph without one — the attention
     core's Q) anywhere in [v − radius, v + radius] entrywise (L∞), the others fixed at
-    ``values``. ``method``: ibp, ops, centered, taylor, subdivide or auto (subdivide within
+    ``values``. ``method``: ibp, ops, centered, taylor, cubic, subdivide or auto (subdivide within
     ``budget`` seconds; the tightest). ``grad``: also enclose ∂out/∂input over the box for
     every perturbed input."""
     if not perturb:
@@ -150,7 +150,8 @@ def bounds(graph, values: dict, radius: float = 0.1, perturb=None, method: str =
         raise InputError(f"cannot enclose graph {graph.name} with {chosen}: {exc}") from None
     vals = {name: bounds_arrays(v) for name, v in zip(graph.values, found["values"])}
     jac = {}
-    if found["jacobian"] is not None and (grad or method in ("centered", "taylor", "subdivide", "auto")):
+    if found["jacobian"] is not None and (grad or method in ("centered", "taylor", "cubic",
+                                                                "subdivide", "auto")):
         jac = {graph.inputs[i][0]: bounds_arrays(J) for i, J in found["jacobian"].items()}
     return Bounds(graph.name, method, float(radius), list(dict.fromkeys(perturb)),
                   time.perf_counter() - t0, vals, jac if grad else {}, found["pieces"],

@@ -32,13 +32,11 @@ from __future__ import annotations
 import numpy as np
 from flint import arb
 
-from ..ops import get_op
-from .chains import CHAINS, Univariate
-from .enclose import TINY, _constant_jacobian, _local_jacobians, _padded, _product_pairs, \
-    _up, forward_node
-from .interval import NotSupported, U, Interval, _ball_bounds, bounds_arrays, interval_array, \
-    matmul_bounds
-from .taylor import RESET, SMOOTH, SOFTMAX, Symbols, _centre, _down, _gamma, _jacobian_parts
+from .chains import Univariate
+from .enclose import TINY, _padded, _up
+from .interval import NotSupported, U, Interval, _ball_bounds
+from .taylor import Algebra, Kit, Ranged, Symbols, _centre, _down, _gamma, diagonal_range, \
+    form_pass
 
 #: pieces of [0, 1] over which the fourth-order remainder's integral is bounded, and their
 #: weights ∫ ⅙(1 − s)³ ds, rounded up
@@ -51,7 +49,7 @@ WEIGHTS = [_w * (1 + 2.0 ** -50) for _w in
 MAX_COEFFICIENTS = 6_000_000
 
 
-class Form3:
+class Form3(Ranged):
     """c + a·(ε, η) + εᵀBε + C[ε³] ± r per entry (flattened): c (N,), a (N, columns),
     B (N, n, n), C (N, n, n, n) over the input symbols ε only, r (N,)."""
 
@@ -87,6 +85,8 @@ class Form3:
         N = len(self.c)
 
         def mass(x, k):   # Σ|x| per row, rounded up; exactly 0 where the row is 0
+            if x.size == 0 or not any(x.strides):   # a zero array that holds one float
+                return np.zeros(N)
             total = np.abs(x).reshape(N, -1).sum(axis=1)
             return np.where(total > 0, _up(total * (1 + _gamma(k))), 0.0)
         return (mass(self.a[:, :n], n), mass(self.a[:, n:], self.a.shape[1]),
@@ -95,36 +95,33 @@ class Form3:
     def poly_range(self):
         """(lo, hi) of the polynomial over the box, per entry (module docstring)."""
         n = self.B.shape[1]
-        a, B = self.a[:, :n], self.B
-        d = _sum("kii->ki", B)
-        iu = np.triu_indices(n, 1)
-        off = np.abs(B[:, iu[0], iu[1]] + B[:, iu[1], iu[0]]).sum(axis=1)
-
-        def top(al, be):   # Σ_i max over t ∈ [−1, 1] of al_i t + be_i t²
-            vertex = (be < 0) & (np.abs(al) < -2 * be)    # exact comparisons
-            safe = np.where(vertex, be, -1.0)
-            return np.where(vertex, -al * al / (4 * safe), np.abs(al) + be).sum(axis=1)
+        hi, lo, off = diagonal_range(self.a[:, :n], self.B)
         ma, mf, mB, mC = self.masses()
         slack = _gamma(n * n + 2 * n) * 2 * (ma + mB) + (n * n + 4 * n) * TINY
         rest = off * (1 + _gamma(n * n)) + mf + mC + slack
-        lo, hi = _down(-top(-a, -d) - rest), _up(top(a, d) + rest)
+        lo, hi = _down(lo - rest), _up(hi + rest)
         bad = np.isnan(lo) | np.isnan(hi)
         return np.where(bad, -np.inf, lo), np.where(bad, np.inf, hi)
 
-    def reach(self):
-        """R with |v − c| ≤ R, and P with |the polynomial| ≤ P."""
-        lo, hi = self.poly_range()
-        P = np.maximum(hi, -lo)
-        return _up(P + self.r), P
+    def moved(self, c, r):
+        """The same polynomial part around centre ``c``, remainder ``r``."""
+        return Form3(c, self.a, self.B, self.C, r)
 
-    def enclosure(self):
-        lo, hi = self.poly_range()
-        return _down(_down(self.c + lo) - self.r), _up(_up(self.c + hi) + self.r)
+    @staticmethod
+    def seeded(c, a, sym):
+        """An input's form: c + a·ε exactly."""
+        n = sym.n
+        return Form3(c, a, _zero(len(c), n, n), _zero(len(c), n, n, n), np.zeros(len(c)))
+
+
+def _zero(*shape):
+    """A read-only array of zeros that holds one float (its strides are 0)."""
+    return np.broadcast_to(np.zeros(1), shape)
 
 
 def _zeros(N: int, sym: Symbols):
     n = sym.n
-    return np.zeros((N, sym.columns)), np.zeros((N, n, n)), np.zeros((N, n, n, n))
+    return np.zeros((N, sym.columns)), _zero(N, n, n), _zero(N, n, n, n)
 
 
 def constant(lo, hi, sym: Symbols) -> Form3:
@@ -160,8 +157,8 @@ def linear(parts, base, sym: Symbols) -> Form3:
             R, _ = form.reach()
             fresh = fresh + D @ R * (1 + _gamma(k))
     a = sym.fresh(a, fresh * (1 + _gamma(terms)))
-    B = np.zeros((c.size, n, n)) if B is None else B
-    C = np.zeros((c.size, n, n, n)) if C is None else C
+    B = _zero(c.size, n, n) if B is None else B
+    C = _zero(c.size, n, n, n) if C is None else C
     return Form3(c, a, B, C, _up(r * (1 + _gamma(2 * terms))))
 
 
@@ -190,7 +187,8 @@ def product(x: Form3, y: Form3, P, Q, sym: Symbols) -> Form3:
     c = (xc * yc).sum(axis=1)
     a = _sum("ok,okn->on", xc, ya) + _sum("ok,okn->on", yc, xa)
     B = _sum("oki,okj->oij", xe, ye)
-    C = np.zeros((len(c), n, n, n))
+    C = np.zeros((len(c), n, n, n)) if (mB_x.any() or mB_y.any() or mC_x.any() or
+                                        mC_y.any()) else _zero(len(c), n, n, n)
     if mB_y.any():
         yB = y.B[Q]
         B += _sum("ok,okij->oij", xc, yB)
@@ -213,10 +211,27 @@ def product(x: Form3, y: Form3, P, Q, sym: Symbols) -> Form3:
     # the product of the polynomials minus A_x A_y, A_x Q_y and Q_x A_y; then the ρ terms
     rest = (mf_x * P_y + (ma_x + mB_x + mC_x) * mf_y + mB_x * (mB_y + mC_y) +
             mC_x * (ma_y + mB_y + mC_y) + ma_x * mC_y + (P_x + rx) * ry + P_y * rx).sum(axis=1)
-    r = (axc * ry + ayc * rx).sum(axis=1) + rounding
+    B, C, moved = _symmetric(B, C)
+    r = (axc * ry + ayc * rx).sum(axis=1) + rounding + moved
     a = sym.fresh(a, rest * (1 + _gamma(k + 12)))
     return Form3(c, a, B, C, _up(r * (1 + _gamma(k + 12)) +
                                  k * (sym.columns + n * n + 2 * n ** 3 + 8) * TINY))
+
+
+def _symmetric(B, C):
+    """B and C averaged over the orders of their symbol axes — the same polynomial in ε, with
+    masses Σ|B|, Σ|C| as small as they can be — and per row a bound on what the float
+    averaging changed in the polynomial's value on the box."""
+    N = len(B)
+    moved = np.zeros(N)
+    if any(B.strides):
+        moved = moved + np.abs(B).reshape(N, -1).sum(axis=1)
+        B = (B + B.transpose(0, 2, 1)) * 0.5      # × ½ is exact
+    if any(C.strides):
+        moved = moved + np.abs(C).reshape(N, -1).sum(axis=1)
+        C = (C + C.transpose(0, 1, 3, 2) + C.transpose(0, 2, 1, 3) + C.transpose(0, 2, 3, 1) +
+             C.transpose(0, 3, 1, 2) + C.transpose(0, 3, 2, 1)) / 6
+    return B, C, np.where(moved > 0, _up(moved * _gamma(8)), 0.0)
 
 
 def _centred(d: Interval, scale: float = 1.0):
@@ -260,10 +275,13 @@ def univariate(form: Form3, fn: Univariate, sym: Symbols, domain=(-np.inf, np.in
     n = sym.n
     A = form.a[:, :n]
     a = f1[:, None] * _padded(form.a, sym.columns)
-    B = f1[:, None, None] * form.B + f2[:, None, None] * _sum("ki,kj->kij", A, A)
-    C = (f1[:, None, None, None] * form.C +
-         (2 * f2)[:, None, None, None] * _sum("ki,kjl->kijl", A, form.B) +
-         f3[:, None, None, None] * _sum("ki,kj,kl->kijl", A, A, A))
+    B = f2[:, None, None] * _sum("ki,kj->kij", A, A)
+    C = f3[:, None, None, None] * _sum("ki,kj,kl->kijl", A, A, A)
+    if mB.any():
+        B = B + f1[:, None, None] * form.B
+        C = C + (2 * f2)[:, None, None, None] * _sum("ki,kjl->kijl", A, form.B)
+    if mC.any():
+        C = C + f1[:, None, None, None] * form.C
     W = mf + mB + mC + form.r      # δ = A + w, |w| ≤ W
     W2 = mf + mC + form.r          # δ = A + Q + w₂, |w₂| ≤ W2
     # δ² − A² − 2AQ = 2A·w₂ + (Q + w₂)²;  δ³ − A³ = 3A²w + 3Aw² + w³
@@ -271,49 +289,13 @@ def univariate(form: Form3, fn: Univariate, sym: Symbols, domain=(-np.inf, np.in
             np.abs(f2) * (2 * ma * W2 + (mB + W2) ** 2) +
             np.abs(f3) * (3 * ma * ma * W + 3 * ma * W * W + W * W * W) +
             t4 * R * R * R * R)
-    r = np.abs(f1) * form.r + half + _gamma(8) * (
+    B, C, moved = _symmetric(B, C)
+    r = np.abs(f1) * form.r + half + moved + _gamma(8) * (
         np.abs(f1) * (ma + mf + mB + mC) + np.abs(f2) * (ma * ma + 2 * ma * mB) +
         np.abs(f3) * ma * ma * ma)
     a = sym.fresh(a, rest * (1 + _gamma(16)))
     return Form3(c_out, a, B, C, _up(r * (1 + _gamma(16)) +
                                      (sym.columns + n * n + n ** 3 + 16) * TINY))
-
-
-class Cubic:
-    """The third-order form as an algebra of the chains (chains.py)."""
-
-    def __init__(self, sym: Symbols):
-        self.sym = sym
-
-    def linear(self, parts, offset=None):
-        size = parts[0][0].shape[0]
-        c_lo = np.zeros(size) if offset is None else offset.astype(float)
-        c_hi = c_lo.copy()
-        for M, form in parts:
-            lo, hi = matmul_bounds(M, M, form.c[:, None], form.c[:, None])
-            c_lo, c_hi = _down(c_lo + lo[:, 0]), _up(c_hi + hi[:, 0])
-        return linear([(M, None, form) for M, form in parts], (c_lo, c_hi), self.sym)
-
-    def univariate(self, form, fn, domain=(-np.inf, np.inf)):
-        return univariate(form, fn, self.sym, domain)
-
-    def product(self, a, b):
-        idx = np.arange(a.c.size)[:, None]
-        return product(a, b, idx, idx, self.sym)
-
-    def centre(self, form):
-        return form.c
-
-    def recentre(self, form, lo, hi):
-        c, half = _centre(lo, hi)
-        return Form3(c, form.a, form.B, form.C, _up(form.r + half))
-
-    def magnitude(self, form):
-        R, _ = form.reach()
-        return _up(np.abs(form.c) + R)
-
-    def widen(self, form, extra):
-        return Form3(form.c, form.a, form.B, form.C, _up(form.r + extra))
 
 
 def _cumulants(p):
@@ -394,7 +376,8 @@ def _logsumexp(form: Form3, rows: int, L: int, keep, bias, sym: Symbols) -> Form
         rest[row] = quad + cub + 0.5 * (Rr @ dH @ Rr) + \
             _sum("jkl,j,k,l->", dT, Rr, Rr, Rr) / 6 + width ** 4 / 192
     a = sym.fresh(out.a, _up(rest * (1 + _gamma(3 * L + 16))))
-    r = _up((out.r + rounding) * (1 + _gamma(4)) + (n ** 3 + n * n + 8) * TINY)
+    B, C, moved = _symmetric(B, C)
+    r = _up((out.r + rounding + moved) * (1 + _gamma(4)) + (n ** 3 + n * n + 8) * TINY)
     return Form3(out.c, a, B, C, r)
 
 
@@ -443,20 +426,10 @@ def softmax_lse(form: Form3, shape, sym: Symbols, keep=None, bias=None) -> Form3
     bias = np.zeros(N) if bias is None else np.asarray(bias, dtype=float).ravel()
     lse = _logsumexp(form, rows, L, keep, bias, sym)
     spread = np.kron(np.eye(rows), np.ones((L, 1)))
-    alg = Cubic(sym)
+    alg = Algebra(sym, KIT)
     w = alg.linear([(np.eye(N), form), (-spread, lse)], offset=bias)
     y = univariate(w, Univariate.kind("exp"), sym, domain=(-np.inf, 0.0))
     return alg.linear([(np.diag(keep.astype(float)), y)])
-
-
-def _narrowest(forms: list, sym: Symbols) -> Form3:
-    """Per entry, the row of the form whose enclosure is narrowest."""
-    best = forms[0]
-    for other in forms[1:]:
-        lo, hi = best.enclosure()
-        o_lo, o_hi = other.enclosure()
-        best = _rows(best, other, (o_hi - o_lo) < (hi - lo), sym)
-    return best
 
 
 def _rows(first: Form3, second: Form3, take, sym: Symbols) -> Form3:
@@ -469,111 +442,14 @@ def _rows(first: Form3, second: Form3, take, sym: Symbols) -> Form3:
                  np.where(take, second.r, first.r))
 
 
-def _node(node, forms, vals, args_point, sym, cache, key):
-    """One node's third-order form from its reads' forms (``vals`` their enclosures)."""
-    op = get_op(node.op)
-    varying = [f.varying for f in forms]
-    base = bounds_arrays(np.asarray(forward_node(node, args_point), dtype=object))
-    base = (base[0].ravel(), base[1].ravel())
-    if _constant_jacobian(op, node, varying):
-        local = cache.get(key) if cache is not None else None
-        if local is None:
-            local = _local_jacobians(op, node, args_point,
-                                     np.asarray(forward_node(node, args_point), dtype=object))
-            if cache is not None:
-                cache[key] = local
-        return linear(_jacobian_parts(local, local, forms, varying), base, sym)
-    if node.op in CHAINS and varying[0] and not any(varying[1:]):
-        found = []
-        try:
-            out = CHAINS[node.op](Cubic(sym), forms[0], node, vals)
-            if out is not None:
-                found.append(out)
-        except (NotSupported, ZeroDivisionError, OverflowError):
-            pass
-        if node.op in SOFTMAX:
-            try:
-                found.append(softmax_lse(forms[0], np.shape(vals[0]), sym,
-                                         **SOFTMAX[node.op](node)))
-            except (NotSupported, ZeroDivisionError, OverflowError):
-                pass
-        if found:
-            return _narrowest(found, sym)
-    reads = node.reads
-    if node.op in ("matmul", "batched_matmul", "mul") and len(set(reads)) == 2 and all(varying):
-        pairs = _product_pairs(node.op, [np.shape(v) for v in vals])
-        if pairs is not None:
-            P = np.array([[t[0] for t in o] for o in pairs], dtype=np.intp)
-            Q = np.array([[t[1] for t in o] for o in pairs], dtype=np.intp)
-            return product(forms[0], forms[1], P, Q, sym)
-    if node.op in SMOOTH and len(reads) == 1:
-        try:
-            fn = Univariate.of_op(op, node.params)
-            lo, hi = bounds_arrays(vals[0])
-            return univariate(forms[0], fn, sym, known=(lo.ravel(), hi.ravel()))
-        except (NotSupported, ZeroDivisionError, OverflowError):
-            pass
-    # the mean-value theorem over the reads' enclosures: first order
-    local = _local_jacobians(op, node, vals, np.asarray(forward_node(node, vals), dtype=object))
-    centre = _local_jacobians(op, node, args_point,
-                              np.asarray(forward_node(node, args_point), dtype=object))
-    return linear(_jacobian_parts(centre, local, forms, varying), base, sym)
+#: the third-order form's steps
+KIT = Kit(name="third-order", power=3, limit=MAX_COEFFICIENTS, constant=constant,
+          linear=linear, product=product, univariate=univariate, softmax=softmax_lse,
+          rows=_rows, seeded=Form3.seeded,
+          chains=lambda sym, form: [(Algebra(sym, KIT), form, lambda out: out)])
 
 
 def cubic_form(graph, box, ops_vals=None, cache: dict | None = None) -> list:
     """Every tape value's enclosure over ``box`` by the third-order form (intersected with
     ``ops_vals`` where given). NotSupported when the coefficients would not fit."""
-    mid, rad = box.center()
-    offsets, n = {}, 0
-    for i in box.perturbed:
-        offsets[i] = n
-        n += box.lo[i].size
-    largest = max(int(np.prod(graph.shape(v))) for v in range(len(graph.values)))
-    if largest * n ** 3 > MAX_COEFFICIENTS:
-        raise NotSupported(f"the third-order form would hold {largest}×{n}³ coefficients "
-                           f"per value (more than {MAX_COEFFICIENTS:,})")
-    sym = Symbols(n)
-    forms, vals = [], []
-    for i in range(len(graph.inputs)):
-        if i in offsets:   # x₀ + ρ ⊙ ε, exactly
-            size = box.lo[i].size
-            a, B, C = _zeros(size, sym)
-            a[np.arange(size), offsets[i] + np.arange(size)] = rad[i].ravel()
-            form = Form3(mid[i].ravel().copy(), a, B, C, np.zeros(size))
-        else:
-            form = constant(box.lo[i], box.hi[i], sym)
-        forms.append(form)
-        vals.append(interval_array(box.lo[i], box.hi[i]))
-    last = {}
-    for j, node in enumerate(graph.nodes):
-        for r in node.reads:
-            last[r] = j
-    with np.errstate(over="ignore", invalid="ignore"):
-        for j, node in enumerate(graph.nodes):
-            index = len(forms)
-            shape = graph.shape(index)
-            reads = [forms[r] for r in node.reads]
-            args = [vals[r] for r in node.reads]
-            point = [interval_array(f.c.reshape(np.shape(v)), f.c.reshape(np.shape(v)))
-                     for f, v in zip(reads, args)]
-            if not any(f.varying for f in reads):
-                lo, hi = bounds_arrays(np.asarray(forward_node(node, args), dtype=object))
-                form = constant(lo, hi, sym)
-            else:
-                try:
-                    form = _node(node, reads, args, point, sym, cache, index)
-                except (ZeroDivisionError, OverflowError) as exc:
-                    raise NotSupported(f"node {node.name} ({node.op}): {exc}") from None
-            lo, hi = form.enclosure()
-            if ops_vals is not None:
-                k_lo, k_hi = (v.ravel() for v in bounds_arrays(ops_vals[index]))
-                wider = RESET * (k_hi - k_lo) < (hi - lo)
-                if wider.any():
-                    form = _rows(form, constant(k_lo, k_hi, sym), wider, sym)
-                lo, hi = np.maximum(lo, k_lo), np.minimum(hi, k_hi)
-            forms.append(form)
-            vals.append(interval_array(lo.reshape(shape), hi.reshape(shape)))
-            for r in node.reads:
-                if last.get(r) == j and r != graph.output:
-                    forms[r] = None
-    return vals
+    return form_pass(KIT, graph, box, ops_vals, cache)

@@ -11,10 +11,12 @@ docs/bounds.md):
   intersected with ``ops``; it also encloses the output's Jacobian over the box.
 * ``taylor`` — the second-order form c + a·ε + εᵀBε ± r (:mod:`.taylor`), intersected with
   ``centered``.
+* ``cubic`` — the third-order form c + a·ε + εᵀBε + C[ε³] ± r (:mod:`.cubic`), intersected
+  with ``taylor``.
 * ``subdivide`` — the box split along its most influential coordinates (the largest
   radius × Σ|J|) into 2^s pieces, as many as the time budget allows; each piece enclosed by
-  ``taylor`` (``centered`` where the second-order form does not apply); the union (hull) of
-  the pieces' enclosures, intersected with the whole box's.
+  the form that was narrowest on the whole box (``cubic``, ``taylor`` or ``centered``); the
+  union (hull) of the pieces' enclosures, intersected with the whole box's.
 """
 from __future__ import annotations
 
@@ -26,9 +28,10 @@ import numpy as np
 
 from .enclose import Box, _hull, _intersect, forward, jacobian, mean_value
 from .interval import NotSupported, bounds_arrays
+from .cubic import cubic_form
 from .taylor import taylor_form
 
-METHODS = ("ibp", "ops", "centered", "taylor", "subdivide", "auto")
+METHODS = ("ibp", "ops", "centered", "taylor", "cubic", "subdivide", "auto")
 
 
 def enclose_box(graph, box: Box, method: str, budget: float, grad: bool = False) -> dict:
@@ -59,25 +62,24 @@ def enclose_box(graph, box: Box, method: str, budget: float, grad: bool = False)
     per_method["centered"] = vals[graph.output]
     if method == "centered":
         return result(J)
-    second: dict | None = {}   # the second-order form's cache; None where it does not apply
-    try:
-        vals = taylor_form(graph, box, vals, second)
-        per_method["taylor"] = vals[graph.output]
-    except NotSupported:
-        if method == "taylor":
-            raise
-        second = None
-    if method == "taylor":
-        return result(J)
+    forms = {"centered": (lambda piece: mean_value(graph, piece, cache))}
+    for name, form in (("taylor", taylor_form), ("cubic", cubic_form)):
+        own: dict = {}   # the form's cache of Jacobians that do not vary
+        try:
+            vals = form(graph, box, vals, own)
+        except NotSupported:
+            if method == name:
+                raise
+            continue
+        per_method[name] = vals[graph.output]
+        forms[name] = (lambda piece, form=form, own=own: (
+            form(graph, piece, forward(graph, piece.intervals(), tight=True), own), None))
+        if method == name:
+            return result(J)
+    # pieces by the form that was narrowest on the whole box
+    best = min(forms, key=lambda name: _mean_width(per_method[name]))
+    enclose = forms[best]
 
-    if second is not None and not _narrower(per_method["taylor"], per_method["centered"]):
-        second = None   # pieces by the form that helped on the whole box
-
-    def enclose(piece):
-        if second is not None:
-            return taylor_form(graph, piece, forward(graph, piece.intervals(), tight=True),
-                               second), None
-        return mean_value(graph, piece, cache)
     # subdivide: the most influential coordinates, bisected, as the budget allows
     coords = _influence(box, J)
     if coords:   # one piece, timed (the caches filled on the whole box make pieces cheaper)
@@ -118,10 +120,9 @@ def enclose_box(graph, box: Box, method: str, budget: float, grad: bool = False)
     return result(J, pieces)
 
 
-def _narrower(a, b) -> bool:
-    la, ha = bounds_arrays(a)
-    lb, hb = bounds_arrays(b)
-    return float(np.mean(ha - la)) < float(np.mean(hb - lb))
+def _mean_width(a) -> float:
+    lo, hi = bounds_arrays(a)
+    return float(np.mean(hi - lo))
 
 
 def _influence(box: Box, J: dict) -> list:

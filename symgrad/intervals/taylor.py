@@ -91,7 +91,40 @@ class Symbols:
         return np.hstack([a, new])
 
 
-class Form:
+def diagonal_range(a, B):
+    """Per entry, (max, min) over the box of Σ_i a_i ε_i + B_ii ε_i² — each symbol's exact
+    range, from its ends or its vertex −a_i²/(4B_ii) when that lies inside (the comparison
+    that decides is exact) — and Σ_{i<j} |B_ij + B_ji|, the most the rest of εᵀBε can add."""
+    n = B.shape[1]
+    d = np.einsum("kii->ki", B)
+    iu = np.triu_indices(n, 1)
+    off = np.abs(B[:, iu[0], iu[1]] + B[:, iu[1], iu[0]]).sum(axis=1)
+
+    def top(al, be):   # Σ_i max over t ∈ [−1, 1] of al_i t + be_i t²
+        vertex = (be < 0) & (np.abs(al) < -2 * be)
+        safe = np.where(vertex, be, -1.0)
+        return np.where(vertex, -al * al / (4 * safe), np.abs(al) + be).sum(axis=1)
+    return top(a, d), -top(-a, -d), off
+
+
+class Ranged:
+    """What a form's range gives: :meth:`reach` and :meth:`enclosure` from ``poly_range``
+    and the remainder ``r``."""
+
+    __slots__ = ()
+
+    def reach(self):
+        """R with |v − c| ≤ R, and P with |the polynomial part| ≤ P."""
+        lo, hi = self.poly_range()
+        P = np.maximum(hi, -lo)
+        return _up(P + self.r), P
+
+    def enclosure(self):
+        lo, hi = self.poly_range()
+        return _down(_down(self.c + lo) - self.r), _up(_up(self.c + hi) + self.r)
+
+
+class Form(Ranged):
     """c + a·(ε, η) + εᵀBε ± r per entry (flattened): c (N,), a (N, columns), B (N, n, n)
     over the input symbols ε only, r (N,)."""
 
@@ -124,31 +157,22 @@ class Form:
         """(lo, hi) of a·(ε, η) + εᵀBε over the box, per entry: per input symbol the exact
         range of a_i ε_i + B_ii ε_i², Σ_{i<j} |B_ij + B_ji| for the rest of B, ±|a_η|."""
         n = self.B.shape[1]
-        a, B = self.a[:, :n], self.B
-        d = np.einsum("kii->ki", B)
-        iu = np.triu_indices(n, 1)
-        off = np.abs(B[:, iu[0], iu[1]] + B[:, iu[1], iu[0]]).sum(axis=1)
-
-        def top(al, be):   # Σ_i max over t ∈ [−1, 1] of al_i t + be_i t²
-            vertex = (be < 0) & (np.abs(al) < -2 * be)    # exact comparisons
-            safe = np.where(vertex, be, -1.0)
-            return np.where(vertex, -al * al / (4 * safe), np.abs(al) + be).sum(axis=1)
+        hi, lo, off = diagonal_range(self.a[:, :n], self.B)
         ma, mf, mB = self.masses()
         slack = _gamma(n * n + 2 * n) * 2 * (ma + mB) + (n * n + 4 * n) * TINY
         rest = off * (1 + _gamma(n * n)) + mf + slack
-        lo, hi = _down(-top(-a, -d) - rest), _up(top(a, d) + rest)
+        lo, hi = _down(lo - rest), _up(hi + rest)
         bad = np.isnan(lo) | np.isnan(hi)
         return np.where(bad, -np.inf, lo), np.where(bad, np.inf, hi)
 
-    def reach(self):
-        """R with |v − c| ≤ R, and P with |a·(ε, η) + εᵀBε| ≤ P."""
-        lo, hi = self.poly_range()
-        P = np.maximum(hi, -lo)
-        return _up(P + self.r), P
+    def moved(self, c, r):
+        """The same polynomial part around centre ``c``, remainder ``r``."""
+        return Form(c, self.a, self.B, r)
 
-    def enclosure(self):
-        lo, hi = self.poly_range()
-        return _down(_down(self.c + lo) - self.r), _up(_up(self.c + hi) + self.r)
+    @staticmethod
+    def seeded(c, a, sym):
+        """An input's form: c + a·ε exactly."""
+        return Form(c, a, np.zeros((len(c), sym.n, sym.n)), np.zeros(len(c)))
 
 
 def constant(lo, hi, sym: Symbols) -> Form:
@@ -255,11 +279,12 @@ def univariate(form: Form, fn: Univariate, sym: Symbols, domain=(-np.inf, np.inf
     return Form(c_out, a, B, _up(r * (1 + _gamma(12)) + (sym.columns + n * n + 16) * TINY))
 
 
-class Taylor:
-    """The second-order form as an algebra of the chains (chains.py)."""
+class Algebra:
+    """A form module's steps as an algebra of the chains (chains.py): ``kit`` gives its
+    ``linear``, ``univariate`` and ``product`` (this module's, or :mod:`.cubic`'s)."""
 
-    def __init__(self, sym: Symbols):
-        self.sym = sym
+    def __init__(self, sym: Symbols, kit=None):
+        self.sym, self.kit = sym, kit or KIT
 
     def linear(self, parts, offset=None):
         size = parts[0][0].shape[0]
@@ -268,28 +293,28 @@ class Taylor:
         for M, form in parts:
             lo, hi = matmul_bounds(M, M, form.c[:, None], form.c[:, None])
             c_lo, c_hi = _down(c_lo + lo[:, 0]), _up(c_hi + hi[:, 0])
-        return linear([(M, None, form) for M, form in parts], (c_lo, c_hi), self.sym)
+        return self.kit.linear([(M, None, form) for M, form in parts], (c_lo, c_hi), self.sym)
 
     def univariate(self, form, fn, domain=(-np.inf, np.inf)):
-        return univariate(form, fn, self.sym, domain)
+        return self.kit.univariate(form, fn, self.sym, domain)
 
     def product(self, a, b):
         idx = np.arange(a.c.size)[:, None]
-        return product(a, b, idx, idx, self.sym)
+        return self.kit.product(a, b, idx, idx, self.sym)
 
     def centre(self, form):
         return form.c
 
     def recentre(self, form, lo, hi):
         c, half = _centre(lo, hi)
-        return Form(c, form.a, form.B, _up(form.r + half))
+        return form.moved(c, _up(form.r + half))
 
     def magnitude(self, form):
         R, _ = form.reach()
         return _up(np.abs(form.c) + R)
 
     def widen(self, form, extra):
-        return Form(form.c, form.a, form.B, _up(form.r + extra))
+        return form.moved(form.c, _up(form.r + extra))
 
 
 def _logsumexp(form: Form, rows: int, L: int, keep, bias, sym: Symbols) -> Form:
@@ -358,7 +383,7 @@ def softmax_lse(form: Form, shape, sym: Symbols, keep=None, bias=None) -> Form:
     bias = np.zeros(N) if bias is None else np.asarray(bias, dtype=float).ravel()
     lse = _logsumexp(form, rows, L, keep, bias, sym)
     spread = np.kron(np.eye(rows), np.ones((L, 1)))
-    alg = Taylor(sym)
+    alg = Algebra(sym)
     w = alg.linear([(np.eye(N), form), (-spread, lse)], offset=bias)
     y = univariate(w, Univariate.kind("exp"), sym, domain=(-np.inf, 0.0))
     return alg.linear([(np.diag(keep.astype(float)), y)])
@@ -390,13 +415,13 @@ def _second_order(form: tuple, sym: Symbols) -> Form:
     return Form(c, _padded(A, sym.columns), np.zeros((c.size, n, n)), e)
 
 
-def _narrowest(forms: list, sym: Symbols) -> Form:
+def _narrowest(forms: list, kit, sym: Symbols):
     """Per entry, the row of the form whose enclosure is narrowest."""
     best = forms[0]
     for other in forms[1:]:
         lo, hi = best.enclosure()
         o_lo, o_hi = other.enclosure()
-        best = _narrowest_rows(best, other, (o_hi - o_lo) < (hi - lo), sym)
+        best = kit.rows(best, other, (o_hi - o_lo) < (hi - lo), sym)
     return best
 
 
@@ -420,8 +445,27 @@ def _jacobian_parts(centre, local, forms, varying):
     return parts
 
 
-def _node(node, forms, vals, args_point, sym, cache, key):
-    """One node's second-order form from its reads' forms (``vals`` their enclosures)."""
+class Kit:
+    """A form module's steps for the shared pass (:func:`form_pass`): ``name`` and
+    ``power`` (the order of the form: its coefficients per value are entries × n^power),
+    ``limit`` on those, ``constant``, ``linear``, ``product``, ``univariate``,
+    ``softmax`` (by the log-sum-exp), ``rows`` (rows of one form or another), ``seeded``
+    (an input's form) and ``chains(sym, form)``: the (algebra, form in it, back to this
+    form) each chain of :mod:`.chains` runs in."""
+
+    def __init__(self, **steps):
+        self.__dict__.update(steps)
+
+
+def _both_algebras(sym, form):
+    """The chains in this form and in the first-order one (its quadratic part bounded)."""
+    def back(out):
+        return out if isinstance(out, Form) else _second_order(out, sym)
+    return [(Algebra(sym), form, back), (Affine(sym), _first_order(form, sym), back)]
+
+
+def _node(kit, node, forms, vals, args_point, sym, cache, key):
+    """One node's form from its reads' forms (``vals`` their enclosures)."""
     op = get_op(node.op)
     varying = [f.varying for f in forms]
     base = bounds_arrays(np.asarray(forward_node(node, args_point), dtype=object))
@@ -433,106 +477,118 @@ def _node(node, forms, vals, args_point, sym, cache, key):
                                      np.asarray(forward_node(node, args_point), dtype=object))
             if cache is not None:
                 cache[key] = local
-        return linear(_jacobian_parts(local, local, forms, varying), base, sym)
+        return kit.linear(_jacobian_parts(local, local, forms, varying), base, sym)
     if node.op in CHAINS and varying[0] and not any(varying[1:]):
-        # the chain in both algebras, each entry from the narrower (all rows share the
+        # the chain in each algebra, each entry from the narrowest (all rows share the
         # symbols: each is a sound form on its own)
         found = []
-        for algebra, form in ((Taylor(sym), forms[0]), (Affine(sym), _first_order(forms[0], sym))):
+        for algebra, form, back in kit.chains(sym, forms[0]):
             try:
                 out = CHAINS[node.op](algebra, form, node, vals)
             except (NotSupported, ZeroDivisionError, OverflowError):
                 continue
             if out is not None:
-                found.append(out if isinstance(out, Form) else _second_order(out, sym))
+                found.append(back(out))
         if node.op in SOFTMAX:
             try:
-                found.append(softmax_lse(forms[0], np.shape(vals[0]), sym, **SOFTMAX[node.op](node)))
+                found.append(kit.softmax(forms[0], np.shape(vals[0]), sym,
+                                         **SOFTMAX[node.op](node)))
             except (NotSupported, ZeroDivisionError, OverflowError):
                 pass
         if found:
-            return _narrowest(found, sym)
+            return _narrowest(found, kit, sym)
     reads = node.reads
     if node.op in ("matmul", "batched_matmul", "mul") and len(set(reads)) == 2 and all(varying):
         pairs = _product_pairs(node.op, [np.shape(v) for v in vals])
         if pairs is not None:
             P = np.array([[t[0] for t in o] for o in pairs], dtype=np.intp)
             Q = np.array([[t[1] for t in o] for o in pairs], dtype=np.intp)
-            return product(forms[0], forms[1], P, Q, sym)
+            return kit.product(forms[0], forms[1], P, Q, sym)
     if node.op in SMOOTH and len(reads) == 1:
         try:
             fn = Univariate.of_op(op, node.params)
             lo, hi = bounds_arrays(vals[0])
-            return univariate(forms[0], fn, sym, known=(lo.ravel(), hi.ravel()))
+            return kit.univariate(forms[0], fn, sym, known=(lo.ravel(), hi.ravel()))
         except (NotSupported, ZeroDivisionError, OverflowError):
             pass
     # the mean-value theorem over the reads' enclosures: first order
     local = _local_jacobians(op, node, vals, np.asarray(forward_node(node, vals), dtype=object))
     centre = _local_jacobians(op, node, args_point,
                               np.asarray(forward_node(node, args_point), dtype=object))
-    return linear(_jacobian_parts(centre, local, forms, varying), base, sym)
+    return kit.linear(_jacobian_parts(centre, local, forms, varying), base, sym)
 
 
-def taylor_form(graph, box, ops_vals=None, cache: dict | None = None) -> list:
-    """Every tape value's enclosure over ``box`` by the second-order form (intersected with
-    ``ops_vals`` where given). NotSupported when the coefficients would not fit."""
+def form_pass(kit, graph, box, ops_vals=None, cache: dict | None = None) -> list:
+    """Every tape value's enclosure over ``box`` by ``kit``'s form, node by node
+    (intersected with ``ops_vals`` where given). NotSupported when the coefficients would
+    not fit."""
     mid, rad = box.center()
     offsets, n = {}, 0
     for i in box.perturbed:
         offsets[i] = n
         n += box.lo[i].size
     largest = max(int(np.prod(graph.shape(v))) for v in range(len(graph.values)))
-    if largest * n * n > MAX_COEFFICIENTS:
-        raise NotSupported(f"the second-order form would hold {largest}×{n}² coefficients "
-                           f"per value (more than {MAX_COEFFICIENTS:,})")
+    if largest * n ** kit.power > kit.limit:
+        raise NotSupported(f"the {kit.name} form would hold {largest}×{n}^{kit.power} "
+                           f"coefficients per value (more than {kit.limit:,})")
     sym = Symbols(n)
     forms, vals = [], []
     for i in range(len(graph.inputs)):
-        form = constant(box.lo[i], box.hi[i], sym)
-        if i in offsets:
+        if i in offsets:   # x₀ + ρ ⊙ ε, exactly
             size = box.lo[i].size
-            form.c = mid[i].ravel().copy()
-            form.r = np.zeros(size)
-            form.a[np.arange(size), offsets[i] + np.arange(size)] = rad[i].ravel()
-        forms.append(form)
+            a = np.zeros((size, sym.columns))
+            a[np.arange(size), offsets[i] + np.arange(size)] = rad[i].ravel()
+            forms.append(kit.seeded(mid[i].ravel().copy(), a, sym))
+        else:
+            forms.append(kit.constant(box.lo[i], box.hi[i], sym))
         vals.append(interval_array(box.lo[i], box.hi[i]))
     last = {}
     for j, node in enumerate(graph.nodes):
         for r in node.reads:
             last[r] = j
     with np.errstate(over="ignore", invalid="ignore"):   # overflowed rows become (0, 0, ∞)
-        _pass(graph, forms, vals, sym, last, ops_vals, cache)
+        for j, node in enumerate(graph.nodes):
+            forms.append(_step(kit, graph, node, forms, vals, sym, ops_vals, cache))
+            for r in node.reads:   # free what no later node reads (the output's is kept)
+                if last.get(r) == j and r != graph.output:
+                    forms[r] = None
     return vals
 
 
-def _pass(graph, forms, vals, sym, last, ops_vals, cache):
-    for j, node in enumerate(graph.nodes):
-        index = len(forms)
-        shape = graph.shape(index)
-        reads = [forms[r] for r in node.reads]
-        args = [vals[r] for r in node.reads]
-        point = [interval_array(f.c.reshape(np.shape(v)), f.c.reshape(np.shape(v)))
-                 for f, v in zip(reads, args)]
-        if not any(f.varying for f in reads):
-            lo, hi = bounds_arrays(np.asarray(forward_node(node, args), dtype=object))
-            form = constant(lo, hi, sym)
-        else:
-            try:
-                form = _node(node, reads, args, point, sym, cache, index)
-            except (ZeroDivisionError, OverflowError) as exc:
-                raise NotSupported(f"node {node.name} ({node.op}): {exc}") from None
-        lo, hi = form.enclosure()
-        if ops_vals is not None:   # entries the known enclosure bounds better: a constant
-            k_lo, k_hi = (v.ravel() for v in bounds_arrays(ops_vals[index]))
-            wider = RESET * (k_hi - k_lo) < (hi - lo)
-            if wider.any():
-                known = constant(k_lo, k_hi, sym)
-                form = _narrowest_rows(form, known, wider, sym)
-            lo, hi = np.maximum(lo, k_lo), np.minimum(hi, k_hi)
-        out = interval_array(lo.reshape(shape), hi.reshape(shape))
-        forms.append(form)
-        vals.append(out)
-        for r in node.reads:   # free what no later node reads (the output's is kept)
-            if last.get(r) == j and r != graph.output:
-                forms[r] = None
+def _step(kit, graph, node, forms, vals, sym, ops_vals, cache):
+    """One node's form; its enclosure appended to ``vals``."""
+    index = len(forms)
+    shape = graph.shape(index)
+    reads = [forms[r] for r in node.reads]
+    args = [vals[r] for r in node.reads]
+    point = [interval_array(f.c.reshape(np.shape(v)), f.c.reshape(np.shape(v)))
+             for f, v in zip(reads, args)]
+    if not any(f.varying for f in reads):
+        lo, hi = bounds_arrays(np.asarray(forward_node(node, args), dtype=object))
+        form = kit.constant(lo, hi, sym)
+    else:
+        try:
+            form = _node(kit, node, reads, args, point, sym, cache, index)
+        except (ZeroDivisionError, OverflowError) as exc:
+            raise NotSupported(f"node {node.name} ({node.op}): {exc}") from None
+    lo, hi = form.enclosure()
+    if ops_vals is not None:   # entries the known enclosure bounds better: a constant
+        k_lo, k_hi = (v.ravel() for v in bounds_arrays(ops_vals[index]))
+        wider = RESET * (k_hi - k_lo) < (hi - lo)
+        if wider.any():
+            form = kit.rows(form, kit.constant(k_lo, k_hi, sym), wider, sym)
+        lo, hi = np.maximum(lo, k_lo), np.minimum(hi, k_hi)
+    vals.append(interval_array(lo.reshape(shape), hi.reshape(shape)))
+    return form
 
+
+#: the second-order form's steps
+KIT = Kit(name="second-order", power=2, limit=MAX_COEFFICIENTS, constant=constant,
+          linear=linear, product=product, univariate=univariate, softmax=softmax_lse,
+          rows=_narrowest_rows, seeded=Form.seeded, chains=_both_algebras)
+
+
+def taylor_form(graph, box, ops_vals=None, cache: dict | None = None) -> list:
+    """Every tape value's enclosure over ``box`` by the second-order form (intersected with
+    ``ops_vals`` where given). NotSupported when the coefficients would not fit."""
+    return form_pass(KIT, graph, box, ops_vals, cache)

@@ -27,11 +27,16 @@ THEOREMS = {
               "intervals, softmax as exp(z − LSE(z)) with the log-sum-exp's third-order "
               "remainder ≤ w³/24, a product's cubic and quartic terms bounded by their "
               "coefficients' masses.",
+    "cubic": "Taylor's theorem to third order, node by node: every value is carried as "
+             "c + a·ε + εᵀBε + C[ε³] ± r; the cubic terms of products, of smooth functions "
+             "and of the log-sum-exp (its third cumulant tensor) are kept with their signs, "
+             "the remainders are fourth order (∫ ⅙(1 − s)³ f⁗ δ⁴ ds; the log-sum-exp's "
+             "≤ w⁴/192, w the spread of a row's scores).",
     "subdivide": "The box is the union of its pieces; the hull of the pieces' enclosures "
                  "encloses f over the box.",
 }
 COLOURS = {"ibp": "#c0392b", "ops": "#e67e22", "centered": "#2980b9", "taylor": "#8e44ad",
-           "subdivide": "#27ae60"}
+           "cubic": "#16a085", "subdivide": "#27ae60"}
 
 
 def _svg(entries, inner_lo, inner_hi, methods) -> str:
