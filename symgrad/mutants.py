@@ -130,6 +130,82 @@ def _(g, out, x, gamma, beta, *, eps):
     return dx, dgamma, dgamma
 
 
+def _rms_backward(g, x, gain, eps, projection=True, layer_norm_mean=False):
+    n = x.shape[-1]
+    inv = 1 / fn.sqrt((x * x).sum(axis=-1, keepdims=True) / n + eps)
+    xhat = x * inv
+    dxhat = g * gain
+    inner = dxhat - (xhat * _rowsum(dxhat * xhat) / n if projection else 0)
+    if layer_norm_mean:
+        inner = inner - _rowsum(dxhat) / n
+    return inv * inner, (g * xhat).sum(axis=tuple(range(x.ndim - 1)))
+
+
+@_mutant("rms_norm_no_projection", "rms_norm", [(2, 3), (3,)],
+         "dx = g·gain/rms, dropping the −x̂·mean(g·gain·x̂) term")
+def _(g, out, x, gain, *, eps):
+    return _rms_backward(g, x, gain, eps, projection=False)
+
+
+@_mutant("rms_norm_layer_norm_mean", "rms_norm", [(2, 3), (3,)],
+         "also subtracts mean(g·gain), as LayerNorm's backward does")
+def _(g, out, x, gain, *, eps):
+    return _rms_backward(g, x, gain, eps, layer_norm_mean=True)
+
+
+@_mutant("rms_norm_dgain_unnormalised", "rms_norm", [(2, 3), (3,)],
+         "dgain = Σ g·x, missing the 1/rms")
+def _(g, out, x, gain, *, eps):
+    dx, _ = _rms_backward(g, x, gain, eps)
+    return dx, (g * x).sum(axis=tuple(range(x.ndim - 1)))
+
+
+# ----- rotary embeddings and grouped-query attention -----------------------------------
+
+@_mutant("rope_rotation_not_transposed", "rope", [(1, 3, 4)],
+         "g·cos + rotate_half(g·sin): the forward's rotation, not its transpose",
+         params={"base": 10000})
+def _(g, out, x, *, base):
+    from .ops.rotary import _rotate_half, rope_tables
+    cos, sin = rope_tables(x.shape[1], x.shape[2], base)
+    return (g * cos + _rotate_half(g * sin),)
+
+
+@_mutant("rope_cos_only", "rope", [(1, 3, 4)], "g·cos, dropping the rotated sin term",
+         params={"base": 10000})
+def _(g, out, x, *, base):
+    from .ops.rotary import rope_tables
+    cos, _ = rope_tables(x.shape[1], x.shape[2], base)
+    return (g * cos,)
+
+
+@_mutant("repeat_kv_tiled", "repeat_kv", [(2, 2, 2)],
+         "sums the copies as if the heads were tiled (h ↦ h mod kv), not interleaved",
+         params={"rep": 2})
+def _(g, out, x, *, rep):
+    kv, n, d = x.shape
+    return (g.reshape(rep, kv, n, d).sum(axis=0),)
+
+
+@_mutant("repeat_kv_first_copy", "repeat_kv", [(1, 2, 2)],
+         "keeps the cotangent of the first copy only", params={"rep": 2})
+def _(g, out, x, *, rep):
+    kv, n, d = x.shape
+    return (g.reshape(kv, rep, n, d)[:, 0],)
+
+
+@_mutant("swiglu_gate_sigmoid_only", "swiglu", [(2, 2), (2, 2)],
+         "da = g·b·σ(a), dropping a·σ(1−σ)")
+def _(g, out, a, b):
+    return g * b * fn.sigmoid(a), g * fn.silu(a)
+
+
+@_mutant("swiglu_up_grad_ungated", "swiglu", [(2, 2), (2, 2)], "db = g·a, missing the sigmoid")
+def _(g, out, a, b):
+    s = fn.sigmoid(a)
+    return g * b * s * (1 + a * (1 - s)), g * a
+
+
 # ----- linear algebra -----------------------------------------------------------------
 
 @_mutant("matmul_missing_transpose", "matmul", [(3, 3), (3, 3)], "dx = g @ W (no transpose)")

@@ -248,3 +248,18 @@ def test_a_log_sum_exp_that_drops_a_term_is_caught(monkeypatch, mutant):
         _drop_sum(monkeypatch, "jkl,ja,kb,lc->abc")
     with pytest.raises(AssertionError):
         _log_sum_exp_check(0.5)
+
+
+def test_an_overflowed_bound_is_infinite_not_dropped():
+    """A remainder of ∞·0 (an overflowed range times a zero remainder) is NaN: it must widen
+    the row to everything, never vanish (red-team finding)."""
+    sym = Symbols(1)
+    z3 = np.zeros((1, 1, 1, 1))
+    x = K.Form3(np.zeros(1), np.array([[2e154]]), np.array([[[-2e154]]]), z3, np.zeros(1))
+    y = K.Form3(np.zeros(1), np.array([[0.0]]), np.array([[[1.0]]]), z3, np.zeros(1))
+    with np.errstate(over="ignore", invalid="ignore"):
+        lo, hi = K.product(x, y, np.array([[0]]), np.array([[0]]), sym).enclosure()
+    true = (2e154 * -1.0 - 2e154) * 1.0     # ε = −1
+    assert lo[0] <= true <= hi[0]
+    nan = K.Form3(np.zeros(1), np.array([[np.nan]]), np.zeros((1, 1, 1)), z3, np.zeros(1))
+    assert nan.varying and np.isinf(nan.enclosure()[1][0])

@@ -88,6 +88,7 @@ class Form3(Ranged):
             if x.size == 0 or not any(x.strides):   # a zero array that holds one float
                 return np.zeros(N)
             total = np.abs(x).reshape(N, -1).sum(axis=1)
+            total = np.where(np.isnan(total), np.inf, total)   # a NaN coefficient: no bound
             return np.where(total > 0, _up(total * (1 + _gamma(k))), 0.0)
         return (mass(self.a[:, :n], n), mass(self.a[:, n:], self.a.shape[1]),
                 mass(self.B, n * n), mass(self.C, n ** 3))
@@ -256,15 +257,14 @@ def univariate(form: Form3, fn: Univariate, sym: Symbols, domain=(-np.inf, np.in
         v0[:, j] = d0.lo, d0.hi
         f1[j], s1[j] = _centred(fn.at(point, 1))
         f2[j], s2[j] = _centred(fn.at(point, 2), 0.5)
-        # ⅙f‴: the sixth of each endpoint, rounded outward (1/6 is not a float)
+        # ⅙f‴: each endpoint's correctly rounded sixth, one ulp outward
         d3 = fn.at(point, 3)
-        f3[j], s3[j] = _centre(_down(_down(np.float64(d3.lo) / 6) * (1 - 2 * U)),
-                               _up(_up(np.float64(d3.hi) / 6) * (1 + 2 * U)))
+        f3[j], s3[j] = _centre(_down(np.float64(d3.lo) / 6), _up(np.float64(d3.hi) / 6))
         total = 0.0
         for k in range(1, PIECES + 1):
             s_k = k / PIECES
-            lo = max(_down(c[j] - s_k * R[j]), min(domain[0], c[j]))
-            hi = min(_up(c[j] + s_k * R[j]), max(domain[1], c[j]))
+            lo = max(_down(c[j] - _up(s_k * R[j])), min(domain[0], c[j]))
+            hi = min(_up(c[j] + _up(s_k * R[j])), max(domain[1], c[j]))
             if known is not None:
                 lo = min(max(lo, known[0][j]), c[j])
                 hi = max(min(hi, known[1][j]), c[j])
@@ -355,8 +355,9 @@ def _logsumexp(form: Form3, rows: int, L: int, keep, bias, sym: Symbols) -> Form
         # of monomials in p of degree ≤ 3, so the same sums on |p| + d minus on |p| bound it
         Habs, Tabs = _abs_cumulants(np.abs(p))
         Hd, Td = _abs_cumulants(np.abs(p) + d)
-        dH = _up(Hd - Habs + 8 * U * Hd)
-        dT = _up(Td - Tabs + 16 * U * Td)
+        # … plus the float error of H and T themselves, and of the subtraction
+        dH = _up(Hd - Habs + 8 * U * Hd + _gamma(3) * Habs)
+        dT = _up(Td - Tabs + 16 * U * Td + _gamma(6) * Tabs)
         A, Qr = A_all[sl], form.B[sl]
         B[row] = B[row] + 0.5 * (A.T @ H @ A)
         C[row] = C[row] + _sum("ik,kmn->imn", A.T @ H, Qr) + \

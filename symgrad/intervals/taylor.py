@@ -80,7 +80,8 @@ class Symbols:
         self.n = self.columns = n
 
     def fresh(self, a, remainder):
-        remainder = _up(remainder)
+        # a NaN (∞·0 of an overflowed bound) is no bound at all: ∞, never dropped
+        remainder = _up(np.where(np.isnan(remainder), np.inf, remainder))
         rows = np.nonzero(remainder > 0)[0]
         a = _padded(a, self.columns)
         if not rows.size:
@@ -258,8 +259,8 @@ def univariate(form: Form, fn: Univariate, sym: Symbols, domain=(-np.inf, np.inf
         total = 0.0
         for k in range(1, PIECES + 1):
             s_k = k / PIECES
-            lo = max(_down(c[j] - s_k * R[j]), min(domain[0], c[j]))
-            hi = min(_up(c[j] + s_k * R[j]), max(domain[1], c[j]))
+            lo = max(_down(c[j] - _up(s_k * R[j])), min(domain[0], c[j]))
+            hi = min(_up(c[j] + _up(s_k * R[j])), max(domain[1], c[j]))
             if known is not None:
                 lo = min(max(lo, known[0][j]), c[j])
                 hi = max(min(hi, known[1][j]), c[j])

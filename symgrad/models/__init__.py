@@ -5,7 +5,7 @@ score scale c defaults to 1/√head_dim, exact.
 
 One module per family, each importing only those before it: ``attention`` (MHA, residual,
 masked core and masked MHA), ``norm`` (LayerNorm), ``blocks`` (post-norm MHA, FFN, encoder
-blocks), ``decoder`` (the GPT decoder block); ``catalog`` maps the CLI's graph names to them.
+blocks), ``decoder`` (the GPT decoder block), ``llama`` (the LLaMA-style block); ``catalog`` maps the CLI's graph names to them.
 
 >>> g = mha(n=2, d_model=2, heads=1, head_dim=2)
 >>> g.values[:5], g.values[-1]
@@ -18,9 +18,11 @@ from __future__ import annotations
 from .attention import LAYOUTS, masked_core, masked_mha, mha, mha_residual
 from .blocks import encoder_block, encoder_stack, ffn, mha_postnorm, prenorm_encoder_block
 from .decoder import gpt_decoder_block
+from .llama import llama_block
 from .norm import DEFAULT_EPS, layer_norm
 
 __all__ = ["mha", "mha_residual", "layer_norm", "mha_postnorm", "ffn", "encoder_block",
            "encoder_stack",
            "masked_core", "masked_mha", "gpt_decoder_block", "prenorm_encoder_block",
+           "llama_block",
            "LAYOUTS", "DEFAULT_EPS"]

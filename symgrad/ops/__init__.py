@@ -99,4 +99,4 @@ def elementwise_shape(*shapes, **_):
     return shapes[0]
 
 
-from . import elementwise, linalg, norm, reduce, shape, softmax  # noqa: E402,F401  (register)
+from . import elementwise, linalg, norm, reduce, rotary, shape, softmax  # noqa: E402,F401  (register)

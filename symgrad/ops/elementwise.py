@@ -1,6 +1,6 @@
 """Elementwise nonlinearities: forward from symgrad.fn, VJP in a runtime's closed form."""
 from .. import fn
-from . import defop, elementwise_shape
+from . import defop, elementwise_shape, same_shape
 
 
 def _exp(x):
@@ -47,6 +47,16 @@ def _silu(x):
 def _silu_vjp(g, out, x):
     s = fn.sigmoid(x)
     return (g * s * (1 + x * (1 - s)),)
+
+
+def _swiglu(a, b):
+    """SwiGLU's product silu(a)⊙b (a the gate projection, b the up projection)."""
+    return fn.silu(a) * b
+
+
+def _swiglu_vjp(g, out, a, b):
+    s = fn.sigmoid(a)
+    return g * b * s * (1 + a * (1 - s)), g * fn.silu(a)
 
 
 def _gelu_tanh(x):
@@ -123,3 +133,7 @@ for _name, _f, _vjp, _cond, _assume in _ELEMENTWISE:
     defop(_name, _f, _vjp, args=("x",), signature="x (...) -> (same)", linearity="nonlinear",
           out_shape=elementwise_shape, examples=[[(2, 3)], [(4,)]], conditions=_cond,
           assumptions=_assume)
+
+defop("swiglu", _swiglu, _swiglu_vjp, args=("a", "b"), signature="a (...), b (same) -> (same)",
+      linearity="nonlinear", out_shape=same_shape("swiglu", ("a", "b")),
+      examples=[[(2, 3), (2, 3)], [(4,), (4,)]])

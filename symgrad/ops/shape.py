@@ -105,3 +105,29 @@ defop("broadcast_col", _broadcast_col, _broadcast_col_vjp, args=("v",),
       signature="v (n,) -> (m,n)", linearity="linear", out_shape=_vector("broadcast_col", "v"),
       examples=[[(3,)], [(2,)]],
       params=[Param("m", lambda shapes, backend: 2, "the number of rows (default 2)")])
+
+
+def _repeat_kv(x, *, rep):
+    """Grouped-query attention's key/value heads: x (kv,n,d) -> (kv·rep,n,d), head h a copy
+    of head h // rep (PyTorch's repeat_interleave over the head axis)."""
+    return np.repeat(x, rep, axis=0)
+
+
+def _repeat_kv_vjp(g, out, x, *, rep):
+    kv, n, d = x.shape
+    return (g.reshape(kv, rep, n, d).sum(axis=1),)
+
+
+def _repeat_kv_shape(s, *, rep):
+    need_rank("repeat_kv", "x", s, (3,))
+    if not isinstance(rep, int) or rep < 1:
+        raise ShapeError(f"repeat_kv: rep (query heads per key/value head) must be a positive "
+                         f"integer, got {rep!r}")
+    return (s[0] * rep,) + tuple(s[1:])
+
+
+defop("repeat_kv", _repeat_kv, _repeat_kv_vjp, args=("x",),
+      signature="x (kv,n,d) -> (kv·rep,n,d)", linearity="linear", out_shape=_repeat_kv_shape,
+      examples=[[(1, 2, 2)], [(2, 3, 2)]],
+      params=[Param("rep", lambda shapes, backend: 2,
+                    "query heads served by each key/value head (default 2)")])

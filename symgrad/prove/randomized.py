@@ -214,6 +214,17 @@ def _from_symengine(e):
             n, d = (int(v) for v in expo.get_num_den()) if isinstance(expo, se.Rational) \
                 else (int(expo), 1)
             return b ** Fraction(n, d)
+    if isinstance(e, se.Function) and not e.free_symbols:
+        # a transcendental constant (RoPE's cos(1), sin(1)): an atom of its own, one random
+        # value per run as for a symbolic parameter — an identity that holds for every value
+        # of it holds for the real one; one that needs a relation between such constants
+        # (cos² + sin² = 1) is not VERIFIED, and a REFUTED still needs an exact witness
+        key = ("constant", e)
+        hit = _RUN.atoms.get(key)
+        if hit is None:
+            hit = _RUN.atoms[key] = _RUN.parameter()
+            _RUN.parameters.append((str(e), hit))
+        return hit
     raise ModelError(f"the constant {e} is not supported in the numeric run")
 
 

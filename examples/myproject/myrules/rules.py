@@ -1,6 +1,7 @@
 """Two backward rules written by hand, and a third with a bug.
 
-``rms_norm`` is an op in symgrad's registry (``symgrad.define_op``), usable in a Graph;
+``rms_norm`` is an op in symgrad's registry (``symgrad.define_op``, named ``my_rms_norm``:
+symgrad has a built-in ``rms_norm``), usable in a Graph;
 ``swish``/``swish_vjp`` are a plain forward/VJP pair; ``swish_vjp_wrong`` forgets the
 second term of the product rule.
 """
@@ -25,7 +26,7 @@ def rms_norm_vjp(g, y, x, w):
     return dx, dw
 
 
-rms_norm = sg.define_op("rms_norm", rms_norm_forward, rms_norm_vjp, args=["x", "w"])
+rms_norm = sg.define_op("my_rms_norm", rms_norm_forward, rms_norm_vjp, args=["x", "w"])
 
 
 def swish(x):
