@@ -18,6 +18,9 @@ _sum = lambda e: sp.Sum(e, (k, 0, n - 1))  # noqa: E731
 _mu = _sum(x[i, k]) / n
 _softmax = sp.exp(x[i, j]) / _sum(sp.exp(x[i, k]))
 _ew = lambda e: sp.Eq(y[i], e, evaluate=False)  # noqa: E731
+_d, _base, _rep = sp.symbols("d base r", positive=True)
+_theta = _base ** (-2 * sp.Mod(j, _d / 2) / _d)
+_rotated = sp.IndexedBase("Rx")[b, i, j]     # (Rx)_j = −x_{j+d/2} (j < d/2), x_{j−d/2} (else)
 
 FORMULAS = {
     "add": _ew(a[i] + B[i]), "sub": _ew(a[i] - B[i]), "mul": _ew(a[i] * B[i]),
@@ -48,4 +51,11 @@ FORMULAS = {
         m[i, k] * sp.exp(x[i, k])), evaluate=False),
     "layer_norm": sp.Eq(y[i, j], g[j] * (x[i, j] - _mu) / sp.sqrt(
         _sum((x[i, k] - _mu) ** 2) / n + eps) + be[j], evaluate=False),
+    "rms_norm": sp.Eq(y[i, j], g[j] * x[i, j] / sp.sqrt(_sum(x[i, k] ** 2) / n + eps),
+                      evaluate=False),
+    # d the head width, p = i the position, θ_j = base^(−2(j mod d/2)/d), R the rotate-half
+    "rope": sp.Eq(y[b, i, j], x[b, i, j] * sp.cos(i * _theta) + _rotated * sp.sin(i * _theta),
+                  evaluate=False),
+    "repeat_kv": sp.Eq(y[b, i, j], x[sp.floor(b / _rep), i, j], evaluate=False),
+    "swiglu": _ew(a[i] / (1 + sp.exp(-a[i])) * B[i]),
 }
