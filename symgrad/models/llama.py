@@ -62,4 +62,10 @@ def llama_block(n, d_model, heads, kv_heads, head_dim, d_ff, eps=LLAMA_EPS,
     act = g.add("swiglu", gate, up, name="ffn.swiglu")
     down = g.add("matmul", act, 9, name="ffn.down")
     g.add("add", h, down, name="out")
+    # the role of each input axis, for the proof by verified symmetry (a permutation of
+    # the positions is no symmetry here — the mask and RoPE break it — and is dropped)
+    g.axis_labels = {"x": ("n", "d"), "Wq": ("d", "hh"), "Wk": ("d", "kh"),
+                     "Wv": ("d", "kh"), "Wo": ("hh", "d"), "g_attn": ("d",),
+                     "g_ffn": ("d",), "W_gate": ("d", "ff"), "W_up": ("d", "ff"),
+                     "W_down": ("ff", "d")}
     return g
