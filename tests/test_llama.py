@@ -106,3 +106,46 @@ def test_rope_tables_are_atoms_the_randomized_test_draws():
 def test_bad_sizes_are_one_sentence(dims, words):
     with pytest.raises(sg.InputError, match=words):
         sg.models.llama_block(**dims)
+
+
+def _swiglu_ffn():
+    """x ↦ x + W_down(swiglu(RMSNorm(x) W_gate, RMSNorm(x) W_up)): the block's second half."""
+    g = sg.Graph([("x", (2, 4)), ("g_ffn", (4,)), ("W_gate", (4, 4)), ("W_up", (4, 4)),
+                  ("W_down", (4, 4))], name="swiglu_ffn")
+    h = g.add("rms_norm", 0, 1, name="rms")
+    act = g.add("swiglu", g.add("matmul", h, 2, name="gate"), g.add("matmul", h, 3, name="up"),
+                name="act")
+    g.add("add", 0, g.add("matmul", act, 4, name="down"), name="out")
+    return g
+
+
+def test_the_swiglu_half_is_proved_end_to_end_and_a_wrong_engine_refuted():
+    """Eight sigmoids 1/(1 + e^{−a}) in one identity: their inverses are divided out
+    (V·(1 + E) = 1) instead of cleared by multiplying every term by every 1 + E."""
+    from symgrad.mutants import ENGINE_MUTANTS
+    from symgrad.prove.tape import end_to_end
+    g = _swiglu_ffn()
+    r, _ = end_to_end(g, evidence="exact", timeout=120)
+    assert r.verdict is sg.Verdict.PROVED, r.reason
+    assert "atom relations" in r.method
+    wrong, _ = end_to_end(g, ENGINE_MUTANTS["backprop_drops_fanout_accumulation"],
+                          evidence="exact", timeout=120)
+    assert wrong.verdict is sg.Verdict.REFUTED
+
+
+def test_dividing_out_an_inverse_is_zero_only_for_the_relation():
+    import symengine as se
+    from symgrad.prove.normal_form import Atoms, EntryForm
+    a = se.Symbol("a")
+    sig = 1 / (1 + se.exp(-a))
+    atoms = Atoms()
+    right = sig * se.exp(-a) + sig - 1          # V·E + V − 1 = 0
+    wrong = 2 * sig * se.exp(-a) + sig - 1      # 2V·E + V − 1 ≠ 0
+    for expr, zero in ((right, True), (wrong, False)):
+        variables = frozenset(atoms.scan(expr))
+        form = EntryForm(atoms, [expr], variables)
+        assert not form.polys[0].is_zero() and form._inverse_rules()
+        reduced = form.reduce(form.polys[0])
+        assert (reduced is not None and reduced.is_zero()) is zero
+        quick = form.reduce(form.polys[0], quick=True)
+        assert (quick is not None) is zero

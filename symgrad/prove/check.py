@@ -871,6 +871,23 @@ def _outcomes(spec, sides, atoms, entries, budget=None, restate=None):
     keep: dict = {}
     outcomes = normal_forms(atoms, entries, spec, reduce=False, keep=keep)
     pending = [k for k, o in enumerate(outcomes) if o[0] == "unreduced"]
+    if restate is not None:
+        # the layered pass: a right engine's residuals mostly vanish by the cheap relations
+        # (pairs, plain inverses divided out), and the witness search's domain is scanned
+        # over the composed tape — on a deep block the costliest step: try those first
+        quick = []
+        for k in pending:
+            kept = keep.get(id(entries[k]))
+            try:
+                zero = kept is not None and kept[0].reduce(
+                    kept[1], budget or spec.relation_budget, quick=True) is not None
+            except TooLarge:
+                zero = False
+            if zero:
+                outcomes[k] = ("relations", outcomes[k][1], None)
+            else:
+                quick.append(k)
+        pending = quick
     if not pending:
         return outcomes, None
     declared = sides["declared"]

@@ -44,6 +44,10 @@ __all__ = ["Atoms", "Condition", "EntryForm", "TooLarge", "Unsupported", "_is_st
            "to_fraction"]
 
 
+#: terms up to which the plain inverses are divided out before the full reduction
+QUICK_DIVISION_TERMS = 200_000
+
+
 # ----- one entry: context, conversion, relations ----------------------------------------
 
 class EntryForm:
@@ -238,15 +242,90 @@ class EntryForm:
             images[self.index[(key, +1)]] = self._from_terms(terms)
         return poly.compose(*images)
 
-    def reduce(self, poly, budget: int = 2_000_000):
+    def reduce(self, poly, budget: int = 2_000_000, quick: bool = False):
         """The relation-reduced normal form (zero iff ``poly`` vanishes as a rational
         function of the algebraic atoms), or None when the estimate exceeds ``budget``
         terms. Multiplies by powers of each base A to clear ``V_A`` and rewrites
-        ``R_A^k`` with ``R_A^q = A``, outermost bases first."""
+        ``R_A^k`` with ``R_A^q = A``, outermost bases first.
+
+        First, the plain inverses V = 1/A (a sigmoid's 1/(1 + e^{−a}), say) are divided out
+        instead (:meth:`_divide_inverses`): a zero from that is a zero of the same class,
+        and clearing every V by multiplying every term by A^c — one factor per atom, over
+        all the terms — is what grows past memory on a block with many of them. A result
+        that is not zero that way is reduced again the full way (``quick``: it is returned
+        as None instead)."""
         poly = self.cancel_pairs(poly)
         if not poly.is_zero() and any(k[0] == "lin" for k in self.keys):
             poly = self.cancel_pairs(self.expand_linear(poly))
-        order = sorted((k for k in self.keys if k[0] == "pow"),
+        rules = self._inverse_rules()
+        if rules and not poly.is_zero():
+            # a division that grows past this many terms is not the cheap step it is meant
+            # to be: the full reduction below decides
+            divided = self._divide_inverses(poly, rules, min(budget, QUICK_DIVISION_TERMS))
+            if divided is not None:
+                fast = self._clear(divided, budget, skip={key for key, *_ in rules})
+                if fast is not None and fast.is_zero():
+                    return fast
+        if quick:
+            return poly if poly.is_zero() else None
+        return self._clear(poly, budget)
+
+    def _inverse_rules(self) -> list:
+        """Per pow atom with q = 1 (V = 1/A, A a polynomial with two or more terms): (the
+        atom, V's index, A's leading monomial m in graded-lex order, its coefficient, the
+        rest of A) — the rewrite V·m → (1 − V·rest)/c, which is V·A = 1."""
+        rules = []
+        for key in self.keys:
+            info = self.atoms.info[key]
+            vi = self.index.get((key, -1))
+            if key[0] != "pow" or info.q != 1 or info.opaque or vi is None:
+                continue
+            terms = self.expand_linear(self._base(key)).to_dict()
+            if len(terms) < 2:
+                continue
+            lead = max(terms, key=lambda e: (sum(e), e))
+            if sum(lead) == 0 or lead[vi]:
+                continue
+            rules.append((key, vi, lead, terms[lead],
+                          [(e, c) for e, c in terms.items() if e != lead]))
+        return rules
+
+    def _divide_inverses(self, poly, rules, budget: int):
+        """``poly`` reduced by the relations V·A − 1 (:meth:`_inverse_rules`): no term is
+        left divisible by V·m. Every step subtracts a multiple of a relation, so the result
+        is ``poly`` plus an element of their ideal (the same function wherever V = 1/A);
+        the steps go down in graded-lex order, so they end. None past ``budget`` terms."""
+        lead_at = [(vi, [(j, k) for j, k in enumerate(lead) if k], c, rest)
+                   for _, vi, lead, c, rest in rules]
+        out: dict = {}
+        stack = list(poly.to_dict().items())
+        steps = 0
+        while stack:
+            e, coeff = stack.pop()
+            for vi, lead, c, rest in lead_at:
+                if e[vi] and all(e[j] >= k for j, k in lead):
+                    f = list(e)
+                    f[vi] -= 1
+                    for j, k in lead:
+                        f[j] -= k
+                    q = coeff / c
+                    stack.append((tuple(f), q))
+                    for r, cr in rest:     # − V·r·f·cr/c
+                        g = [a + b for a, b in zip(f, r)]
+                        g[vi] += 1
+                        stack.append((tuple(g), -q * cr))
+                    break
+            else:
+                out[e] = out.get(e, 0) + coeff
+            steps += 1
+            if len(stack) + len(out) > budget or steps > 20 * budget:
+                return None
+        return self._from_terms({k: v for k, v in out.items() if v != 0})
+
+    def _clear(self, poly, budget: int, skip=frozenset()):
+        """:meth:`reduce`'s clearing of inverses and roots, bases outermost first (the
+        atoms in ``skip`` left as they are)."""
+        order = sorted((k for k in self.keys if k[0] == "pow" and k not in skip),
                        key=lambda k: -self._depth(k))
         for key in order:
             if poly.is_zero():
