@@ -22,6 +22,7 @@ GRAPHS = {
     "prenorm": lambda: sg.models.prenorm_encoder_block(3, 4, 2, 2, 6),
     "decoder": lambda: sg.models.gpt_decoder_block(3, 4, 2, 2, 6),
     "stack": lambda: sg.models.encoder_stack(2, 4, 2, 2, 4, layers=2),
+    "llama": lambda: sg.models.llama_block(2, 4, 2, 1, 2, 4),
 }
 
 
