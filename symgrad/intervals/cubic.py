@@ -236,8 +236,8 @@ def _symmetric(B, C):
 
 
 def _centred(d: Interval, scale: float = 1.0):
-    """A float centre of d·scale and its distance to every point of it (scale a power of 2
-    or an exact small integer reciprocal bounded outward)."""
+    """A float centre of d·scale and its distance to every point of it (scale a power of
+    2, so the product is exact; each end then moved one ulp outward)."""
     return _centre(_down(np.float64(d.lo) * scale), _up(np.float64(d.hi) * scale))
 
 
