@@ -1,7 +1,8 @@
 """The third-order Taylor form (symgrad/intervals/cubic.py): each step's remainder bounds what
 it drops, at sampled points of random forms; the cumulant tensors are the derivatives of
 log Σ exp; the whole pass contains every value the graph takes at sampled, corner and ascent
-points; and the samplers catch a pass that drops a term (the checks have teeth)."""
+points (tests/test_taylor.py runs that for both forms); and the samplers catch a pass
+that drops a term (the checks have teeth)."""
 import numpy as np
 import pytest
 import symengine as se
@@ -10,12 +11,12 @@ import symgrad as sg
 from symgrad.intervals import cubic as K, default_values
 from symgrad.intervals.chains import Univariate
 from symgrad.intervals.enclose import Box
-from symgrad.intervals.interval import bounds_arrays
 from symgrad.intervals.sample import inner_range
 from symgrad.intervals.taylor import SMOOTH, Symbols
 from symgrad.ops import get_op
 
-from test_bounds import GRAPHS, _outside
+from test_bounds import _outside
+from test_taylor import _found, _points
 
 
 def _random_form(rng, N, sym, scale, fresh=2):
@@ -42,12 +43,6 @@ def _check_remainder(out, cols_before, true_value, eps, eta):
     gap = np.abs(true_value - _value(kept, eps, eta))
     allowed = np.abs(out.a[:, cols_before:]).sum(axis=1) + out.r
     assert np.all(gap <= allowed * (1 + 1e-9) + 1e-12), (gap - allowed).max()
-
-
-def _points(rng, sym, count=200):
-    for _ in range(count):
-        eps = rng.choice([-1.0, 1.0], sym.n) if rng.random() < 0.5 else rng.uniform(-1, 1, sym.n)
-        yield eps, rng.uniform(-1, 1, sym.columns - sym.n + 64)
 
 
 def test_the_range_of_a_form_contains_every_sampled_value():
@@ -144,23 +139,6 @@ def test_the_log_sum_exp_softmax_bounds_what_it_drops(scale, linear=False):
         _check_remainder(out, cols, (y / y.sum(axis=1, keepdims=True)).ravel(), eps, eta)
 
 
-def _found(graph, box):
-    vals = K.cubic_form(graph, box, None, {})
-    return sg.Bounds(graph.name, "cubic", 0.0, ["x"], 0.0,
-                     {v: bounds_arrays(e) for v, e in zip(graph.values, vals)})
-
-
-@pytest.mark.parametrize("name", sorted(GRAPHS))
-@pytest.mark.parametrize("radius", [0.02, 0.1])
-def test_the_form_alone_contains_every_found_value(name, radius):
-    """cubic_form without the other methods' enclosures: its own forms must hold."""
-    graph = GRAPHS[name]()
-    box = Box(graph, default_values(graph, seed=5), radius, [0])
-    inner = inner_range(graph, box, samples=16, corners=16, ascent=3, seed=2)
-    bad = _outside(graph, _found(graph, box), inner)
-    assert not bad, f"{len(bad)} values outside; first: {bad[0]}"
-
-
 def _drop_sum(monkeypatch, spec):
     real = K._sum
 
@@ -176,7 +154,7 @@ def test_a_pass_that_drops_a_term_is_caught_by_the_sampler(monkeypatch):
     box = Box(graph, default_values(graph, seed=0), 0.1, [0])
     _drop_sum(monkeypatch, "oki,okj->oij")
     inner = inner_range(graph, box, samples=64, corners=64, ascent=4, seed=0)
-    bad = _outside(graph, _found(graph, box), inner)
+    bad = _outside(graph, _found(graph, box, "cubic"), inner)
     assert bad, "the sampler did not catch a product without its quadratic term"
 
 

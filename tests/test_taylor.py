@@ -1,4 +1,5 @@
-"""The second-order Taylor form (symgrad/intervals/taylor.py): each step's remainder bounds
+"""The second-order Taylor form (symgrad/intervals/taylor.py) — and, for the whole pass, the
+third-order one (cubic.py): each step's remainder bounds
 what it drops, at sampled points of random forms; the whole pass contains every value the
 graph takes at sampled, corner and ascent points; and the samplers catch a pass that drops
 a remainder (the checks have teeth)."""
@@ -9,6 +10,7 @@ import symengine as se
 import symgrad as sg
 from symgrad.intervals import default_values, taylor as T
 from symgrad.intervals.chains import Univariate, interval_of
+from symgrad.intervals.cubic import cubic_form
 from symgrad.intervals.enclose import Box
 from symgrad.intervals.interval import Interval, bounds_arrays
 from symgrad.intervals.sample import inner_range
@@ -125,20 +127,25 @@ def test_an_expression_outside_the_walker_is_refused():
         interval_of(se.Abs(se.Symbol("t")), {se.Symbol("t"): Interval(-1.0, 1.0)})
 
 
-def _found(graph, box):
-    vals = T.taylor_form(graph, box, None, {})
-    return sg.Bounds(graph.name, "taylor", 0.0, ["x"], 0.0,
+FORMS = {"taylor": T.taylor_form, "cubic": cubic_form}
+
+
+def _found(graph, box, form="taylor"):
+    vals = FORMS[form](graph, box, None, {})
+    return sg.Bounds(graph.name, form, 0.0, ["x"], 0.0,
                      {v: bounds_arrays(e) for v, e in zip(graph.values, vals)})
 
 
+@pytest.mark.parametrize("form", sorted(FORMS))
 @pytest.mark.parametrize("name", sorted(GRAPHS))
 @pytest.mark.parametrize("radius", [0.02, 0.1])
-def test_the_form_alone_contains_every_found_value(name, radius):
-    """taylor_form without the other methods' enclosures: its own forms must hold."""
+def test_the_form_alone_contains_every_found_value(name, radius, form):
+    """The second- and third-order forms without the other methods' enclosures: their
+    own forms must hold."""
     graph = GRAPHS[name]()
     box = Box(graph, default_values(graph, seed=5), radius, [0])
     inner = inner_range(graph, box, samples=16, corners=16, ascent=3, seed=2)
-    bad = _outside(graph, _found(graph, box), inner)
+    bad = _outside(graph, _found(graph, box, form), inner)
     assert not bad, f"{len(bad)} values outside; first: {bad[0]}"
 
 

@@ -30,13 +30,12 @@ error is bounded by γ_k times the same sums on absolute values and added to r.
 from __future__ import annotations
 
 import numpy as np
-from flint import arb
 
 from .chains import Univariate
 from .enclose import TINY, _padded, _up
-from .interval import NotSupported, U, Interval, _ball_bounds
+from .interval import U, Interval
 from .taylor import Algebra, Kit, Ranged, Symbols, _centre, _down, _gamma, diagonal_range, \
-    form_pass
+    form_pass, lse_at_centre, nested_sup, softmax_lse as taylor_softmax
 
 #: pieces of [0, 1] over which the fourth-order remainder's integral is bounded, and their
 #: weights ∫ ⅙(1 − s)³ ds, rounded up
@@ -260,17 +259,7 @@ def univariate(form: Form3, fn: Univariate, sym: Symbols, domain=(-np.inf, np.in
         # ⅙f‴: each endpoint's correctly rounded sixth, one ulp outward
         d3 = fn.at(point, 3)
         f3[j], s3[j] = _centre(_down(np.float64(d3.lo) / 6), _up(np.float64(d3.hi) / 6))
-        total = 0.0
-        for k in range(1, PIECES + 1):
-            s_k = k / PIECES
-            lo = max(_down(c[j] - _up(s_k * R[j])), min(domain[0], c[j]))
-            hi = min(_up(c[j] + _up(s_k * R[j])), max(domain[1], c[j]))
-            if known is not None:
-                lo = min(max(lo, known[0][j]), c[j])
-                hi = max(min(hi, known[1][j]), c[j])
-            d4 = fn.at(Interval(lo, hi), 4)
-            total += max(abs(d4.lo), abs(d4.hi)) * WEIGHTS[k - 1]
-        t4[j] = _up(total * (1 + _gamma(PIECES)))
+        t4[j] = nested_sup(fn, 4, WEIGHTS, c[j], R[j], domain, known, j)
     c_out, half = _centre(v0[0], v0[1])
     n = sym.n
     A = form.a[:, :n]
@@ -318,25 +307,7 @@ def _cumulants(p):
 def _logsumexp(form: Form3, rows: int, L: int, keep, bias, sym: Symbols) -> Form3:
     """LSE(z) per row (kept entries, z = form + bias) to third order (module docstring)."""
     n = sym.n
-    N = rows * L
-    lse = np.zeros((2, rows))
-    p_lo, p_hi = np.zeros(N), np.zeros(N)
-    for row in range(rows):
-        live = [row * L + j for j in range(L) if keep[row * L + j]]
-        s = [arb(form.c[k]) + arb(bias[k]) for k in live]
-        top = max(form.c[k] + bias[k] for k in live)
-        total = sum(((v - top).exp() for v in s), arb(0))
-        value = total.log() + top
-        lse[:, row] = _ball_bounds(value)
-        for k, v in zip(live, s):
-            p_lo[k], p_hi[k] = _ball_bounds((v - value).exp())
-    Pm = np.zeros((rows, N))
-    D = np.zeros((rows, N))
-    for row in range(rows):
-        sl = slice(row * L, (row + 1) * L)
-        mid = (p_lo[sl] + p_hi[sl]) / 2
-        Pm[row, sl] = mid
-        D[row, sl] = np.maximum(_up(mid - p_lo[sl]), _up(p_hi[sl] - mid))
+    lse, Pm, D = lse_at_centre(form.c, rows, L, keep, bias)
     out = linear([(Pm, D if D.any() else None, form)], (lse[0], lse[1]), sym)
     R, _ = form.reach()
     ma, mf, mB, mC = form.masses()
@@ -417,20 +388,8 @@ def _abs_cumulants(q):
 
 
 def softmax_lse(form: Form3, shape, sym: Symbols, keep=None, bias=None) -> Form3:
-    """softmax(z) = exp(z − LSE(z)) per row (masked entries 0)."""
-    L = shape[-1]
-    rows = int(np.prod(shape[:-1]))
-    N = rows * L
-    keep = np.ones(N, bool) if keep is None else np.asarray(keep, bool).ravel()
-    if not all(keep[r * L:(r + 1) * L].any() for r in range(rows)):
-        raise NotSupported("a fully masked row")
-    bias = np.zeros(N) if bias is None else np.asarray(bias, dtype=float).ravel()
-    lse = _logsumexp(form, rows, L, keep, bias, sym)
-    spread = np.kron(np.eye(rows), np.ones((L, 1)))
-    alg = Algebra(sym, KIT)
-    w = alg.linear([(np.eye(N), form), (-spread, lse)], offset=bias)
-    y = univariate(w, Univariate.kind("exp"), sym, domain=(-np.inf, 0.0))
-    return alg.linear([(np.diag(keep.astype(float)), y)])
+    """softmax(z) = exp(z − LSE(z)) per row (masked entries 0), to third order."""
+    return taylor_softmax(form, shape, sym, keep, bias, kit=KIT)
 
 
 def _rows(first: Form3, second: Form3, take, sym: Symbols) -> Form3:
@@ -445,8 +404,8 @@ def _rows(first: Form3, second: Form3, take, sym: Symbols) -> Form3:
 
 #: the third-order form's steps
 KIT = Kit(name="third-order", power=3, limit=MAX_COEFFICIENTS, constant=constant,
-          linear=linear, product=product, univariate=univariate, softmax=softmax_lse,
-          rows=_rows, seeded=Form3.seeded,
+          linear=linear, product=product, univariate=univariate, logsumexp=_logsumexp,
+          softmax=softmax_lse, rows=_rows, seeded=Form3.seeded,
           chains=lambda sym, form: [(Algebra(sym, KIT), form, lambda out: out)])
 
 

@@ -235,6 +235,25 @@ def product(x: Form, y: Form, P, Q, sym: Symbols) -> Form:
     return Form(c, a, B, _up(r * (1 + _gamma(k + 8)) + k * (sym.columns + n * n + 8) * TINY))
 
 
+def nested_sup(fn: Univariate, order: int, weights, c: float, R: float, domain, known, j):
+    """Σ_k w_k·sup|f^(order)| over c + s_k·[−R, R], s_k = k/len(weights), rounded up: the
+    integral remainder ∫₀¹ w(s) f^(order)(c + sδ) δ^order ds over |δ| ≤ R, bounded piecewise
+    (w_k ≥ ∫ w over [s_{k−1}, s_k]). The domain and ``known`` (entry ``j`` of its (lo, hi))
+    clip each interval where the true argument cannot go; c itself always stays in."""
+    pieces = len(weights)
+    total = 0.0
+    for k in range(1, pieces + 1):
+        step = _up(k / pieces * R)
+        lo = max(_down(c - step), min(domain[0], c))
+        hi = min(_up(c + step), max(domain[1], c))
+        if known is not None:
+            lo = min(max(lo, known[0][j]), c)
+            hi = max(min(hi, known[1][j]), c)
+        d = fn.at(Interval(lo, hi), order)
+        total += max(abs(d.lo), abs(d.hi)) * weights[k - 1]
+    return _up(total * (1 + _gamma(pieces)))
+
+
 def univariate(form: Form, fn: Univariate, sym: Symbols, domain=(-np.inf, np.inf),
                known=None) -> Form:
     """f entrywise by Taylor's theorem (module docstring); ``known`` (lo, hi) encloses the
@@ -253,20 +272,7 @@ def univariate(form: Form, fn: Univariate, sym: Symbols, domain=(-np.inf, np.inf
         v0[:, j] = d0.lo, d0.hi
         f1[j], s1[j] = _centre(np.float64(d1.lo), np.float64(d1.hi))
         f2[j], s2[j] = _centre(_down(np.float64(d2.lo) / 2), _up(np.float64(d2.hi) / 2))
-        # the integral remainder ∫₀¹ ½(1 − s)² f‴(c + sδ) δ³ ds, bounded piecewise over
-        # s ∈ [s_{k−1}, s_k] by f‴ on c + s_k·[−R, R] (the domain and ``known`` clip it
-        # where the true argument cannot go; c itself always stays in)
-        total = 0.0
-        for k in range(1, PIECES + 1):
-            s_k = k / PIECES
-            lo = max(_down(c[j] - _up(s_k * R[j])), min(domain[0], c[j]))
-            hi = min(_up(c[j] + _up(s_k * R[j])), max(domain[1], c[j]))
-            if known is not None:
-                lo = min(max(lo, known[0][j]), c[j])
-                hi = max(min(hi, known[1][j]), c[j])
-            d3 = fn.at(Interval(lo, hi), 3)
-            total += max(abs(d3.lo), abs(d3.hi)) * WEIGHTS[k - 1]
-        t3[j] = _up(total * (1 + _gamma(PIECES)))
+        t3[j] = nested_sup(fn, 3, WEIGHTS, c[j], R[j], domain, known, j)
     c_out, half = _centre(v0[0], v0[1])
     n = sym.n
     a_in = form.a[:, :n]
@@ -318,19 +324,16 @@ class Algebra:
         return form.moved(form.c, _up(form.r + extra))
 
 
-def _logsumexp(form: Form, rows: int, L: int, keep, bias, sym: Symbols) -> Form:
-    """LSE(z) = log Σ_j exp(z_j) per row (kept entries, z = form + bias) by Taylor's theorem:
-    LSE(c + δ) = LSE(c) + p·δ + ½δᵀ(diag p − ppᵀ)δ + R₃, p = softmax(c) (enclosed in arb),
-    and the third derivative along δ is the third central moment of δ under the softmax
-    weights, at most w³/4 when every δ_j lies in an interval of width w: |R₃| ≤ w³/24."""
-    n = sym.n
+def lse_at_centre(c, rows: int, L: int, keep, bias):
+    """At the centre z = c + bias (kept entries of each row of L): LSE(z) enclosed in arb,
+    (2, rows); P (rows, rows·L) the float midpoints of p = softmax(z) per row, D ≥ |p − P|."""
     N = rows * L
     lse = np.zeros((2, rows))
     p_lo, p_hi = np.zeros(N), np.zeros(N)
     for row in range(rows):
         live = [row * L + j for j in range(L) if keep[row * L + j]]
-        s = [arb(form.c[k]) + arb(bias[k]) for k in live]
-        top = max(form.c[k] + bias[k] for k in live)
+        s = [arb(c[k]) + arb(bias[k]) for k in live]
+        top = max(c[k] + bias[k] for k in live)
         total = sum(((v - top).exp() for v in s), arb(0))
         value = total.log() + top
         lse[:, row] = _ball_bounds(value)
@@ -343,6 +346,16 @@ def _logsumexp(form: Form, rows: int, L: int, keep, bias, sym: Symbols) -> Form:
         mid = (p_lo[sl] + p_hi[sl]) / 2
         P[row, sl] = mid
         D[row, sl] = np.maximum(_up(mid - p_lo[sl]), _up(p_hi[sl] - mid))
+    return lse, P, D
+
+
+def _logsumexp(form: Form, rows: int, L: int, keep, bias, sym: Symbols) -> Form:
+    """LSE(z) = log Σ_j exp(z_j) per row (kept entries, z = form + bias) by Taylor's theorem:
+    LSE(c + δ) = LSE(c) + p·δ + ½δᵀ(diag p − ppᵀ)δ + R₃, p = softmax(c) (enclosed in arb),
+    and the third derivative along δ is the third central moment of δ under the softmax
+    weights, at most w³/4 when every δ_j lies in an interval of width w: |R₃| ≤ w³/24."""
+    n = sym.n
+    lse, P, D = lse_at_centre(form.c, rows, L, keep, bias)
     out = linear([(P, D if D.any() else None, form)], (lse[0], lse[1]), sym)
     R, _ = form.reach()
     ma, mf, mB = form.masses()
@@ -372,9 +385,11 @@ def _logsumexp(form: Form, rows: int, L: int, keep, bias, sym: Symbols) -> Form:
     return Form(out.c, a, B, r)
 
 
-def softmax_lse(form: Form, shape, sym: Symbols, keep=None, bias=None) -> Form:
-    """softmax(z) = exp(z − LSE(z)) per row (masked entries 0): the log-sum-exp by
-    :func:`_logsumexp`, then exp of a nonpositive argument."""
+def softmax_lse(form: Form, shape, sym: Symbols, keep=None, bias=None, kit=None) -> Form:
+    """softmax(z) = exp(z − LSE(z)) per row (masked entries 0): the log-sum-exp by the
+    ``kit``'s ``logsumexp`` (this module's by default), then exp of a nonpositive
+    argument by its ``univariate``."""
+    kit = kit or KIT
     L = shape[-1]
     rows = int(np.prod(shape[:-1]))
     N = rows * L
@@ -382,11 +397,11 @@ def softmax_lse(form: Form, shape, sym: Symbols, keep=None, bias=None) -> Form:
     if not all(keep[r * L:(r + 1) * L].any() for r in range(rows)):
         raise NotSupported("a fully masked row")
     bias = np.zeros(N) if bias is None else np.asarray(bias, dtype=float).ravel()
-    lse = _logsumexp(form, rows, L, keep, bias, sym)
+    lse = kit.logsumexp(form, rows, L, keep, bias, sym)
     spread = np.kron(np.eye(rows), np.ones((L, 1)))
-    alg = Algebra(sym)
+    alg = Algebra(sym, kit)
     w = alg.linear([(np.eye(N), form), (-spread, lse)], offset=bias)
-    y = univariate(w, Univariate.kind("exp"), sym, domain=(-np.inf, 0.0))
+    y = kit.univariate(w, Univariate.kind("exp"), sym, domain=(-np.inf, 0.0))
     return alg.linear([(np.diag(keep.astype(float)), y)])
 
 
@@ -450,7 +465,7 @@ class Kit:
     """A form module's steps for the shared pass (:func:`form_pass`): ``name`` and
     ``power`` (the order of the form: its coefficients per value are entries × n^power),
     ``limit`` on those, ``constant``, ``linear``, ``product``, ``univariate``,
-    ``softmax`` (by the log-sum-exp), ``rows`` (rows of one form or another), ``seeded``
+    ``logsumexp``, ``softmax`` (exp(z − LSE(z))), ``rows`` (rows of one form or another), ``seeded``
     (an input's form) and ``chains(sym, form)``: the (algebra, form in it, back to this
     form) each chain of :mod:`.chains` runs in."""
 
@@ -585,8 +600,8 @@ def _step(kit, graph, node, forms, vals, sym, ops_vals, cache):
 
 #: the second-order form's steps
 KIT = Kit(name="second-order", power=2, limit=MAX_COEFFICIENTS, constant=constant,
-          linear=linear, product=product, univariate=univariate, softmax=softmax_lse,
-          rows=_narrowest_rows, seeded=Form.seeded, chains=_both_algebras)
+          linear=linear, product=product, univariate=univariate, logsumexp=_logsumexp,
+          softmax=softmax_lse, rows=_narrowest_rows, seeded=Form.seeded, chains=_both_algebras)
 
 
 def taylor_form(graph, box, ops_vals=None, cache: dict | None = None) -> list:

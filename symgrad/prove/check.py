@@ -904,8 +904,9 @@ def _outcomes(spec, sides, atoms, entries, budget=None, restate=None):
     kept = [k for k in pending if id(entries[k]) in keep]
     for k in kept:
         form, residual = keep[id(entries[k])]
+        # the layered pass divided the inverses out already (not zero that way)
         outcomes[k] = _reduced(form, residual, outcomes[k][1], budget or spec.relation_budget,
-                               entries[k])
+                               entries[k], divide=restate is None)
     rest = [k for k in pending if id(entries[k]) not in keep]
     if rest:
         for k, o in zip(rest, normal_forms(atoms, [entries[k] for k in rest], spec,
@@ -949,9 +950,9 @@ def entry_normal_form(atoms: Atoms, entry, budget: int, reduce: bool = True, kee
     return _reduced(form, residual, terms, budget, entry if fallback else None)
 
 
-def _reduced(form, residual, terms, budget, entry=None):
+def _reduced(form, residual, terms, budget, entry=None, divide=True):
     try:
-        reduced = form.reduce(residual, budget)
+        reduced = form.reduce(residual, budget, divide=divide)
     except TooLarge:
         reduced = None
     if reduced is not None and reduced.is_zero():

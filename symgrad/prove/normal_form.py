@@ -242,7 +242,8 @@ class EntryForm:
             images[self.index[(key, +1)]] = self._from_terms(terms)
         return poly.compose(*images)
 
-    def reduce(self, poly, budget: int = 2_000_000, quick: bool = False):
+    def reduce(self, poly, budget: int = 2_000_000, quick: bool = False,
+               divide: bool = True):
         """The relation-reduced normal form (zero iff ``poly`` vanishes as a rational
         function of the algebraic atoms), or None when the estimate exceeds ``budget``
         terms. Multiplies by powers of each base A to clear ``V_A`` and rewrites
@@ -253,11 +254,12 @@ class EntryForm:
         and clearing every V by multiplying every term by A^c — one factor per atom, over
         all the terms — is what grows past memory on a block with many of them. A result
         that is not zero that way is reduced again the full way (``quick``: it is returned
-        as None instead)."""
+        as None instead; ``divide=False``: the division is skipped, when a quick call has
+        already found it is not zero)."""
         poly = self.cancel_pairs(poly)
         if not poly.is_zero() and any(k[0] == "lin" for k in self.keys):
             poly = self.cancel_pairs(self.expand_linear(poly))
-        rules = self._inverse_rules()
+        rules = self._inverse_rules() if divide else []
         if rules and not poly.is_zero():
             # a division that grows past this many terms is not the cheap step it is meant
             # to be: the full reduction below decides

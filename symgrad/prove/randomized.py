@@ -175,16 +175,21 @@ def _lift(x):
     return out
 
 
+def _drawn(key):
+    """The run's number for a symbolic parameter or a transcendental constant ``key[1]``:
+    drawn once per run, listed among the witness's parameters."""
+    hit = _RUN.atoms.get(key)
+    if hit is None:
+        hit = _RUN.atoms[key] = _RUN.parameter()
+        _RUN.parameters.append((str(key[1]), hit))
+    return hit
+
+
 def _from_symengine(e):
     """A SymEngine constant (2/π, √2, 0.044715) or a parameter's symbol (a fixed weight
     Wo[0,0], a symbolic scale c: one variable each, not an input) as a number of the run."""
     if isinstance(e, se.Symbol):
-        key = ("symbol", e)
-        hit = _RUN.atoms.get(key)
-        if hit is None:
-            hit = _RUN.atoms[key] = _RUN.parameter()
-            _RUN.parameters.append((str(e), hit))
-        return hit
+        return _drawn(("symbol", e))
     if isinstance(e, se.Integer):
         return _RUN.num_const(Fraction(int(e)))
     if isinstance(e, se.Rational):
@@ -219,12 +224,7 @@ def _from_symengine(e):
         # value per run as for a symbolic parameter — an identity that holds for every value
         # of it holds for the real one; one that needs a relation between such constants
         # (cos² + sin² = 1) is not VERIFIED, and a REFUTED still needs an exact witness
-        key = ("constant", e)
-        hit = _RUN.atoms.get(key)
-        if hit is None:
-            hit = _RUN.atoms[key] = _RUN.parameter()
-            _RUN.parameters.append((str(e), hit))
-        return hit
+        return _drawn(("constant", e))
     raise ModelError(f"the constant {e} is not supported in the numeric run")
 
 
