@@ -118,8 +118,8 @@ def _rule_evidence(spec, evidence, timeout, memory_mb, output_shape) -> Result:
     result = run_isolated(lambda: randomized_rule(spec, output_shape), spec.name, timeout,
                           memory_mb)
     if exact is not None and result.verdict is Verdict.UNKNOWN:
-        # the randomized model lacks a relation the rule needs ((1/u)·u = 1 under a
-        # max-shifted softmax, say): the exact check gets the whole budget after all
+        # the randomized model lacks a relation the rule needs (exp(a − m)·exp(m) =
+        # exp(a) under a max-shifted softmax, say): the exact check gets the whole budget
         again = run_isolated(lambda: check(spec), spec.name, timeout, memory_mb)
         again.seconds += exact.seconds + result.seconds
         if again.verdict is not Verdict.UNKNOWN:

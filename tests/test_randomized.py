@@ -326,3 +326,52 @@ def test_relu_backward_as_people_write_it(monkeypatch, rule, verdict):
     g = Graph([("x", (2, 3)), ("W", (3, 3))])
     g.add("relu", g.add("matmul", 0, 1))
     assert randomized_end_to_end(g, seed=1).verdict is verdict
+
+
+# ----- division is the field's -----------------------------------------------------------------
+
+def _unary(op):
+    g = Graph([("x", (3,))])
+    g.add(op, 0)
+    return g
+
+
+def test_a_rule_that_needs_one_over_u_times_u_is_verified_and_its_twin_refuted():
+    # σ = 1/(1 + e^(−x)): its derivative σ(1 − σ) holds only through (1/u)·u = 1
+    def rule(factor):
+        def engine(graph, vals, seeds):
+            y = vals[1]
+            return [seeds[0] + seeds[1] * y * factor(y)]
+        return engine
+    g = _unary("sigmoid")
+    for seed in range(4):
+        r = randomized_end_to_end(g, rule(lambda y: 1 - y), seed=seed)
+        assert r.verdict is sg.Verdict.VERIFIED and _bound(r) <= -64, r.reason
+        assert randomized_end_to_end(g, rule(lambda y: y), seed=seed).verdict is \
+            sg.Verdict.REFUTED
+    for op in ("silu", "sigmoid", "tanh"):
+        assert randomized_end_to_end(_unary(op), seed=2).verdict is sg.Verdict.VERIFIED
+
+
+@pytest.mark.parametrize("dims", [(2, 4, 2, 1, 2, 4), (4, 8, 4, 2, 2, 16)])
+def test_the_llama_block_is_verified_and_every_engine_mutant_refuted(dims):
+    g = sg.models.llama_block(*dims)
+    r = randomized_end_to_end(g, seed=7)
+    assert r.verdict is sg.Verdict.VERIFIED and _bound(r) <= -64, r.reason
+    for bp in ENGINE_MUTANTS.values():
+        assert randomized_end_to_end(g, bp, seed=7).verdict is sg.Verdict.REFUTED
+
+
+def test_a_division_by_a_value_that_is_zero_everywhere_is_unknown():
+    def engine(graph, vals, seeds):
+        x = vals[0]
+        return [seeds[0] + seeds[1] * vals[1] + 0 * (1 / (x - x))]
+    r = randomized_end_to_end(_unary("exp"), engine, seed=1)
+    assert r.verdict is sg.Verdict.UNKNOWN and "non-zero value to every division" in r.reason
+
+
+def test_shared_denominators_keep_the_degree_bound_small():
+    # a softmax row's entries share 1/Σ e: a sum of them is over that one denominator, so
+    # the degree bound grows with the tape, not with the number of terms it adds
+    failing, log2_error, degree, _ = identity_test(sg.models.mha(4, 8, 2, 4), None, seed=4)
+    assert not failing and degree < 10 ** 4 and log2_error <= -64

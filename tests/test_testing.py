@@ -58,10 +58,10 @@ def test_a_wrong_rule_fails_with_the_counterexample_and_a_runnable_reproduction(
 
 
 def test_undecided_is_a_failure_too():
-    # right, but its backward needs (1/u)·u = 1, which the randomized model drops
-    sigmoid = lambda x: 1 / (1 + sg.fn.exp(-x))    # noqa: E731
+    # right, but its backward needs exp(x)² = exp(2x), which the randomized model drops
     with pytest.raises(AssertionError, match="UNKNOWN .*\nunknown: "):
-        assert_vjp(sigmoid, lambda g, y, x: (g * y * (1 - y),), shapes=[(2,)],
+        assert_vjp(lambda x: sg.fn.exp(2 * x),
+                   lambda g, y, x: (2 * g * sg.fn.exp(x) * sg.fn.exp(x),), shapes=[(2,)],
                    evidence="randomized")
 
 

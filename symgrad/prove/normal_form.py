@@ -44,6 +44,9 @@ __all__ = ["Atoms", "Condition", "EntryForm", "TooLarge", "Unsupported", "_is_st
            "to_fraction"]
 
 
+#: a division may grow the polynomial to this many times its budget on its way to its
+#: remainder (one relation's step makes terms the next one cancels)
+GROWTH = 2
 #: terms up to which the plain inverses are divided out before the full reduction
 QUICK_DIVISION_TERMS = 200_000
 
@@ -195,33 +198,35 @@ class EntryForm:
 
     def cancel_pairs(self, poly):
         """Apply ``P·P⁻ = 1`` to every term, ``H² = H`` for step atoms, and ``r^q = p`` for
-        roots of primes (so numeric radicals end with exponents below q)."""
+        roots of primes (so numeric radicals end with exponents below q; with both r and
+        r⁻¹ present, r⁻¹ = r^(q−1)/p, everything in r). Each relation is a remainder of
+        python-flint's division by its binomial (P·P⁻ − 1, H² − H, r^q − p), whose leading
+        monomial is the first one in any order; no two share a variable, so one division
+        each is the whole reduction."""
         pairs, steps, roots = self._pairs(), self._steps(), self._numeric_roots()
-        if not pairs and not steps and not roots:
+        if poly.is_zero() or (not pairs and not steps and not roots):
             return poly
-        out: dict = {}
-        for exps, c in poly.to_dict().items():
-            e = list(exps)
-            for a, b in pairs:
-                m = min(e[a], e[b])
-                e[a] -= m
-                e[b] -= m
-            for h in steps:
-                e[h] = min(e[h], 1)
-            for ri, vi, q, p in roots:
-                k = (e[ri] if ri is not None else 0) - (e[vi] if vi is not None else 0)
-                whole, rest = divmod(k, q)
-                c = c * fmpq(p) ** whole if whole >= 0 else c / fmpq(p) ** (-whole)
-                if ri is not None:
-                    e[ri] = rest
-                elif rest:  # only the inverse exists: p^(rest/q) = p · V^(q - rest)
-                    c = c * p
-                    rest -= q
-                if vi is not None:
-                    e[vi] = 0 if ri is not None else -rest
-            t = tuple(e)
-            out[t] = out.get(t, 0) + c
-        return self._from_terms({k: v for k, v in out.items() if v != 0})
+        gens, one = self.gens, self.ctx.constant(1)
+        in_r = set()
+        for ri, vi, q, p in roots:
+            if ri is not None and vi is not None:
+                in_r.add((ri, vi))
+                if poly.degrees()[vi]:
+                    images = list(gens)
+                    images[vi] = gens[ri] ** (q - 1) * fmpq(1, p)
+                    poly = poly.compose(*images)
+        degrees = poly.degrees()
+        for a, b in pairs:
+            if (a, b) not in in_r and degrees[a] and degrees[b]:
+                poly = divmod(poly, gens[a] * gens[b] - one)[1]
+        for h in steps:
+            if poly.degrees()[h] > 1:
+                poly = divmod(poly, gens[h] ** 2 - gens[h])[1]
+        for ri, vi, q, p in roots:
+            k = ri if ri is not None else vi
+            if poly.degrees()[k] >= q:
+                poly = divmod(poly, gens[k] ** q - (p if ri is not None else fmpq(1, p)))[1]
+        return poly
 
     def expand_linear(self, poly):
         """Substitute every abstracted linear form by its polynomial in the symbols."""
@@ -294,35 +299,30 @@ class EntryForm:
 
     def _divide_inverses(self, poly, rules, budget: int):
         """``poly`` reduced by the relations V·A − 1 (:meth:`_inverse_rules`): no term is
-        left divisible by V·m. Every step subtracts a multiple of a relation, so the result
-        is ``poly`` plus an element of their ideal (the same function wherever V = 1/A);
-        the steps go down in graded-lex order, so they end. None past ``budget`` terms."""
-        lead_at = [(vi, [(j, k) for j, k in enumerate(lead) if k], c, rest)
-                   for _, vi, lead, c, rest in rules]
-        out: dict = {}
-        stack = list(poly.to_dict().items())
-        steps = 0
-        while stack:
-            e, coeff = stack.pop()
-            for vi, lead, c, rest in lead_at:
-                if e[vi] and all(e[j] >= k for j, k in lead):
-                    f = list(e)
-                    f[vi] -= 1
-                    for j, k in lead:
-                        f[j] -= k
-                    q = coeff / c
-                    stack.append((tuple(f), q))
-                    for r, cr in rest:     # − V·r·f·cr/c
-                        g = [a + b for a, b in zip(f, r)]
-                        g[vi] += 1
-                        stack.append((tuple(g), -q * cr))
-                    break
-            else:
-                out[e] = out.get(e, 0) + coeff
-            steps += 1
-            if len(stack) + len(out) > budget or steps > 20 * budget:
-                return None
-        return self._from_terms({k: v for k, v in out.items() if v != 0})
+        left divisible by V·m. Each step is python-flint's multivariate division with
+        remainder in graded-lex order (V·m the relation's leading monomial), so the result
+        is ``poly`` minus a multiple of a relation (the same function wherever V = 1/A);
+        the divisions repeat until none changes the remainder. None past ``budget`` terms."""
+        names = self.ctx.names()
+        ctx = fmpq_mpoly_ctx.get(tuple(names), "deglex")
+        one = ctx.constant(1)
+        gens = ctx.gens()
+        relations = []
+        for key, vi, lead, c, rest in rules:
+            base = ctx.from_dict({lead: c, **{e: cr for e, cr in rest}})
+            relations.append(gens[vi] * base - one)
+        f = ctx.from_dict(poly.to_dict()) if not poly.is_zero() else ctx.constant(0)
+        changed = True
+        while changed and not f.is_zero():
+            changed = False
+            for g in relations:
+                q, r = divmod(f, g)
+                if not q.is_zero():
+                    changed = True
+                    f = r
+                    if len(f) > GROWTH * budget:
+                        return None
+        return None if len(f) > budget else self._from_terms(f.to_dict())
 
     def _clear(self, poly, budget: int, skip=frozenset()):
         """:meth:`reduce`'s clearing of inverses and roots, bases outermost first (the

@@ -14,22 +14,28 @@ Both sides are run as straight-line programs on numbers, never expanded:
   (d(a·b) = b·da + a·db, d exp(u) = exp(u)·du, …) — never from a rule under test.
 
 **The model.** Mod p, every transcendental value is an *atom*: a fresh variable standing
-for exp(u), tanh(u), erf(u), log(u), H(u), u^(1/q), 1/u or π, with the derivative it really
-has written in atoms (d exp(u) = E·du, d(1/u) = −W²·du, d u^(1/q) = (1/q)·W_A^(q−1)·du, …).
-An atom's value is drawn at random, keyed by the value of its argument, so one function
-reads the same atom wherever it is computed. Both sides are then polynomials P in
-independent variables (inputs, seeds, atoms) of a degree ``d`` tracked along the program;
-if P ≡ 0, substituting the true functions for the atoms gives the true identity (every
+for exp(u), tanh(u), erf(u), log(u), H(u), u^(1/q) or π, with the derivative it really has
+written in atoms (d exp(u) = E·du, d u^(1/q) = (1/q)·W^(1−q)·du, …). An atom's value is
+drawn at random, keyed by the value of its argument, so one function reads the same atom
+wherever it is computed. Division is the field's: 1/u is u's inverse mod p (d(1/u) =
+−(1/u)²·du), so (1/u)·u = 1 holds as it does in the reals — sigmoid's 1/(1 + e^(−x)) and
+its derivative σ(1 − σ) agree. Both sides are then rational functions N/(L^e·D) in
+independent variables (inputs, seeds, atoms): N and D integer polynomials whose degrees and
+heights are tracked along the program (D the product of what was inverted, L the lcm of the
+rational constants' denominators). If the difference of the sides is 0 as a rational
+function, substituting the true functions for the atoms gives the true identity (every
 derivative above is the true one), so the identity holds wherever the side conditions do.
 Independence only loses relations (exp(a)·exp(b) = exp(a+b), (√u)² = u): an identity that
-needs one fails the test, and the verdict is then UNKNOWN, never VERIFIED.
+needs one fails the test, and the verdict is then UNKNOWN, never VERIFIED. A value inverted
+that is 0 at the point (mod p) makes the trial draw another prime and point.
 
-**The error bound.** If P ≢ 0, the test passes only if (i) p divides every coefficient of
-P's integer numerator — at most h/126 of the primes in [2^126, 2^127) do, h a bound on the
-numerator's log₂ L1 norm tracked along the program, and p is drawn at random among ~2^119.5
-of them; (ii) P vanishes at the uniform random point: probability ≤ d/p (Schwartz–Zippel);
-or (iii) two different atom arguments take the same value, ≤ A²·d/p for A atoms. The sum is
-the result's ``error_bound``; trials repeat until it is ≤ 2^-64.
+**The error bound.** If the difference N/(L^e·D) is not 0, its numerator N ≢ 0, and the
+test passes only if (i) p divides every coefficient of N — at most h/126 of the primes in
+[2^126, 2^127) do, h a bound on N's log₂ L1 norm, and p is drawn at random among ~2^119.5
+of them; (ii) N vanishes at the uniform random point: probability ≤ d/p (Schwartz–Zippel,
+d a bound on N's degree); or (iii) two different atom arguments take the same value, ≤
+A²·d'/p for A atoms (d' a bound on the degree of the numerator of their difference). The
+sum is the result's ``error_bound``; trials repeat until it is ≤ 2^-64.
 
 **Refutation.** A non-zero value mod p is not a refutation: the entries where it occurs are
 evaluated again in ball arithmetic (python-flint's arb) at dyadic points, atoms by their
@@ -66,7 +72,8 @@ class ModelError(Exception):
 
 
 class NoRoot(Exception):
-    """A constant without a root mod this prime: the trial draws another prime."""
+    """A constant without a root mod this prime, or a value inverted that is 0 at this
+    point: the trial draws another prime and point."""
 
 
 class _Run:
@@ -232,7 +239,7 @@ class Num:
     """A number that records how it was computed (for reverse mode), and what the
     elementwise functions of :mod:`symgrad.fn` do to it (``symgrad_apply``)."""
 
-    __slots__ = ("v", "up", "adj", "d", "h", "c", "e", "base")
+    __slots__ = ("v", "up", "adj", "d", "h", "c", "e", "q", "base")
 
     # arithmetic dispatches to the run's field; subclasses implement _make and the atoms.
     # An array operand is NumPy's to broadcast (number · array is an array)
@@ -391,10 +398,88 @@ def _record(n: Num, up):
 
 # ----- mod p -----------------------------------------------------------------------------------
 
+class Denominators:
+    """The denominators D of a run's numbers, interned: a key stands for a product Π f^m of
+    factors f — each the numerator of a value that was inverted, with bounds (degree, h, c)
+    of it (log₂ L1 ≤ h + c·log₂ L) — and key 0 for D = 1. A sum's denominator is the lcm of
+    its terms' (softmax's entries share one 1/Σ), a product's the product."""
+
+    def __init__(self):
+        self.factors: list = []          # factor → (degree, h, c)
+        self.keys: list = [()]           # key → ((factor, multiplicity), …), sorted
+        self.stats: list = [(0, 0.0, 0)]   # key → (degree, h, c) of its D
+        self._index = {(): 0}
+        self._memo: dict = {}
+
+    def _key(self, items: dict) -> int:
+        t = tuple(sorted((f, m) for f, m in items.items() if m))
+        k = self._index.get(t)
+        if k is None:
+            k = self._index[t] = len(self.keys)
+            self.keys.append(t)
+            self.stats.append(self._of(t))
+        return k
+
+    def _of(self, t) -> tuple:
+        d, h, c = 0, 0.0, 0
+        for f, m in t:
+            fd, fh, fc = self.factors[f]
+            d, h, c = d + m * fd, h + m * fh, c + m * fc
+        return d, h, c
+
+    def factor(self, d, h, c) -> int:
+        """The key of a new factor alone (a value just inverted)."""
+        self.factors.append((d, h, c))
+        return self._key({len(self.factors) - 1: 1})
+
+    def lcm(self, a: int, b: int) -> int:
+        if a == b or b == 0:
+            return a
+        if a == 0:
+            return b
+        memo = ("lcm", a, b) if a < b else ("lcm", b, a)
+        k = self._memo.get(memo)
+        if k is None:
+            items = dict(self.keys[a])
+            for f, m in self.keys[b]:
+                items[f] = max(items.get(f, 0), m)
+            k = self._memo[memo] = self._key(items)
+        return k
+
+    def times(self, a: int, b: int, k: int = 1) -> int:
+        """The key of D_a·D_b^k."""
+        if b == 0 or k == 0:
+            return a
+        memo = ("times", a, b, k)
+        out = self._memo.get(memo)
+        if out is None:
+            items = dict(self.keys[a])
+            for f, m in self.keys[b]:
+                items[f] = items.get(f, 0) + k * m
+            out = self._memo[memo] = self._key(items)
+        return out
+
+    def over(self, a: int, b: int) -> tuple:
+        """(degree, h, c) of D_a / D_b, D_b a divisor of D_a."""
+        if a == b:
+            return 0, 0.0, 0
+        if b == 0:
+            return self.stats[a]
+        memo = ("over", a, b)
+        out = self._memo.get(memo)
+        if out is None:
+            items = dict(self.keys[a])
+            for f, m in self.keys[b]:
+                items[f] -= m
+            out = self._memo[memo] = self._of(tuple(items.items()))
+        return out
+
+
 class ModRun(_Run):
-    """Arithmetic mod p, with bounds for every number n = N/L^e (L the lcm of the
-    denominators of the run's rational constants, known at the end): a degree bound ``d``,
-    the exponent ``e``, and log₂ L1(N) ≤ h + c·log₂ L."""
+    """Arithmetic mod p, with bounds for every number n = N/(L^e·D) (L the lcm of the
+    denominators of the run's rational constants, known at the end; N an integer polynomial
+    and D one of :class:`Denominators`, key ``q``): a degree bound ``d`` of N, the exponent
+    ``e``, and log₂ L1(N) ≤ h + c·log₂ L."""
 
     def __init__(self, p: int, rng: random.Random):
         super().__init__(p=p, rng=rng)
@@ -403,16 +488,19 @@ class ModRun(_Run):
         self.roots: dict = {}        # id → (number, its radicand Fraction, q) of a constant root
         self.fractions: dict = {}    # id → (number, Fraction) of a rational constant
         self.prime_roots: dict = {}  # prime → its chosen square root mod p
-        self.max_arg = [0.0, 0]         # the atom arguments' largest h, and c + e
+        self.dens = Denominators()
+        # the atom arguments' largest h, c + e, and their denominators' degree, h and c
+        # (their largest d: max_arg_degree)
+        self.max_arg = [0.0, 0, 0, 0.0, 0]
         self.steps: dict = {}           # id → a step atom H(u)
         self.denominators: set = set()
         self.field_degree = 1        # [K:Q] of the constant roots' field, bounded
         self.minus_one = self.num_const(Fraction(-1))
         self.zero = self.num_const(Fraction(0))
 
-    def _new(self, v, d, h, c, e, up=None):
+    def _new(self, v, d, h, c, e, q=0, up=None):
         n = Num.__new__(Num)
-        n.v, n.d, n.h, n.c, n.e = v, d, h, c, e
+        n.v, n.d, n.h, n.c, n.e, n.q = v, d, h, c, e, q
         return _record(n, up)
 
     def num_const(self, f: Fraction):
@@ -432,40 +520,55 @@ class ModRun(_Run):
 
     parameter = variable
 
+    def _sum(self, a, b) -> tuple:
+        """The bounds (d, h, c, e, q) of x + y from x's and y's: N_x·(D/D_x)·L^(e−e_x) +
+        N_y·(D/D_y)·L^(e−e_y) over L^e·D, e = max(e_x, e_y), D = lcm(D_x, D_y)."""
+        ad, ah, ac, ae, aq = a
+        bd, bh, bc, be, bq = b
+        e = max(ae, be)
+        if aq == bq:
+            return max(ad, bd), max(ah, bh) + 1, max(ac + e - ae, bc + e - be), e, aq
+        q = self.dens.lcm(aq, bq)
+        (xd, xh, xc), (yd, yh, yc) = self.dens.over(q, aq), self.dens.over(q, bq)
+        return (max(ad + xd, bd + yd), max(ah + xh, bh + yh) + 1,
+                max(ac + xc + e - ae, bc + yc + e - be), e, q)
+
     def add(self, a, b):
-        e = max(a.e, b.e)
-        return self._new((a.v + b.v) % self.p, max(a.d, b.d), max(a.h, b.h) + 1,
-                         max(a.c + e - a.e, b.c + e - b.e), e, ((a, None), (b, None)))
+        return self._new((a.v + b.v) % self.p, *self._sum((a.d, a.h, a.c, a.e, a.q),
+                                                          (b.d, b.h, b.c, b.e, b.q)),
+                         up=((a, None), (b, None)))
 
     def mul(self, a, b):
         n = self._new(a.v * b.v % self.p, a.d + b.d, a.h + b.h, a.c + b.c, a.e + b.e,
-                      ((a, b), (b, a)))
+                      self.dens.times(a.q, b.q), up=((a, b), (b, a)))
         n.base = ("mul", a, b)
         return n
 
-    # adjoints as lists [v, d, h, c, e]: no number objects for millions of edges
+    # adjoints as lists [v, d, h, c, e, q]: no number objects for millions of edges
     def _adjoint(self, s):
-        return [s.v, s.d, s.h, s.c, s.e]
+        return [s.v, s.d, s.h, s.c, s.e, s.q]
 
     def _plus(self, old, new):
-        return _acc(old, new, self.p)
+        if old is None:
+            return list(new)
+        return [(old[0] + new[0]) % self.p, *self._sum(old[1:], new[1:])]
 
     def _number(self, a):
         return self._new(*a)
 
     def _backward(self, forward):
-        p = self.p
+        p, plus, times = self.p, self._plus, self.dens.times
         for n in reversed(forward):
             adj = n.adj
             if adj is None:
                 continue
-            av, ad, ah, ac, ae = adj
+            av, ad, ah, ac, ae, aq = adj
             for parent, q in n.up:
                 if q is None:
-                    parent.adj = _acc(parent.adj, adj, p)
+                    parent.adj = plus(parent.adj, adj)
                 else:
-                    parent.adj = _acc(parent.adj, [av * q.v % p, ad + q.d, ah + q.h, ac + q.c,
-                                                   ae + q.e], p)
+                    parent.adj = plus(parent.adj, [av * q.v % p, ad + q.d, ah + q.h, ac + q.c,
+                                                   ae + q.e, times(aq, q.q)])
 
     def log2_height(self, n) -> float:
         """log₂ of an upper bound of the L1 norm of ``n``'s integer numerator."""
@@ -474,17 +577,25 @@ class ModRun(_Run):
 
     def _products(self, a, b):
         """The entries of a @ b mod p, and bounds for all of them from the largest of the
-        operands' (each a sum of n products)."""
+        operands' (each a sum of n products N_k/(L^(e_k)·D_k) over L^e·D, D the lcm of
+        every entry's of a times that of b's: each N_k times D/D_k, of degree ≤ D's)."""
         n = a.shape[1]
         d = max(x.d for x in a.flat) + max(x.d for x in b.flat)
         ea, eb = max(x.e for x in a.flat), max(x.e for x in b.flat)
         c = max(x.c + ea - x.e for x in a.flat) + max(x.c + eb - x.e for x in b.flat)
         h = max(x.h for x in a.flat) + max(x.h for x in b.flat) + math.log2(n)
+        dens, qa, qb = self.dens, 0, 0
+        for x in a.flat:
+            qa = dens.lcm(qa, x.q)
+        for x in b.flat:
+            qb = dens.lcm(qb, x.q)
+        q = dens.times(qa, qb)
+        qd, qh, qc = dens.stats[q]
         p = self.p
         rows = [[x.v for x in row] for row in a]
         cols = [[x.v for x in col] for col in b.T]
         values = [[sum(map(int.__mul__, row, col)) % p for col in cols] for row in rows]
-        return values, (d, h, c, ea + eb)
+        return values, (d + qd, h + qh, c + qc, ea + eb, q)
 
     def _power(self, a, k: int):
         p = self.p
@@ -492,9 +603,11 @@ class ModRun(_Run):
         if self.record is not None:   # k·a^(k−1), its bounds those of k·a^(k-1)
             k_ = _lift(k)
             partial = self._new(k % p * pow(a.v, k - 1, p) % p, (k - 1) * a.d,
-                                (k - 1) * a.h + k_.h, (k - 1) * a.c, (k - 1) * a.e)
+                                (k - 1) * a.h + k_.h, (k - 1) * a.c, (k - 1) * a.e,
+                                self.dens.times(0, a.q, k - 1))
         n = self._new(pow(a.v, k, p), k * a.d, k * a.h, k * a.c, k * a.e,
-                      ((a, partial),) if partial is not None else None)
+                      self.dens.times(0, a.q, k),
+                      up=((a, partial),) if partial is not None else None)
         n.base = ("pow", a, k)
         return n
 
@@ -508,32 +621,34 @@ class ModRun(_Run):
             if a.v == 0:
                 raise ModelError("a constant root that is 0 mod p")
             return self._new(pow(a.v, -1, self.p), 0, a.h + 1, a.c, a.e)
-        # 1/u^k = (1/u)^k and 1/(u·v) = (1/u)·(1/v): one atom per factor, however a rule
-        # groups them (g/(2·out), -g·out² for 1/x)
-        if a.base is not None and a.base[0] == "pow":
-            return self.power(self.inverse(a.base[1]), a.base[2])
-        if a.base is not None:
-            return self.mul(self.inverse(a.base[1]), self.inverse(a.base[2]))
-        return self.atom("inv", a)
+        if a.v == 0:
+            raise NoRoot("a value inverted is 0 at this point")
+        # 1/(N/(L^e·D)) = L^e·D/N: the numerator and the denominator change places
+        recording, self.record = self.record, None
+        qd, qh, qc = self.dens.stats[a.q]
+        n = self._new(pow(a.v, -1, self.p), qd, qh, qc + a.e, 0, self.dens.factor(a.d, a.h, a.c))
+        partial = -(n * n) if recording is not None else None
+        self.record = recording
+        return _record(n, ((a, partial),) if partial is not None else None)
 
     def root(self, a, q: int):
         return self.atom(("root", q), a)
 
     def pi(self):
         """π is a variable, drawn as a square r² with √π = r, so the roots of the
-        constants a rule writes (√(2/π), √(2π)) keep their relations."""
+        constants a rule writes (√(2/π), √(2π)) keep their relations (1/π = 1/r², exactly,
+        and √(1/π) = 1/r)."""
         key = ("pi",)
         hit = self.atoms.get(key)
         if hit is None:
             r = self.variable()
+            if r.v == 0:
+                raise NoRoot("π drawn as 0")
             hit = self.atoms[key] = self._new(r.v * r.v % self.p, 2, 0.0, 0, 0)
-            # 1/√π is a variable w of its own (r·w = 1 is not imposed: only relations that
-            # keep the model a polynomial are), 1/π = w² and √(1/π) = w
-            w = self.variable()
-            w2 = self._new(w.v * w.v % self.p, 2, 0.0, 0, 0)
+            f = self.dens.factor(1, 0.0, 0)   # 1/r: the numerator 1 over the factor r
+            w = self._new(pow(r.v, -1, self.p), 0, 0.0, 0, 0, f)
+            w2 = self._new(pow(hit.v, -1, self.p), 0, 0.0, 0, 0, self.dens.times(f, f))
             self.atoms[(("root", 2), hit.v)] = r
-            self.atoms[("inv", r.v)] = w
-            self.atoms[("inv", hit.v)] = w2
             self.atoms[(("root", 2), w2.v)] = w
             for n in (hit, r, w, w2):
                 self.recorded[id(n)] = n
@@ -596,7 +711,9 @@ class ModRun(_Run):
                              f"rational of its double)")
         if hit is None:
             self.max_arg_degree = max(self.max_arg_degree, u.d)
-            self.max_arg = [max(self.max_arg[0], u.h), max(self.max_arg[1], u.c + u.e)]
+            m, (qd, qh, qc) = self.max_arg, self.dens.stats[u.q]
+            self.max_arg = [max(m[0], u.h), max(m[1], u.c + u.e), max(m[2], qd),
+                            max(m[3], qh), max(m[4], qc)]
         recording, self.record = self.record, None
         n = self.variable() if hit is None else self._new(hit.v, 1, 0.0, 0, 0)
         if hit is None:
@@ -615,8 +732,6 @@ def _partial(kind, n, u):
     """d atom / d u, in atoms (the true derivative once atoms are the true functions)."""
     if kind == "exp":
         return n
-    if kind == "inv":
-        return -(n * n)
     if kind == "log":
         return _RUN.inverse(u)
     if kind == "tanh":
@@ -635,15 +750,6 @@ def _partial(kind, n, u):
     raise InternalError(f"no derivative for the atom {kind}")
 
 
-def _acc(old, new, p):
-    """old + new for adjoints kept as [v, d, h, c, e] (None: nothing yet)."""
-    if old is None:
-        return list(new)
-    e = max(old[4], new[4])
-    return [(old[0] + new[0]) % p, max(old[1], new[1]), max(old[2], new[2]) + 1,
-            max(old[3] + e - old[4], new[3] + e - new[4]), e]
-
-
 # ----- balls -----------------------------------------------------------------------------------
 
 class BallRun(_Run):
@@ -655,9 +761,9 @@ class BallRun(_Run):
         self.minus_one = self._new(arb(-1))
         self.zero = self._new(arb(0))
 
-    def _new(self, v, d=0, h=0.0, c=0, e=0, up=None):   # balls carry no bounds
+    def _new(self, v, *bounds, up=None):   # balls carry no bounds
         n = Num.__new__(Num)
-        n.v, n.d, n.h, n.c, n.e = v, 0, 0.0, 0, 0
+        n.v, n.d, n.h, n.c, n.e, n.q = v, 0, 0.0, 0, 0, 0
         return _record(n, up)
 
     def num_const(self, f: Fraction):
@@ -722,8 +828,6 @@ class BallRun(_Run):
         v = u.v
         if kind == "exp":
             value = v.exp()
-        elif kind == "inv":
-            return self.inverse(u)
         elif kind == "log":
             if not v > 0:
                 raise ModelError("a logarithm of a ball that is not positive")
@@ -863,15 +967,16 @@ def identity_test(graph, backprop=None, seed: int | None = None):
         except NoRoot:
             continue
     else:
-        raise ModelError("no prime among 64 gives every constant root")
+        raise ModelError("no prime and point among 64 give every constant root and a "
+                         "non-zero value to every division")
     p = run.p
     failing, degree, height = [], 0, 0.0
     ell = sum(math.log2(v) for v in run.denominators)
     for i, index, a, b in pairs:
-        degree = max(degree, a.d, b.d)
-        e = max(a.e, b.e)   # the numerator of a − b over L^e
-        height = max(height, max(run.log2_height(a) + (e - a.e) * ell,
-                                 run.log2_height(b) + (e - b.e) * ell) + 1)
+        # the numerator of a − b: N_a·D_b·L^(e−e_a) − N_b·D_a·L^(e−e_b)
+        d, h, c, _, _ = run._sum((a.d, a.h, a.c, a.e, a.q), (b.d, b.h, b.c, b.e, b.q))
+        degree = max(degree, d)
+        height = max(height, h + c * ell)
         if (a.v - b.v) % p:
             failing.append((i, index))
     atoms = len(run.atoms)
@@ -884,12 +989,14 @@ def identity_test(graph, backprop=None, seed: int | None = None):
     bad_prime = k + math.log2(height / (PRIME_BITS - 1) + 1) - (LOG2_PRIMES - k)
     # two different atom arguments u ≠ v equal at the point: u − v vanishes there (≤ d/p)
     # or p kills its coefficients (the bad-prime bound at the arguments' height)
-    arg_height = run.max_arg[0] + run.max_arg[1] * ell + 1
+    # the numerator of u − v for two atom arguments: N_u·D_v·L^(…) − N_v·D_u·L^(…)
+    arg_height = run.max_arg[0] + run.max_arg[3] + (run.max_arg[1] + run.max_arg[4]) * ell + 1
+    arg_degree = run.max_arg_degree + run.max_arg[2]
     arg_bad = k + math.log2(arg_height / (PRIME_BITS - 1) + 1) - (LOG2_PRIMES - k)
     pair = 2 * math.log2(atoms + 1)
     terms = [math.log2(max(degree, 1)) - log2_p,                      # Schwartz–Zippel
              bad_prime,
-             pair + _log2_sum(math.log2(max(run.max_arg_degree, 1)) - log2_p, arg_bad)]
+             pair + _log2_sum(math.log2(max(arg_degree, 1)) - log2_p, arg_bad)]
     return failing, _log2_sum(*terms), degree, atoms
 
 
