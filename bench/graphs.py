@@ -1,7 +1,7 @@
 """Graph benchmark: end-to-end and compositional proofs, with the naive SymPy pipeline;
 evidence that scales (exact and randomized), with torch.autograd.gradcheck.
 
-    python bench/graphs.py [--timeout S] [--section proofs|evidence|all]
+    python bench/graphs.py [--timeout S] [--section proofs|evidence|all] [--only TEXT]
 
 Rows (targets from the composer issue; peak memory ≤ 4 GiB throughout):
   1. end-to-end MHA (n=2, d=2, H=1, hd=2): symgrad against the naive SymPy pipeline in the
@@ -19,6 +19,8 @@ memory budget's watchdog sampled it):
   decoder (8,32,4,8,64) — PROVED or VERIFIED (≤ 2^-64), ≤ 30 s;
   decoder (16,64,4,16,256) — VERIFIED, ≤ 25 s, ≤ 4 GiB, beside torch.autograd.gradcheck
   (float64, numeric, the same block written in PyTorch) when torch is installed;
+  llama (2,2,1,1,2,4) exact, (2,4,2,1,2,4) and (4,8,4,2,2,16) — ≤ 60 s each, the last
+  beside gradcheck on the same block in PyTorch;
   decoder (16,64,4,16,256) --no-end-to-end — ≤ 5 s; its largest node, affine
   (16x256, 256x64, 64), alone: the sparse path against the general path (the baseline);
   the engine wiring mutants at (16,64,4,16,256) — REFUTED with a certified witness.
@@ -139,7 +141,25 @@ def gradcheck_decoder(n, d, heads, hd, dff):
     return "passed" if ok else "failed"
 
 
-def evidence_rows(timeout):
+def gradcheck_llama(dims):
+    """torch.autograd.gradcheck on the LLaMA block written in PyTorch (the float64 reference
+    of tests/test_llama.py), at the same values as the test draws."""
+    import torch
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+    from test_llama import _torch_block, _values
+    g = sg.models.llama_block(**dims)
+    values = _values(g)
+    inputs = [torch.tensor(values[name], dtype=torch.float64, requires_grad=True)
+              for name, _ in g.inputs]
+    ok = torch.autograd.gradcheck(_torch_block(torch, dims), inputs, eps=1e-6, atol=1e-5,
+                                  rtol=1e-3)
+    return "passed" if ok else "failed"
+
+
+LLAMA_WIDER = dict(n=4, d_model=8, heads=4, kv_heads=2, head_dim=2, d_ff=16)
+
+
+def evidence_rows(timeout, only=None):
     M = sg.models
     gpt = (16, 64, 4, 16, 256)
     rows = [
@@ -157,6 +177,12 @@ def evidence_rows(timeout):
          "≤ 25 s, 4 GiB"),
         ("  decoder (16,64,4,16,256) --no-end-to-end", lambda: M.gpt_decoder_block(*gpt),
          {"end_to_end": False}, None, "≤ 5 s"),
+        ("verify llama (2,2,1,1,2,4), exact", lambda: M.llama_block(2, 2, 1, 1, 2, 4),
+         {"evidence": "exact"}, None, "≤ 60 s"),
+        ("verify llama (2,4,2,1,2,4)", lambda: M.llama_block(2, 4, 2, 1, 2, 4), {}, None,
+         "≤ 60 s"),
+        ("verify llama (4,8,4,2,2,16)", lambda: M.llama_block(**LLAMA_WIDER), {}, None,
+         "≤ 60 s"),
     ]
     affine = [(16, 256), (256, 64), (64,)]
     rows += [("  node affine(16x256,256x64,64)", "node", {}, None, ""),
@@ -170,6 +196,8 @@ def evidence_rows(timeout):
     print(head)
     print("-" * (len(head) + 30))
     for label, build, options, bp, target in rows:
+        if only and only not in label:
+            continue
         if build == "node":   # the largest node obligation alone, sparse path or general
             def job(general=options.get("general", False)):
                 from symgrad.prove import sparse
@@ -196,14 +224,16 @@ def evidence_rows(timeout):
                    f"[{w.residual[0]}, {w.residual[1]}]"
         print(f"{label:<44} {r.verdict.value:<9} {wall:>8.2f} {peak:>8.0f}  {target:<14} "
               f"{note[:150]}")
-        if label.startswith("verify decoder (16"):
+        if label.startswith(("verify decoder (16", "verify llama (4")):
             try:
                 import torch  # noqa: F401
             except ImportError:
                 print(f"{'  gradcheck baseline':<44} {'skipped':<9} — torch is not installed "
                       f"(pip install torch==2.13.0)")
                 continue
-            ok, wall, peak = _forked(lambda: gradcheck_decoder(*gpt))
+            baseline = (lambda: gradcheck_decoder(*gpt)) if "decoder" in label else \
+                (lambda: gradcheck_llama(LLAMA_WIDER))
+            ok, wall, peak = _forked(baseline)
             print(f"{'  torch.autograd.gradcheck, same shape':<44} {ok:<9} {wall:>8.2f} "
                   f"{peak:>8.0f}  {'baseline':<14} numeric, float64, tolerances")
 
@@ -212,9 +242,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--timeout", type=float, default=180, help="per obligation, seconds")
     ap.add_argument("--section", choices=["proofs", "evidence", "all"], default="all")
+    ap.add_argument("--only", metavar="TEXT", help="evidence rows whose label holds TEXT")
     args = ap.parse_args()
     if args.section in ("evidence", "all"):
-        evidence_rows(args.timeout)
+        evidence_rows(args.timeout, args.only)
         if args.section == "evidence":
             return
         print()

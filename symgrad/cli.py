@@ -141,14 +141,17 @@ def verbose_option(f):
 
 
 def shape_options(**defaults):
-    """The graph-size options (--n --d-model --heads --head-dim --d-ff, --layout, --layers)
-    with the command's default sizes."""
+    """The graph-size options (--n --d-model --heads --kv-heads --head-dim --d-ff, --layout,
+    --layers) with the command's default sizes."""
     options = [
         click.option("--n", default=defaults["n"], show_default=True, help="Sequence length."),
         click.option("--d-model", default=defaults["d_model"], show_default=True,
                      help="Model width."),
         click.option("--heads", default=defaults["heads"], show_default=True,
                      help="Attention heads."),
+        click.option("--kv-heads", default=defaults.get("kv_heads", 1), show_default=True,
+                     help="llama only: key/value heads (grouped-query attention; each "
+                          "serves heads/kv-heads query heads)."),
         click.option("--head-dim", default=defaults["head_dim"], show_default=True,
                      help="Width of one head."),
         click.option("--d-ff", default=defaults["d_ff"], show_default=True,
@@ -344,10 +347,16 @@ def _progress_printer():
     return show
 
 
+#: the sizes `symgrad verify GRAPH` uses when none is given (`verify all`: the first)
+VERIFY_DEFAULTS = dict(n=2, d_model=2, heads=1, head_dim=2, d_ff=4)
+VERIFY_DEFAULTS_OF = {"llama": dict(n=2, d_model=4, heads=2, kv_heads=1, head_dim=2, d_ff=4)}
+
+
 def graph_command(name):
     builder = GRAPHS[name][0] if name != "all" else "every graph"
+    defaults = VERIFY_DEFAULTS_OF.get(name, VERIFY_DEFAULTS)
 
-    @shape_options(n=2, d_model=2, heads=1, head_dim=2, d_ff=4)
+    @shape_options(**defaults)
     @click.option("--form", type=click.Choice(["whole", "decomposed"]), default="whole",
                   show_default=True, help="LayerNorm as one node or TorchLean's 14 nodes.")
     @click.option("--fixed-weights", is_flag=True,
@@ -367,8 +376,8 @@ def graph_command(name):
     @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead.")
     @verbose_option
     @report_option
-    def command(n, d_model, heads, head_dim, d_ff, layout, form, fixed_weights, layers,
-                no_end_to_end, evidence, timeout, as_json, verbose, report_dir):
+    def command(n, d_model, heads, kv_heads, head_dim, d_ff, layout, form, fixed_weights,
+                layers, no_end_to_end, evidence, timeout, as_json, verbose, report_dir):
         from .api import verify as verify_graph
         for key, shown in given(*GRAPH_OPTIONS).items():
             message = name != "all" and graph_option_error(key, name, shown)
@@ -377,8 +386,8 @@ def graph_command(name):
         if no_end_to_end and given("evidence"):
             raise click.UsageError("--evidence applies to the end-to-end obligation, which "
                                    "--no-end-to-end skips")
-        dims = dict(n=n, d_model=d_model, heads=heads, head_dim=head_dim, d_ff=d_ff,
-                    layers=layers)
+        dims = dict(n=n, d_model=d_model, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
+                    d_ff=d_ff, layers=layers)
         names = sorted(GRAPHS) if name == "all" else [name]
         progress = _progress_printer()
         results, outcomes, interrupted = [], [], None
@@ -408,8 +417,10 @@ def graph_command(name):
     command.__doc__ = (f"Prove {what}: node obligations, the DAG "
                        f"corollary and the end-to-end obligation — exact where it fits, "
                        f"else a randomized identity test (VERIFIED, error ≤ 2^-64; see "
-                       f"--evidence).\n\nDefaults are small shapes: n=2, d_model=2, "
-                       f"heads=1, head_dim=2, d_ff=4.")
+                       f"--evidence).\n\nDefaults are small shapes: "
+                       + ", ".join(f"{k}={v}" for k, v in defaults.items()
+                                   if name == "all" or k in GRAPHS[name][1])
+                       + (" (kv_heads=1 for llama)." if name == "all" else "."))
     return verify.command(name)(command)
 
 
@@ -446,20 +457,20 @@ for _graph in list(GRAPHS) + ["all"]:
               help="Also enclose ∂out/∂input over the box for every perturbed input.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead.")
 @report_option
-def bounds_cmd(graph_name, n, d_model, heads, head_dim, d_ff, layout, layers, values_path,
-               seed, radius, perturb, method, budget, grad, as_json, report_dir):
+def bounds_cmd(graph_name, n, d_model, heads, kv_heads, head_dim, d_ff, layout, layers,
+               values_path, seed, radius, perturb, method, budget, grad, as_json, report_dir):
     """Sound interval enclosures of every tape value of GRAPH over a box of inputs: each
     perturbed input anywhere within RADIUS of its value (L∞), the others fixed; outward
     rounded (float64 endpoints, arb for the transcendental functions); the theorems are in
     docs/bounds.md. Default shapes: n=4, d_model=8, heads=2, head_dim=4, d_ff=16."""
     from .intervals import bounds, default_values, load_values
-    for key, shown in given("n", "d_model", "heads", "head_dim", "d_ff", "layout",
+    for key, shown in given("n", "d_model", "heads", "kv_heads", "head_dim", "d_ff", "layout",
                             "layers").items():
         message = graph_option_error(key, graph_name, shown)
         if message:
             raise click.UsageError(message)
-    dims = dict(n=n, d_model=d_model, heads=heads, head_dim=head_dim, d_ff=d_ff,
-                layers=layers)
+    dims = dict(n=n, d_model=d_model, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
+                d_ff=d_ff, layers=layers)
     graph = build_graph(graph_name, dims, layout, "whole")
     values = load_values(values_path) if values_path else default_values(graph, seed)
     try:

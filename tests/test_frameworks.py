@@ -260,6 +260,17 @@ def sdpa_causal(q, k, v):
 
 QKV = [(1, 2, 3, 2)] * 3
 
+
+def silu(x):
+    return F.silu(x)
+
+
+def rope_frequencies(x):
+    """LLaMA's inverse frequencies built in the forward (arange, pow with a scalar base),
+    scaling the last axis: 1/10000^(2i/d)."""
+    inv = 1.0 / 10000.0 ** (torch.arange(0, 4, 2, dtype=torch.float64) / 4)
+    return x * torch.cat([inv, inv])
+
 #: id → (module factory or function, input shapes, options)
 MODULE_CASES = {
     "linear": (lambda: torch.nn.Linear(3, 4), [(2, 3)], {}),
@@ -271,6 +282,8 @@ MODULE_CASES = {
     "log-softmax": (log_softmax, [(2, 3)], {}),
     "sdpa": (sdpa, QKV, {}),
     "sdpa-causal": (sdpa_causal, QKV, {}),
+    "silu": (silu, [(5,)], {}),
+    "rope-frequencies": (rope_frequencies, [(2, 4)], {}),
     "mha-batch-first": (lambda: SelfAttention(True), [(1, 3, 4)],
                         {"timeout": 120, "evidence": "exact"}),
     "mha-seq-first": (lambda: SelfAttention(False), [(3, 1, 4)],
@@ -454,6 +467,24 @@ def _encoder(**kw):
     return torch.nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True, **kw)
 
 
+class LlamaBlock(torch.nn.Module):
+    """The LLaMA-style block as people write it in PyTorch (tests/test_llama.py's reference:
+    RMSNorm by rsqrt, rotate-half RoPE with its tables built in the forward by arange and
+    pow, repeat_interleave for grouped-query attention, SDPA with is_causal, F.silu)."""
+
+    def __init__(self, dims):
+        super().__init__()
+        from test_llama import _torch_block, _values
+        values = _values(sg.models.llama_block(**dims))
+        self.weights = torch.nn.ParameterList(
+            [torch.nn.Parameter(torch.tensor(v, dtype=torch.float64))
+             for name, v in values.items() if name != "x"])
+        self.block = _torch_block(torch, dims)
+
+    def forward(self, x):
+        return self.block(x, *self.weights)
+
+
 #: id → (module factory, input shapes): MHA n=4, d=8, H=2 and blocks with d_ff = 16
 BLOCK_CASES = {
     "mha-4-8-2": (lambda: SelfAttentionWide(), [(1, 4, 8)]),
@@ -463,6 +494,8 @@ BLOCK_CASES = {
     "encoder-causal": (lambda: CausalEncoder(), [(1, 4, 8)]),
     "decoder-causal": (lambda: DecoderSelfAttention(), [(1, 4, 8), (1, 3, 8)]),
     "decoder-pre-norm": (lambda: DecoderSelfAttention(norm_first=True), [(1, 4, 8), (1, 3, 8)]),
+    "llama": (lambda: LlamaBlock(dict(n=4, d_model=8, heads=4, kv_heads=2, head_dim=2,
+                                      d_ff=16)), [(4, 8)]),
 }
 
 
@@ -483,9 +516,10 @@ def test_transformer_blocks_are_verified(case):
     assert r.evidence == "randomized" and int(r.error_bound[2:]) <= -64, r.error_bound
 
 
-#: the GELU entries are checked alone (the gelu and gelu-tanh cases above): in a float run
-#: their exact constants (√(2π)) keep a whole block's values symbolic, which is slow
-FLOAT_BLOCKS = [c for c in BLOCK_CASES if c != "encoder-gelu"]
+#: the GELU entries are checked alone (the gelu and gelu-tanh cases above), and the LLaMA
+#: block's (silu, rope-frequencies): in a float run their exact constants (√(2π), RoPE's
+#: cos 1) keep a whole block's values symbolic, which is slow
+FLOAT_BLOCKS = [c for c in BLOCK_CASES if c not in ("encoder-gelu", "llama")]
 
 
 @pytest.mark.parametrize("case", FLOAT_BLOCKS, ids=FLOAT_BLOCKS)
@@ -516,6 +550,11 @@ def _threshold_backward_unmasked(grad, x, threshold):
     return aten._sym(np.asarray(grad))
 
 
+def _silu_backward_sigmoid_only(grad, x):
+    """SiLU's derivative as σ(x) alone (the x·σ(x)(1 − σ(x)) term dropped)."""
+    return aten._sym(np.asarray(grad) * np.asarray(sg.fn.sigmoid(np.asarray(x))))
+
+
 def _gelu_backward_cdf_only(grad, x, approximate="none"):
     """GELU's derivative as Φ(x) alone (the x·φ(x) term dropped)."""
     a = np.asarray(x)
@@ -532,6 +571,9 @@ WRONG_FORMULAS = {
     "gelu": ("gelu_backward.default", _gelu_backward_cdf_only, "encoder-gelu"),
     "decoder-attention": ("_scaled_dot_product_flash_attention_for_cpu_backward.default",
                           _sdpa_backward_without_rowsum, "decoder-causal"),
+    "silu": ("silu_backward.default", _silu_backward_sigmoid_only, "llama"),
+    "llama-attention": ("_scaled_dot_product_flash_attention_for_cpu_backward.default",
+                        _sdpa_backward_without_rowsum, "llama"),
 }
 
 

@@ -153,11 +153,13 @@ def test_a_report_directory_is_created_with_its_parents(tmp_path):
 @pytest.mark.parametrize("args,needle", [
     (["verify", "layernorm", "--heads", "2"], "--heads applies to the mha, residual, "
                                               "postnorm, encoder, masked, masked-mha, decoder, "
-                                              "prenorm and stack graphs, not to layernorm"),
+                                              "prenorm, stack and llama graphs, not to "
+                                              "layernorm"),
     (["verify", "layernorm", "--head-dim", "3"], "--head-dim applies to the mha"),
     (["verify", "ffn", "--heads", "2"], "not to ffn"),
     (["verify", "mha", "--d-ff", "8"], "--d-ff applies to the ffn, encoder, decoder, "
-                                       "prenorm and stack graphs, not to mha"),
+                                       "prenorm, stack and llama graphs, not to mha"),
+    (["verify", "mha", "--kv-heads", "2"], "--kv-heads applies to the llama graph, not to mha"),
     (["verify", "masked", "--d-model", "4"], "--d-model applies to"),
     (["verify", "layernorm", "--layout", "torchlean"], "--layout applies to"),
     (["verify", "ffn", "--layout", "pytorch"], "not to ffn"),
@@ -205,7 +207,8 @@ GRAPH = '[[graph]]\ngraph = "mha"\n'
     (GRAPH + 'n = "2"\n', 3, 'n must be a positive integer, got "2"'),
     ('[[graph]]\ngraph = "layernorm"\n\nheads = 2\n', 4,
      "heads applies to the mha, residual, postnorm, encoder, masked, masked-mha, decoder, "
-     "prenorm and stack graphs, not to layernorm"),
+     "prenorm, stack and llama graphs, not to layernorm"),
+    (GRAPH + 'kv_heads = 2\n', 3, "kv_heads applies to the llama graph, not to mha"),
     (GRAPH + 'form = "whole"\n', 3, "form applies to the layernorm graph, not to mha"),
     (GRAPH + 'fixed_weights = true\n', 3, "fixed_weights applies to the decoder graph, not "
                                           "to mha"),

@@ -65,6 +65,10 @@ FUNCTIONS = [
     ("relu", jax.nn.relu, [(3,)]),
     ("attention", lambda q, k, v: jax.nn.softmax(q @ k.T / jnp.sqrt(2.0), axis=-1) @ v,
      [(3, 2), (3, 2), (3, 2)]),
+    # RoPE's rotate-half: its VJP runs pad (a slice's transpose) and split (concatenate's)
+    ("rotate half", lambda x: x * jnp.concatenate([-x[..., 2:], x[..., :2]], -1) +
+     jnp.concatenate([x[:, ::2], x[:, 1::2]], -1), [(2, 4)]),
+    ("silu", jax.nn.silu, [(3,)]),
 ]
 
 

@@ -149,3 +149,24 @@ def test_dividing_out_an_inverse_is_zero_only_for_the_relation():
         assert (reduced is not None and reduced.is_zero()) is zero
         quick = form.reduce(form.polys[0], quick=True)
         assert (quick is not None) is zero
+
+
+def test_verify_llama_on_the_command_line():
+    from click.testing import CliRunner
+    from symgrad.cli import main
+    out = CliRunner().invoke(main, ["verify", "llama", "--json"])
+    assert out.exit_code == 0, out.output
+    import json
+    results = json.loads(out.output)["obligations"]
+    e2e = [r for r in results if r["name"] == "llama: end to end"][0]
+    assert e2e["verdict"] == "verified" and e2e["evidence"] == "randomized"
+    assert all(r["verdict"] == "proved" for r in results if r is not e2e)
+    assert len([r for r in results if r["name"].startswith("node ")]) >= 15
+    exact = CliRunner().invoke(main, ["verify", "llama", "--d-model", "2", "--heads", "1",
+                                      "--evidence", "exact"])
+    assert exact.exit_code == 0 and "verdict: PROVED" in exact.output, exact.output
+    for args, words in ((["verify", "llama", "--kv-heads", "3"], "multiple of kv_heads"),
+                        (["verify", "mha", "--kv-heads", "2"], "applies to the llama graph"),
+                        (["bounds", "encoder", "--kv-heads", "2"], "applies to the llama")):
+        bad = CliRunner().invoke(main, args)
+        assert bad.exit_code == 2 and words in bad.output and "Traceback" not in bad.output

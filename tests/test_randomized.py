@@ -362,12 +362,24 @@ def test_the_llama_block_is_verified_and_every_engine_mutant_refuted(dims):
         assert randomized_end_to_end(g, bp, seed=7).verdict is sg.Verdict.REFUTED
 
 
-def test_a_division_by_a_value_that_is_zero_everywhere_is_unknown():
-    def engine(graph, vals, seeds):
-        x = vals[0]
-        return [seeds[0] + seeds[1] * vals[1] + 0 * (1 / (x - x))]
-    r = randomized_end_to_end(_unary("exp"), engine, seed=1)
-    assert r.verdict is sg.Verdict.UNKNOWN and "non-zero value to every division" in r.reason
+def test_only_a_value_known_positive_is_inverted_exactly():
+    # relu(x)/relu(x) is 1 as a rational function, but NaN for every x < 0 (a step is 0 on a
+    # whole region): a value not known positive is inverted as an independent atom
+    wrong = lambda g, y, x: (3 * g * fn.relu(x) / fn.relu(x),)      # noqa: E731
+    masked = lambda g, y, x: (fn.where(x > 0, -g / (x * fn.relu(x)), 0 * x),)   # noqa: E731
+    for forward, rule in ((lambda x: 3 * x, wrong), (lambda x: 1 / x, masked)):
+        r = sg.check_vjp(forward, rule, shapes=[(2,)], evidence="randomized")
+        assert r.verdict is not sg.Verdict.VERIFIED, r
+        assert sg.check_vjp(forward, rule, shapes=[(2,)]).verdict is sg.Verdict.REFUTED
+    # 1 + e^(−x), Σ e^x, √(mean(x²) + ε) are positive: (1/u)·u = 1 is kept for them
+    from symgrad.prove.randomized import POSITIVE, ModRun, _running
+    import random
+    run = ModRun((1 << 127) - 1, random.Random(0))
+    with _running(run):
+        x = run.variable()
+        one_plus = 1 + fn.exp(-x)
+        assert one_plus.sg == POSITIVE and (1 / one_plus).sg == POSITIVE
+        assert (x * x + fn.exp(x)).sg == POSITIVE and (x - x).sg != POSITIVE
 
 
 def test_shared_denominators_keep_the_degree_bound_small():

@@ -222,6 +222,23 @@ def _full(size, value, **kw):
     return _sym(np.full(tuple(size), value if infinite else _num(value), dtype=object))
 
 
+def _arange(*args, **kw):
+    """arange(end), arange(start, end[, step]): exact numbers (float bounds as the
+    rationals of their doubles) — a RoPE frequency table built in the forward."""
+    start, end, step = (0, args[0], 1) if len(args) == 1 else \
+        (args[0], args[1], args[2] if len(args) > 2 else 1)
+    start, end, step = _num(start), _num(end), _num(step)
+    count = max(0, math.ceil((end - start) / step))
+    return _sym(np.array([start + k * step for k in range(count)], dtype=object))
+
+
+def _silu_backward(grad, x):
+    """PyTorch's SiluBackward: g·σ(x)·(1 + x·(1 − σ(x)))."""
+    a = _arr(x)
+    s = np.asarray(fn.sigmoid(a), dtype=object)
+    return _sym(_arr(grad) * s * (1 + a * (1 - s)))
+
+
 def _full_like(x, value, **kw):
     return _sym(np.full(_arr(x).shape, _num(value), dtype=object))
 
@@ -435,6 +452,7 @@ ATEN = {
     "neg.default": _unary(lambda a: -a),
     "reciprocal.default": _unary(lambda a: 1 / a),
     "pow.Tensor_Scalar": lambda x, e: _sym(_arr(x) ** _num(e)),
+    "pow.Scalar": lambda base, e: _sym(se.sympify(_num(base)) ** _arr(e)),
     "square.default": _unary(lambda a: a * a),
     "exp.default": _unary(fn.exp), "log.default": _unary(fn.log),
     "tanh.default": _unary(fn.tanh), "sigmoid.default": _unary(fn.sigmoid),
@@ -445,6 +463,7 @@ ATEN = {
     "gelu.default": _gelu, "gelu_backward.default": _gelu_backward,
     "tanh_backward.default": lambda g, y: _sym(_arr(g) * (1 - _arr(y) * _arr(y))),
     "sigmoid_backward.default": lambda g, y: _sym(_arr(g) * _arr(y) * (1 - _arr(y))),
+    "silu_backward.default": _silu_backward,
     "threshold_backward.default": _threshold_backward,
     # reductions
     "sum.dim_IntList": _sum, "sum.default": _sum, "mean.dim": _mean, "mean.default": _mean,
@@ -473,6 +492,7 @@ ATEN = {
     "ones_like.default": lambda x, **kw: _full_like(x, 1),
     "full_like.default": lambda x, v, **kw: _full_like(x, v),
     "full.default": _full, "zeros.default": lambda size, **kw: _full(size, 0),
+    "arange.default": _arange, "arange.start": _arange, "arange.start_step": _arange,
     "triu.default": _triangle(True), "tril.default": _triangle(False),
     "ones.default": lambda size, **kw: _full(size, 1),
     "scalar_tensor.default": lambda v, **kw: _sym(np.array(_num(v), dtype=object)),

@@ -139,6 +139,29 @@ def _triangular_solve(a, b, left_side=False, lower=False, transpose_a=False,
     return _sym(out)
 
 
+def _pad(x, padding_value, padding_config, **_):
+    """lax.pad: per axis (low, high, interior) — interior copies of the value between
+    entries, then low and high ones at the ends (negative: entries cut off)."""
+    a, value = _arr(x), _arr(padding_value).reshape(()).item()
+    for axis, (low, high, interior) in enumerate(padding_config):
+        n = a.shape[axis]
+        if interior and n > 1:
+            shape = list(a.shape)
+            shape[axis] = n + (n - 1) * interior
+            spread = np.full(shape, value, dtype=object)
+            at = [slice(None)] * a.ndim
+            at[axis] = slice(None, None, interior + 1)
+            spread[tuple(at)] = a
+            a = spread
+        ends = [(0, 0)] * a.ndim
+        ends[axis] = (max(low, 0), max(high, 0))
+        a = np.pad(a, ends, constant_values=value) if low > 0 or high > 0 else a
+        cut = [slice(None)] * a.ndim
+        cut[axis] = slice(-low if low < 0 else None, high if high < 0 else None)
+        a = a[tuple(cut)]
+    return _sym(a)
+
+
 def _select_n(pred, *cases, **_):
     if len(cases) != 2:
         raise RuleError("select_n with more than two cases is not supported")
@@ -222,6 +245,9 @@ PRIMITIVES = {
     "slice": lambda x, start_indices, limit_indices, strides=None, **_: _sym(_arr(x)[tuple(
         slice(a, b, s) for a, b, s in zip(start_indices, limit_indices,
                                           strides or [1] * len(start_indices)))]),
+    "pad": _pad,
+    "split": lambda x, sizes, axis, **_: [_sym(part) for part in np.split(
+        _arr(x), np.cumsum(sizes)[:-1], axis=axis)],
     "reduce_sum": _reduce("sum"), "reduce_max": _reduce("max"), "reduce_min": _reduce("min"),
     "reduce_prod": _reduce("prod"),
     "select_n": _select_n, "convert_element_type": _convert,

@@ -69,7 +69,8 @@ def graph_of(ob: Obligation):
     s = ob.spec
     if "builder" in s:
         return load(s["builder"])(**s.get("args", {})), None
-    graph = build_graph(s["graph"], dict({d: s[d] for d in DIMS}, layers=s.get("layers", 2)),
+    graph = build_graph(s["graph"], dict({d: s[d] for d in DIMS}, layers=s.get("layers", 2),
+                                         kv_heads=s.get("kv_heads", 1)),
                         s.get("layout", "pytorch"), s.get("form", "whole"),
                         s.get("fixed_weights", False))
     return graph, ENGINE_MUTANTS.get(s.get("backprop"))

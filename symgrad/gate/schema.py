@@ -30,7 +30,7 @@ EXPECTATIONS = ("proved", "verified", "refuted")
 DIMS = ("n", "d_model", "heads", "head_dim", "d_ff")
 DEFAULT_DIMS = dict(n=2, d_model=2, heads=1, head_dim=2, d_ff=4)
 KEYS = {
-    "graph": {"graph", "name", *DIMS, "layout", "form", "fixed_weights", "layers",
+    "graph": {"graph", "name", *DIMS, "kv_heads", "layout", "form", "fixed_weights", "layers",
               "end_to_end", "evidence", "backprop", "timeout", "expect", "builder", "args"},
     "node": {"op", "name", "shapes", "params", "reads", "symmetry", "timeout", "expect",
              "rule", "forward", "vjp"},
@@ -62,9 +62,9 @@ class Obligation:
             shapes = ", ".join("x".join(map(str, sh)) for sh in s["shapes"])
             return f"node {s.get('rule') or s['forward']}({shapes})"
         if self.kind == "graph":
-            from ..models.catalog import GRAPHS
-            used = GRAPHS[s["graph"]][1]
-            dims = ", ".join(f"{d}={s[d]}" for d in DIMS if d in used)
+            from ..models.catalog import GRAPHS, OPTIONAL_DIMS
+            dims = ", ".join(f"{d}={s.get(d, OPTIONAL_DIMS.get(d))}"
+                             for d in GRAPHS[s["graph"]][1])
             defaults = {"layout": "pytorch", "form": "whole", "fixed_weights": False,
                         "end_to_end": True, "evidence": "auto"}
             extra = "".join(f" {k}={str(s[k]).lower() if isinstance(s[k], bool) else s[k]}"
@@ -170,7 +170,7 @@ TYPES = {
     "reads": (list, "a list of input indices, like [0, 0]"),
     "rule": _TEXT, "forward": _TEXT, "vjp": _TEXT, "builder": _TEXT,
     "args": (dict, "a table of the builder's keyword arguments, like args = { n = 4 }"),
-    **{d: _DIM for d in DIMS}, "layers": _DIM,
+    **{d: _DIM for d in DIMS}, "layers": _DIM, "kv_heads": _DIM,
 }
 #: the key that names what an entry checks
 SUBJECT = {"graph": "graph", "node": "op", "mutant": "mutant"}
@@ -299,7 +299,8 @@ def _builder_entry(spec: dict, expect: str, timeout) -> Obligation:
     return a symgrad Graph."""
     from ..graph import Graph
     for key in spec:
-        if key in DIMS or key in ("layout", "form", "fixed_weights", "layers", "backprop"):
+        if key in DIMS or key in ("layout", "form", "fixed_weights", "layers", "kv_heads",
+                                  "backprop"):
             _fail(f"{key} applies to a built-in graph; pass what your builder takes in "
                   f"args = {{ … }}", key)
     build = load_user(spec["builder"], "builder")

@@ -19,12 +19,16 @@ GRAPHS = {
                 ("layout",)),
     "stack": ("encoder_stack", ("n", "d_model", "heads", "head_dim", "d_ff"),
               ("layout", "layers")),
+    "llama": ("llama_block", ("n", "d_model", "heads", "kv_heads", "head_dim", "d_ff"), ()),
 }
+
+#: sizes only some graphs take, and their value when not given
+OPTIONAL_DIMS = {"kv_heads": 1}
 
 
 #: what a graph can be told beyond its name; which of them apply is in GRAPHS
 GRAPH_OPTIONS = ("n", "d_model", "heads", "head_dim", "d_ff", "layout", "form",
-                 "fixed_weights", "layers")
+                 "fixed_weights", "layers", "kv_heads")
 
 
 def graph_option_error(key: str, graph: str, shown: str | None = None) -> str | None:
@@ -54,7 +58,7 @@ def build_graph(name, dims, layout, form, fixed_weights=False):
         kwargs["causal"] = True
     if "layers" in extra:
         kwargs["layers"] = dims.get("layers", 2)
-    positional = [dims[a] for a in args]
+    positional = [dims[a] if a in dims else OPTIONAL_DIMS[a] for a in args]
     if builder == "layer_norm":   # LayerNorm of an n × d_model input
         return models.layer_norm(*positional, **kwargs)
     return getattr(models, builder)(*positional, **kwargs)

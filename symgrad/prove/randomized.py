@@ -17,14 +17,19 @@ Both sides are run as straight-line programs on numbers, never expanded:
 for exp(u), tanh(u), erf(u), log(u), H(u), u^(1/q) or π, with the derivative it really has
 written in atoms (d exp(u) = E·du, d u^(1/q) = (1/q)·W^(1−q)·du, …). An atom's value is
 drawn at random, keyed by the value of its argument, so one function reads the same atom
-wherever it is computed. Division is the field's: 1/u is u's inverse mod p (d(1/u) =
+wherever it is computed. Division by a value known to be positive wherever it is defined
+(exp, even roots, positive constants, and sums, products, powers and inverses of them:
+1 + e^(−x), Σ e^x, √(mean(x²) + ε)) is the field's: 1/u is u's inverse mod p (d(1/u) =
 −(1/u)²·du), so (1/u)·u = 1 holds as it does in the reals — sigmoid's 1/(1 + e^(−x)) and
-its derivative σ(1 − σ) agree. Both sides are then rational functions N/(L^e·D) in
+its derivative σ(1 − σ) agree. Any other 1/u is an atom (1/(uv) = (1/u)(1/v), 1/u^k =
+(1/u)^k): u may be 0 on a whole region (a step's relu(x), √(x²) − x), where (1/u)·u = 1
+fails. Both sides are then rational functions N/(L^e·D) in
 independent variables (inputs, seeds, atoms): N and D integer polynomials whose degrees and
-heights are tracked along the program (D the product of what was inverted, L the lcm of the
-rational constants' denominators). If the difference of the sides is 0 as a rational
-function, substituting the true functions for the atoms gives the true identity (every
-derivative above is the true one), so the identity holds wherever the side conditions do.
+heights are tracked along the program (D the product of what was inverted exactly, L the
+lcm of the rational constants' denominators). If the difference of the sides is 0 as a
+rational function, substituting the true functions for the atoms gives the true identity
+(every derivative above is the true one, and every value inverted exactly is positive, so
+nowhere 0), so the identity holds wherever the side conditions do.
 Independence only loses relations (exp(a)·exp(b) = exp(a+b), (√u)² = u): an identity that
 needs one fails the test, and the verdict is then UNKNOWN, never VERIFIED. A value inverted
 that is 0 at the point (mod p) makes the trial draw another prime and point.
@@ -64,6 +69,11 @@ TARGET_LOG2_ERROR = -64
 #: log₂ of the number of primes in [2^126, 2^127): 2^126 / (127·ln 2), rounded down
 LOG2_PRIMES = 119.5
 PRIME_BITS = 127
+
+
+#: what a number of the mod-p run is known to be wherever it is defined (its sign, kept
+#: through +, ×, powers and inverses; exp, even roots and positive constants start it)
+UNSIGNED, NONNEGATIVE, POSITIVE = 0, 1, 2
 
 
 class ModelError(Exception):
@@ -239,7 +249,7 @@ class Num:
     """A number that records how it was computed (for reverse mode), and what the
     elementwise functions of :mod:`symgrad.fn` do to it (``symgrad_apply``)."""
 
-    __slots__ = ("v", "up", "adj", "d", "h", "c", "e", "q", "base")
+    __slots__ = ("v", "up", "adj", "d", "h", "c", "e", "q", "sg", "base")
 
     # arithmetic dispatches to the run's field; subclasses implement _make and the atoms.
     # An array operand is NumPy's to broadcast (number · array is an array)
@@ -489,6 +499,7 @@ class ModRun(_Run):
         self.fractions: dict = {}    # id → (number, Fraction) of a rational constant
         self.prime_roots: dict = {}  # prime → its chosen square root mod p
         self.dens = Denominators()
+        self.inverted: dict = {}     # id → (the value, its factor key, its inverse mod p)
         # the atom arguments' largest h, c + e, and their denominators' degree, h and c
         # (their largest d: max_arg_degree)
         self.max_arg = [0.0, 0, 0, 0.0, 0]
@@ -500,7 +511,7 @@ class ModRun(_Run):
 
     def _new(self, v, d, h, c, e, q=0, up=None):
         n = Num.__new__(Num)
-        n.v, n.d, n.h, n.c, n.e, n.q = v, d, h, c, e, q
+        n.v, n.d, n.h, n.c, n.e, n.q, n.sg = v, d, h, c, e, q, UNSIGNED
         return _record(n, up)
 
     def num_const(self, f: Fraction):
@@ -512,6 +523,7 @@ class ModRun(_Run):
             self.denominators.add(f.denominator)
         n = self._new(v, 0, math.log2(abs(f.numerator) + 1), 0 if whole else 1,
                       0 if whole else 1)
+        n.sg = POSITIVE if f > 0 else NONNEGATIVE if f == 0 else UNSIGNED
         self.fractions[id(n)] = (n, f)
         return n
 
@@ -534,14 +546,18 @@ class ModRun(_Run):
                 max(ac + xc + e - ae, bc + yc + e - be), e, q)
 
     def add(self, a, b):
-        return self._new((a.v + b.v) % self.p, *self._sum((a.d, a.h, a.c, a.e, a.q),
-                                                          (b.d, b.h, b.c, b.e, b.q)),
-                         up=((a, None), (b, None)))
+        n = self._new((a.v + b.v) % self.p, *self._sum((a.d, a.h, a.c, a.e, a.q),
+                                                       (b.d, b.h, b.c, b.e, b.q)),
+                      up=((a, None), (b, None)))
+        n.sg = min(a.sg, b.sg) if max(a.sg, b.sg) < POSITIVE or min(a.sg, b.sg) == UNSIGNED \
+            else POSITIVE
+        return n
 
     def mul(self, a, b):
         n = self._new(a.v * b.v % self.p, a.d + b.d, a.h + b.h, a.c + b.c, a.e + b.e,
                       self.dens.times(a.q, b.q), up=((a, b), (b, a)))
         n.base = ("mul", a, b)
+        n.sg = NONNEGATIVE if a is b and a.sg < POSITIVE else min(a.sg, b.sg)
         return n
 
     # adjoints as lists [v, d, h, c, e, q]: no number objects for millions of edges
@@ -608,6 +624,7 @@ class ModRun(_Run):
         n = self._new(pow(a.v, k, p), k * a.d, k * a.h, k * a.c, k * a.e,
                       self.dens.times(0, a.q, k),
                       up=((a, partial),) if partial is not None else None)
+        n.sg = POSITIVE if a.sg == POSITIVE else NONNEGATIVE if k % 2 == 0 else a.sg
         n.base = ("pow", a, k)
         return n
 
@@ -621,12 +638,28 @@ class ModRun(_Run):
             if a.v == 0:
                 raise ModelError("a constant root that is 0 mod p")
             return self._new(pow(a.v, -1, self.p), 0, a.h + 1, a.c, a.e)
+        if a.sg != POSITIVE:
+            # not known to be positive: it may be 0 on a whole region (a step's, √(x²) − x),
+            # where (1/u)·u = 1 fails — an independent atom, as every transcendental value.
+            # 1/u^k = (1/u)^k and 1/(u·v) = (1/u)·(1/v): one atom per factor, however a
+            # rule groups them (g/(2·out), −g·out² for 1/x)
+            if a.base is not None and a.base[0] == "pow":
+                return self.power(self.inverse(a.base[1]), a.base[2])
+            if a.base is not None:
+                return self.mul(self.inverse(a.base[1]), self.inverse(a.base[2]))
+            return self.atom("inv", a)
         if a.v == 0:
             raise NoRoot("a value inverted is 0 at this point")
-        # 1/(N/(L^e·D)) = L^e·D/N: the numerator and the denominator change places
+        # positive wherever it is defined: 1/(N/(L^e·D)) = L^e·D/N, the numerator and the
+        # denominator change places (one factor per value, however often it is inverted)
+        known = self.inverted.get(id(a))
+        if known is None:
+            known = self.inverted[id(a)] = (a, self.dens.factor(a.d, a.h, a.c),
+                                            pow(a.v, -1, self.p))
         recording, self.record = self.record, None
         qd, qh, qc = self.dens.stats[a.q]
-        n = self._new(pow(a.v, -1, self.p), qd, qh, qc + a.e, 0, self.dens.factor(a.d, a.h, a.c))
+        n = self._new(known[2], qd, qh, qc + a.e, 0, known[1])
+        n.sg = POSITIVE
         partial = -(n * n) if recording is not None else None
         self.record = recording
         return _record(n, ((a, partial),) if partial is not None else None)
@@ -645,9 +678,11 @@ class ModRun(_Run):
             if r.v == 0:
                 raise NoRoot("π drawn as 0")
             hit = self.atoms[key] = self._new(r.v * r.v % self.p, 2, 0.0, 0, 0)
+            r.sg = hit.sg = POSITIVE    # r stands for √π
             f = self.dens.factor(1, 0.0, 0)   # 1/r: the numerator 1 over the factor r
             w = self._new(pow(r.v, -1, self.p), 0, 0.0, 0, 0, f)
             w2 = self._new(pow(hit.v, -1, self.p), 0, 0.0, 0, 0, self.dens.times(f, f))
+            w.sg = w2.sg = POSITIVE
             self.atoms[(("root", 2), hit.v)] = r
             self.atoms[(("root", 2), w2.v)] = w
             for n in (hit, r, w, w2):
@@ -685,6 +720,7 @@ class ModRun(_Run):
         n = self._new(value, 0, math.log2(outside.numerator + 1) + size + 1,
                       1 if outside.denominator > 1 else 0, 1 if outside.denominator > 1 else 0)
         self.roots[id(n)] = (n, f, q)
+        n.sg = POSITIVE
         return n
 
     def atom(self, kind, u):
@@ -709,13 +745,16 @@ class ModRun(_Run):
         if isinstance(kind, tuple) and kind[1] > 64:
             raise ModelError(f"a root of order {kind[1]} (an exponent such as 0.3 is the "
                              f"rational of its double)")
-        if hit is None:
-            self.max_arg_degree = max(self.max_arg_degree, u.d)
-            m, (qd, qh, qc) = self.max_arg, self.dens.stats[u.q]
-            self.max_arg = [max(m[0], u.h), max(m[1], u.c + u.e), max(m[2], qd),
-                            max(m[3], qh), max(m[4], qc)]
+        # every argument, met first or again: two that collide are any two of them
+        self.max_arg_degree = max(self.max_arg_degree, u.d)
+        m, (qd, qh, qc) = self.max_arg, self.dens.stats[u.q]
+        self.max_arg = [max(m[0], u.h), max(m[1], u.c + u.e), max(m[2], qd),
+                        max(m[3], qh), max(m[4], qc)]
         recording, self.record = self.record, None
         n = self.variable() if hit is None else self._new(hit.v, 1, 0.0, 0, 0)
+        # exp and even roots are positive wherever defined; a step is 0 or 1
+        n.sg = POSITIVE if kind == "exp" or (isinstance(kind, tuple) and kind[1] % 2 == 0) \
+            else NONNEGATIVE if kind == "H" else UNSIGNED
         if hit is None:
             self.atoms[key] = n     # before the partial: exp's partial is the atom itself
         partial = None if kind == "H" else _partial(kind, n, u)
@@ -732,6 +771,8 @@ def _partial(kind, n, u):
     """d atom / d u, in atoms (the true derivative once atoms are the true functions)."""
     if kind == "exp":
         return n
+    if kind == "inv":
+        return -(n * n)
     if kind == "log":
         return _RUN.inverse(u)
     if kind == "tanh":
@@ -763,7 +804,7 @@ class BallRun(_Run):
 
     def _new(self, v, *bounds, up=None):   # balls carry no bounds
         n = Num.__new__(Num)
-        n.v, n.d, n.h, n.c, n.e, n.q = v, 0, 0.0, 0, 0, 0
+        n.v, n.d, n.h, n.c, n.e, n.q, n.sg = v, 0, 0.0, 0, 0, 0, UNSIGNED
         return _record(n, up)
 
     def num_const(self, f: Fraction):
@@ -836,6 +877,8 @@ class BallRun(_Run):
             value = v.tanh()
         elif kind == "erf":
             value = v.erf()
+        elif kind == "inv":
+            return self.inverse(u)
         elif kind == "H":
             if v.is_exact() and v == 0 and self.record is None:
                 value = arb(0)    # the engine's own H(0) = 0, as symgrad.fn defines it
