@@ -367,7 +367,9 @@ def test_only_a_value_known_positive_is_inverted_exactly():
     # whole region): a value not known positive is inverted as an independent atom
     wrong = lambda g, y, x: (3 * g * fn.relu(x) / fn.relu(x),)      # noqa: E731
     masked = lambda g, y, x: (fn.where(x > 0, -g / (x * fn.relu(x)), 0 * x),)   # noqa: E731
-    for forward, rule in ((lambda x: 3 * x, wrong), (lambda x: 1 / x, masked)):
+    rooted = lambda g, y, x: (3 * g * fn.sqrt(fn.relu(x)) / fn.sqrt(fn.relu(x)),)  # noqa
+    for forward, rule in ((lambda x: 3 * x, wrong), (lambda x: 1 / x, masked),
+                          (lambda x: 3 * x, rooted)):
         r = sg.check_vjp(forward, rule, shapes=[(2,)], evidence="randomized")
         assert r.verdict is not sg.Verdict.VERIFIED, r
         assert sg.check_vjp(forward, rule, shapes=[(2,)]).verdict is sg.Verdict.REFUTED
@@ -380,6 +382,7 @@ def test_only_a_value_known_positive_is_inverted_exactly():
         one_plus = 1 + fn.exp(-x)
         assert one_plus.sg == POSITIVE and (1 / one_plus).sg == POSITIVE
         assert (x * x + fn.exp(x)).sg == POSITIVE and (x - x).sg != POSITIVE
+        assert fn.sqrt(x * x + 1).sg == POSITIVE and fn.sqrt(x * x).sg != POSITIVE
 
 
 def test_shared_denominators_keep_the_degree_bound_small():

@@ -18,7 +18,8 @@ for exp(u), tanh(u), erf(u), log(u), H(u), u^(1/q) or π, with the derivative it
 written in atoms (d exp(u) = E·du, d u^(1/q) = (1/q)·W^(1−q)·du, …). An atom's value is
 drawn at random, keyed by the value of its argument, so one function reads the same atom
 wherever it is computed. Division by a value known to be positive wherever it is defined
-(exp, even roots, positive constants, and sums, products, powers and inverses of them:
+(exp, positive constants, roots of positive values, and sums, products, powers and
+inverses of them:
 1 + e^(−x), Σ e^x, √(mean(x²) + ε)) is the field's: 1/u is u's inverse mod p (d(1/u) =
 −(1/u)²·du), so (1/u)·u = 1 holds as it does in the reals — sigmoid's 1/(1 + e^(−x)) and
 its derivative σ(1 − σ) agree. Any other 1/u is an atom (1/(uv) = (1/u)(1/v), 1/u^k =
@@ -752,8 +753,9 @@ class ModRun(_Run):
                         max(m[3], qh), max(m[4], qc)]
         recording, self.record = self.record, None
         n = self.variable() if hit is None else self._new(hit.v, 1, 0.0, 0, 0)
-        # exp and even roots are positive wherever defined; a step is 0 or 1
-        n.sg = POSITIVE if kind == "exp" or (isinstance(kind, tuple) and kind[1] % 2 == 0) \
+        # exp is positive, and a root of a positive radicand (√(var + ε)); a root of one
+        # that may be 0 on a region (√relu(x)) is not; a step is 0 or 1
+        n.sg = POSITIVE if kind == "exp" or (isinstance(kind, tuple) and u.sg == POSITIVE) \
             else NONNEGATIVE if kind == "H" else UNSIGNED
         if hit is None:
             self.atoms[key] = n     # before the partial: exp's partial is the atom itself
