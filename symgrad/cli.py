@@ -19,7 +19,8 @@ from click.core import ParameterSource
 from .version import __version__
 from .api import parse_param, verify_node, weakest
 from .errors import InputError, InternalError
-from .models.catalog import GRAPHS, GRAPH_OPTIONS, build_graph, graph_option_error
+from .models.catalog import GRAPHS, GRAPH_OPTIONS, OPTIONAL_DIMS, build_graph, \
+    graph_option_error
 from .ops import OPS
 from .prove.isolate import check_environment, memory_limit_mb, run_peak_mb, timeout_seconds
 from .prove.result import Verdict, conditions_summary
@@ -149,7 +150,8 @@ def shape_options(**defaults):
                      help="Model width."),
         click.option("--heads", default=defaults["heads"], show_default=True,
                      help="Attention heads."),
-        click.option("--kv-heads", default=defaults.get("kv_heads", 1), show_default=True,
+        click.option("--kv-heads", default=defaults.get("kv_heads", OPTIONAL_DIMS["kv_heads"]),
+                     show_default=True,
                      help="llama only: key/value heads (grouped-query attention; each "
                           "serves heads/kv-heads query heads)."),
         click.option("--head-dim", default=defaults["head_dim"], show_default=True,
@@ -420,7 +422,8 @@ def graph_command(name):
                        f"--evidence).\n\nDefaults are small shapes: "
                        + ", ".join(f"{k}={v}" for k, v in defaults.items()
                                    if name == "all" or k in GRAPHS[name][1])
-                       + (" (kv_heads=1 for llama)." if name == "all" else "."))
+                       + (f" (kv_heads={OPTIONAL_DIMS['kv_heads']} for llama)."
+                          if name == "all" else "."))
     return verify.command(name)(command)
 
 

@@ -64,13 +64,13 @@ def _outcome(ob: Obligation, verdict, results: list, seconds: float) -> Outcome:
 def graph_of(ob: Obligation):
     """(the Graph a [[graph]] entry names, its engine or None)."""
     from ..frameworks.targets import load
-    from ..models.catalog import build_graph
+    from ..models.catalog import OPTIONAL_DIMS, build_graph
     from ..mutants import ENGINE_MUTANTS
     s = ob.spec
     if "builder" in s:
         return load(s["builder"])(**s.get("args", {})), None
     graph = build_graph(s["graph"], dict({d: s[d] for d in DIMS}, layers=s.get("layers", 2),
-                                         kv_heads=s.get("kv_heads", 1)),
+                                         **{d: s[d] for d in OPTIONAL_DIMS if d in s}),
                         s.get("layout", "pytorch"), s.get("form", "whole"),
                         s.get("fixed_weights", False))
     return graph, ENGINE_MUTANTS.get(s.get("backprop"))

@@ -55,8 +55,7 @@ def _swiglu(a, b):
 
 
 def _swiglu_vjp(g, out, a, b):
-    s = fn.sigmoid(a)
-    return g * b * s * (1 + a * (1 - s)), g * fn.silu(a)
+    return _silu_vjp(g * b, None, a)[0], g * fn.silu(a)
 
 
 def _gelu_tanh(x):

@@ -215,16 +215,18 @@ class EntryForm:
                     images = list(gens)
                     images[vi] = gens[ri] ** (q - 1) * fmpq(1, p)
                     poly = poly.compose(*images)
+        # a division leaves the other relations' variables' degrees as they were (no two
+        # share one), so the degrees are read once
         degrees = poly.degrees()
         for a, b in pairs:
             if (a, b) not in in_r and degrees[a] and degrees[b]:
                 poly = divmod(poly, gens[a] * gens[b] - one)[1]
         for h in steps:
-            if poly.degrees()[h] > 1:
+            if degrees[h] > 1:
                 poly = divmod(poly, gens[h] ** 2 - gens[h])[1]
         for ri, vi, q, p in roots:
             k = ri if ri is not None else vi
-            if poly.degrees()[k] >= q:
+            if degrees[k] >= q:
                 poly = divmod(poly, gens[k] ** q - (p if ri is not None else fmpq(1, p)))[1]
         return poly
 
@@ -278,9 +280,9 @@ class EntryForm:
         return self._clear(poly, budget)
 
     def _inverse_rules(self) -> list:
-        """Per pow atom with q = 1 (V = 1/A, A a polynomial with two or more terms): (the
-        atom, V's index, A's leading monomial m in graded-lex order, its coefficient, the
-        rest of A) — the rewrite V·m → (1 − V·rest)/c, which is V·A = 1."""
+        """Per pow atom with q = 1 (V = 1/A, A a polynomial with two or more terms, not
+        constant in graded-lex order and free of V): (the atom, V's index, A's terms) — the
+        relation V·A = 1, whose leading monomial is V times A's."""
         rules = []
         for key in self.keys:
             info = self.atoms.info[key]
@@ -293,8 +295,7 @@ class EntryForm:
             lead = max(terms, key=lambda e: (sum(e), e))
             if sum(lead) == 0 or lead[vi]:
                 continue
-            rules.append((key, vi, lead, terms[lead],
-                          [(e, c) for e, c in terms.items() if e != lead]))
+            rules.append((key, vi, terms))
         return rules
 
     def _divide_inverses(self, poly, rules, budget: int):
@@ -307,10 +308,7 @@ class EntryForm:
         ctx = fmpq_mpoly_ctx.get(tuple(names), "deglex")
         one = ctx.constant(1)
         gens = ctx.gens()
-        relations = []
-        for key, vi, lead, c, rest in rules:
-            base = ctx.from_dict({lead: c, **{e: cr for e, cr in rest}})
-            relations.append(gens[vi] * base - one)
+        relations = [gens[vi] * ctx.from_dict(terms) - one for _, vi, terms in rules]
         f = ctx.from_dict(poly.to_dict()) if not poly.is_zero() else ctx.constant(0)
         changed = True
         while changed and not f.is_zero():

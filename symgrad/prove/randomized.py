@@ -550,8 +550,7 @@ class ModRun(_Run):
         n = self._new((a.v + b.v) % self.p, *self._sum((a.d, a.h, a.c, a.e, a.q),
                                                        (b.d, b.h, b.c, b.e, b.q)),
                       up=((a, None), (b, None)))
-        n.sg = min(a.sg, b.sg) if max(a.sg, b.sg) < POSITIVE or min(a.sg, b.sg) == UNSIGNED \
-            else POSITIVE
+        n.sg = UNSIGNED if UNSIGNED in (a.sg, b.sg) else max(a.sg, b.sg)
         return n
 
     def mul(self, a, b):
