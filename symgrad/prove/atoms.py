@@ -212,6 +212,9 @@ class Atoms:
         #: expanded expressions declared > 0 (hi − lo for a clamp): a step of one is 1
         self.known_positive = frozenset(se.expand(e) for e in known_positive)
         self.memory_bytes = None    #: products that would not fit raise TooLarge
+        #: (name, symbols) groups an entry too large to expand may be split over
+        #: (:mod:`symgrad.prove.grid`)
+        self.groups: list = []
         self.opaque: dict = {}      #: sum node -> its ("pow", A) key (see :meth:`abstract`)
         self.info: dict[tuple, AtomInfo] = {}
         self.conditions: dict[tuple, Condition] = {}

@@ -19,7 +19,7 @@ class TooLarge(Exception):
     """Expanding an entry would pass the memory limit; the message gives the estimate."""
 
     def __init__(self, held: int, left: int, right: int, limit: int, nvars: int):
-        self.estimate = held + left * right
+        self.estimate, self.limit = held + left * right, limit
         super().__init__(
             f"expanding it needs more than {self.estimate:.1e} terms in {nvars} variables "
             f"({held:,} expanded so far, then a product of {left:,} × {right:,}), past the "

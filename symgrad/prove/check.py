@@ -36,7 +36,7 @@ from .isolate import DEFAULT_MEMORY_MB, LIMITS, fork_map, workers
 from .notation import readable
 from .normal_form import Atoms, Condition, EntryForm, TooLarge, Unsupported, _smaller_than, \
     _is_step, holds_everywhere, innermost, nodes_under as _nodes, steps_under, to_fraction
-from . import sparse
+from . import grid, sparse
 from .result import UNDEFINED, Result, SideCondition, Verdict, Witness
 from .symmetry import InferredOrbits, Orbits
 from .witness import CannotEvaluate, Evaluator, ball_bounds, condition_holds, \
@@ -363,6 +363,12 @@ def check(spec: Spec) -> Result:
     declared = sides["declared"] = [c for c in sides["declared"] if c.expr.free_symbols]
     atoms = Atoms(positive=_positive_symbols(declared), known_positive=_known_positive(declared))
     atoms.memory_bytes = memory_limit()
+    if not spec.blocks or len(spec.blocks) == 1:
+        # (a whole tape too large is split by seed block first, each block a process of
+        # its own with the whole memory budget: tape.by_seed_block)
+        atoms.groups = [(n, frozenset(as_symengine(a).flat)) for n, a in
+                        zip(sides["names"], sides["arrays"])] + \
+            [("the seed", frozenset(as_symengine(sides["g"]).flat))]
     arrays_se = [as_symengine(a) for a in sides["arrays"]]
     total = sum(a.size for a in arrays_se)
     result = Result(name=spec.name, verdict=Verdict.UNKNOWN, backend=spec.backend,
@@ -421,7 +427,7 @@ def check(spec: Spec) -> Result:
         outcomes = []
     elif spec.abstract_sums:   # a first pass with the forward's values as indeterminates
         opaque = Atoms(positive=atoms.positive, known_positive=atoms.known_positive)
-        opaque.memory_bytes = atoms.memory_bytes
+        opaque.memory_bytes, opaque.groups = atoms.memory_bytes, atoms.groups
         values = sides["out_se"] if spec.abstract_sums is True else \
             as_symengine(spec.abstract_sums(*sides["arrays"]))
         opaque.abstract(values.flat)
@@ -436,11 +442,13 @@ def check(spec: Spec) -> Result:
         outcomes = first
     else:
         outcomes, early = _outcomes(spec, sides, atoms, entries)
+    grids = set(layered.grids) if layered is not None else set()
     for entry, (kind, terms, detail) in zip(entries, outcomes):
         result.terms += terms
         name = entry_name(sides["names"][entry[0]], entry[1])
-        if kind == "relations":
-            relations_used = True
+        if kind in ("zero", "relations"):
+            relations_used |= kind == "relations"
+            grids.update(detail or ())
         elif kind == "nonzero":
             nonzero.append((entry, detail))
         elif kind == "unsupported":
@@ -486,6 +494,9 @@ def check(spec: Spec) -> Result:
             result.method += (" with tape values as indeterminates" + (
                 " per seed block" if layered.split else "") +
                 ("" if not entries else f" ({len(layered.settled)} entries; the rest composed)"))
+        if grids:
+            result.method += f" (entries too large restricted to the grids of " \
+                             f"{', '.join(sorted(grids))})"
         if result.checked < total:
             result.method += f" ({result.checked} of {total} entries; the rest by symmetry)"
         t_alarm = time.perf_counter()
@@ -774,6 +785,7 @@ class LayeredPass:
     witness: Witness | None = None
     nonzero: list = field(default_factory=list)   #: (entry, residual text)
     too_large: str | None = None   #: the first entry too large with tape values kept whole
+    grids: set = field(default_factory=set)   #: groups entries were split over (grid.py)
 
     def composed(self, c: Condition) -> Condition:
         """A side condition over tape values, restated over the inputs (what the soundness
@@ -789,7 +801,7 @@ def _layered_pass(spec, sides, atoms, wanted) -> LayeredPass:
     composed normal form); the rest go to the composed check."""
     lay = spec.layered(sides["arrays"], sides["g"])
     own = Atoms(positive=atoms.positive, known_positive=atoms.known_positive)
-    own.memory_bytes = atoms.memory_bytes
+    own.memory_bytes, own.groups = atoms.memory_bytes, atoms.groups
     per_entry = [[(i, index, lhs, rhs) for lhs, rhs in lay.sides(i, index)]
                  for i, index in wanted]
     # the blocks nearest the output first: the largest, so one too large stops early
@@ -805,9 +817,10 @@ def _layered_pass(spec, sides, atoms, wanted) -> LayeredPass:
     unsettled = set()
     for item, (kind, terms, detail) in zip(items, outcomes):
         out.terms += terms
-        if kind == "relations":
-            out.relations = True
-        elif kind != "zero":
+        if kind in ("zero", "relations"):
+            out.relations |= kind == "relations"
+            out.grids.update(detail or ())
+        else:
             unsettled.add(item[:2])
             if kind == "nonzero":
                 out.nonzero.append((item, detail))
@@ -870,7 +883,12 @@ def _outcomes(spec, sides, atoms, entries, budget=None, restate=None):
     atoms.prepare_exponents([e for entry in entries for e in entry[2:]])
     keep: dict = {}
     outcomes = normal_forms(atoms, entries, spec, reduce=False, keep=keep)
-    pending = [k for k, o in enumerate(outcomes) if o[0] == "unreduced"]
+    if spec.blocks and len(spec.blocks) > 1 and any(o[0] == "too large" for o in outcomes):
+        # a whole tape too large as one identity is checked again by seed block, each
+        # block with its relations and witness search (tape.by_seed_block): not here
+        return outcomes, None
+    # "nonzero" here: an entry split over a grid, its restrictions reduced in full
+    pending = [k for k, o in enumerate(outcomes) if o[0] in ("unreduced", "nonzero")]
     if restate is not None:
         # the layered pass: a right engine's residuals mostly vanish by the cheap relations
         # (pairs, plain inverses divided out), and the witness search's domain is scanned
@@ -899,8 +917,9 @@ def _outcomes(spec, sides, atoms, entries, budget=None, restate=None):
         for k in pending:
             kept = keep.get(id(entries[k]))
             outcomes[k] = ("nonzero", outcomes[k][1], residual_text(*kept) if kept else
-                           ("(not kept: computed in a worker)", {}))
+                           outcomes[k][2] or ("(not kept: computed in a worker)", {}))
         return outcomes, witness
+    pending = [k for k in pending if outcomes[k][0] == "unreduced"]
     kept = [k for k in pending if id(entries[k]) in keep]
     for k in kept:
         form, residual = keep[id(entries[k])]
@@ -920,11 +939,13 @@ PARALLEL_ENTRIES = 16
 
 
 def entry_normal_form(atoms: Atoms, entry, budget: int, reduce: bool = True, keep=None,
-                      fallback: bool = True):
+                      fallback: bool = True, groups=None):
     """(outcome, terms, detail) of one entry (input, index, expected, got): outcome is
     "zero", "relations" (zero after the atom relations), "nonzero" (detail: the residual),
     "unsupported" or "too large" (detail: why). With ``reduce=False`` a non-zero residual
-    comes back "unreduced" (its form kept in ``keep`` by entry id, when given)."""
+    comes back "unreduced" (its form kept in ``keep`` by entry id, when given). An entry
+    too large to expand is split over the grid of one of ``groups`` (default
+    ``atoms.groups``; :func:`_on_grid`)."""
     _, _, lhs, rhs = entry
     if small_polynomial(lhs) and small_polynomial(rhs):
         # no atoms, hence no side conditions: SymEngine's expansion is a canonical
@@ -932,8 +953,19 @@ def entry_normal_form(atoms: Atoms, entry, budget: int, reduce: bool = True, kee
         a, b = se.expand(lhs), se.expand(rhs)
         if a == b:
             return "zero", _terms(a) + _terms(b), None
+    groups = atoms.groups if groups is None else groups
     try:
-        form = EntryForm(atoms, (lhs, rhs), atoms.scan(lhs) | atoms.scan(rhs))
+        variables = atoms.scan(lhs) | atoms.scan(rhs)
+        try:   # past GRID_TERMS, restrictions to a grid are cheaper (and far smaller)
+            form = EntryForm(atoms, (lhs, rhs), variables,
+                             limit=GRID_TERMS if groups else None)
+        except TooLarge as exc:
+            split = _on_grid(atoms, entry, budget, fallback, groups) if groups else None
+            if split is not None:
+                return split
+            if exc.limit > GRID_TERMS:
+                raise
+            form = EntryForm(atoms, (lhs, rhs), variables)   # no grid: expand in full
     except Unsupported as exc:
         return "unsupported", 0, str(exc)
     except TooLarge as exc:
@@ -948,6 +980,40 @@ def entry_normal_form(atoms: Atoms, entry, budget: int, reduce: bool = True, kee
             keep[id(entry)] = (form, residual)
         return "unreduced", terms, None
     return _reduced(form, residual, terms, budget, entry if fallback else None)
+
+
+#: terms an entry's expansion may hold before it is restricted to the points of a grid
+GRID_TERMS = 1_000_000
+
+
+def _on_grid(atoms: Atoms, entry, budget: int, fallback: bool, groups: list):
+    """The outcome of an entry too large to expand, from its restrictions to the points of
+    a grid (:mod:`symgrad.prove.grid`) of the group it has the lowest degree in — each
+    restriction split again over the other groups when it is too large itself — or None
+    when no group has a finite degree. Zero when every restriction is; else the first
+    restriction's outcome that is not, its point named. A zero's detail: the groups split
+    over."""
+    i, index, lhs, rhs = entry
+    found = grid.choose(lhs, rhs, groups)
+    if found is None:
+        return None
+    name, variables, d = found
+    rest = [g for g in groups if g[0] != name]
+    kind, terms, over = "zero", 0, [name]
+    for point in grid.grid(variables, d):
+        part = (i, index, lhs.xreplace(point), rhs.xreplace(point))
+        o = entry_normal_form(atoms, part, budget, fallback=fallback, groups=rest)
+        terms += o[1]
+        if o[0] in ("zero", "relations"):
+            kind = "relations" if o[0] == "relations" else kind
+            over += [g for g in o[2] or () if g not in over]
+        else:
+            at = f"at {grid.point_text(point)}"
+            if o[0] == "nonzero":
+                text, legend = o[2]
+                return "nonzero", terms, (f"{at}: {text}", legend)
+            return o[0], terms, f"{at}: {o[2]}"
+    return kind, terms, tuple(over)
 
 
 def _reduced(form, residual, terms, budget, entry=None, divide=True):

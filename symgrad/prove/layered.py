@@ -38,36 +38,14 @@ from ..graph import Graph
 from ..ops import get_op
 from ..tensor import symbols
 from .check import _canonical_arrays, step_frozen_diff
-
-
-def seed_degree(expr, seeds: frozenset, memo: dict) -> float:
-    """An upper bound on the degree of ``expr`` in the ``seeds`` symbols (∞ when a seed
-    sits inside a function, a root or a denominator)."""
-    d = memo.get(expr)
-    if d is not None:
-        return d
-    if isinstance(expr, se.Symbol):
-        d = 1 if expr in seeds else 0
-    elif not expr.args:
-        d = 0
-    elif isinstance(expr, se.Add):
-        d = max(seed_degree(a, seeds, memo) for a in expr.args)
-    elif isinstance(expr, se.Mul):
-        d = sum(seed_degree(a, seeds, memo) for a in expr.args)
-    elif isinstance(expr, se.Pow) and isinstance(expr.args[1], se.Integer) \
-            and int(expr.args[1]) >= 0:
-        d = seed_degree(expr.args[0], seeds, memo) * int(expr.args[1])
-    else:
-        d = math.inf if any(seed_degree(a, seeds, memo) for a in expr.args) else 0
-    memo[expr] = d
-    return d
+from .grid import degree_in
 
 
 def is_linear_in(cot, seeds: frozenset, zero) -> tuple:
     """(linear?, worst degree): every cotangent entry has degree ≤ 1 in ``seeds`` and the
     cotangents at the zero seed (``zero``) are exactly 0."""
     memo: dict = {}
-    worst = max((seed_degree(se.sympify(e), seeds, memo) for c in cot
+    worst = max((degree_in(se.sympify(e), seeds, memo) for c in cot
                  for e in np.asarray(c, dtype=object).flat), default=0)
     at_zero = all(se.sympify(e) == 0 for c in zero for e in np.asarray(c, dtype=object).flat)
     return worst <= 1 and at_zero, worst

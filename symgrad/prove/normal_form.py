@@ -57,7 +57,7 @@ class EntryForm:
     """Polynomials over Q in the symbols and atoms of some expressions (one entry's lhs and
     rhs). Entries with the same variables share a context and a conversion memo."""
 
-    def __init__(self, atoms: Atoms, exprs, variables: frozenset):
+    def __init__(self, atoms: Atoms, exprs, variables: frozenset, limit: int | None = None):
         self.atoms = atoms
         syms = sorted((v[1] for v in variables if v[0] == "sym"), key=str)
         keys = sorted((v for v in variables if v[0] != "sym"), key=lambda k: atoms.info[k].ident)
@@ -72,7 +72,9 @@ class EntryForm:
                 self.index[(key, -1)] = len(names)
                 names.append(f"A{info.ident}inv")
         self.keys = keys
-        self.ctx = fmpq_mpoly_ctx.get(tuple(names))
+        # graded-lex: the order the inverse relations are divided in (_divide_inverses);
+        # a polynomial carried over from another order costs a Python dict per term
+        self.ctx = fmpq_mpoly_ctx.get(tuple(names), "deglex")
         self.gens = self.ctx.gens()
         # the root indices are part of the layout: a memo entry converted while q_A was 1
         # must not be reused once q_A is 2 (the variable then stands for another power)
@@ -91,6 +93,8 @@ class EntryForm:
         self.memo_key = memo_key
         self.limit = None if atoms.memory_bytes is None else \
             term_limit(atoms.memory_bytes, len(names))
+        if limit is not None:   # a lower limit of the caller's
+            self.limit = limit if self.limit is None else min(limit, self.limit)
         self.held = 0   # terms of the polynomials this entry has memoised
         try:
             self.polys = [self.convert(e) for e in exprs]
@@ -301,15 +305,13 @@ class EntryForm:
     def _divide_inverses(self, poly, rules, budget: int):
         """``poly`` reduced by the relations V·A − 1 (:meth:`_inverse_rules`): no term is
         left divisible by V·m. Each step is python-flint's multivariate division with
-        remainder in graded-lex order (V·m the relation's leading monomial), so the result
-        is ``poly`` minus a multiple of a relation (the same function wherever V = 1/A);
-        the divisions repeat until none changes the remainder. None past ``budget`` terms."""
-        names = self.ctx.names()
-        ctx = fmpq_mpoly_ctx.get(tuple(names), "deglex")
-        one = ctx.constant(1)
-        gens = ctx.gens()
+        remainder in the context's graded-lex order (V·m the relation's leading monomial),
+        so the result is ``poly`` minus a multiple of a relation (the same function
+        wherever V = 1/A); the divisions repeat until none changes the remainder. None past
+        ``budget`` terms."""
+        ctx, one, gens = self.ctx, self.ctx.constant(1), self.gens
         relations = [gens[vi] * ctx.from_dict(terms) - one for _, vi, terms in rules]
-        f = ctx.from_dict(poly.to_dict()) if not poly.is_zero() else ctx.constant(0)
+        f = poly
         changed = True
         while changed and not f.is_zero():
             changed = False
@@ -320,7 +322,7 @@ class EntryForm:
                     f = r
                     if len(f) > GROWTH * budget:
                         return None
-        return None if len(f) > budget else self._from_terms(f.to_dict())
+        return None if len(f) > budget else f
 
     def _clear(self, poly, budget: int, skip=frozenset()):
         """:meth:`reduce`'s clearing of inverses and roots, bases outermost first (the
