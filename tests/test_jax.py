@@ -55,6 +55,47 @@ def test_custom_vjp_rules(f, shapes, verdict, wrong_input):
         assert r.witness.input == wrong_input
 
 
+def _rope_tables(n, d, base=10000.0):
+    """cos and sin of position·θ_i, θ_i = base^(−2i/d), each frequency twice (rotate-half)."""
+    angle = np.arange(n)[:, None] * (1.0 / base ** (np.arange(0, d, 2) / d))
+    angle = np.concatenate([angle, angle], -1)
+    return np.cos(angle), np.sin(angle)
+
+
+_ROPE = _rope_tables(2, 4)
+
+
+def _rms(x, g):
+    return x * jax.lax.rsqrt(jnp.mean(x * x, -1, keepdims=True) + 1e-6) * g
+
+
+def _rms_fwd(x, g):
+    r = jax.lax.rsqrt(jnp.mean(x * x, -1, keepdims=True) + 1e-6)
+    return x * r * g, (x, g, r)
+
+
+def _rms_bwd(right):
+    def bwd(res, dy):
+        x, g, r = res
+        dxhat = dy * g
+        dx = r * dxhat - (x * r ** 3 * jnp.mean(dxhat * x, -1, keepdims=True) if right else 0)
+        return dx, jnp.sum(dy * x * r, 0)
+    return bwd
+
+
+RMS_NORM = _custom(_rms, _rms_fwd, _rms_bwd(True))
+RMS_NORM_NO_MEAN_TERM = _custom(_rms, _rms_fwd, _rms_bwd(False))   # a wrong twin
+
+
+@pytest.mark.parametrize("f, verdict", [(RMS_NORM, sg.Verdict.PROVED),
+                                        (RMS_NORM_NO_MEAN_TERM, sg.Verdict.REFUTED)])
+def test_an_rms_norm_custom_vjp_and_its_wrong_twin(f, verdict):
+    r = sg.jax.check_custom_vjp(f, shapes=[(2, 4), (4,)])
+    assert r.verdict is verdict, (r.verdict, r.reason)
+    if verdict is sg.Verdict.REFUTED:
+        assert r.witness.input == "x"
+
+
 FUNCTIONS = [
     ("softmax", jax.nn.softmax, [(2, 3)]),
     ("log_softmax", jax.nn.log_softmax, [(2, 3)]),
@@ -69,6 +110,16 @@ FUNCTIONS = [
     ("rotate half", lambda x: x * jnp.concatenate([-x[..., 2:], x[..., :2]], -1) +
      jnp.concatenate([x[:, ::2], x[:, 1::2]], -1), [(2, 4)]),
     ("silu", jax.nn.silu, [(3,)]),
+    # the LLaMA block's pieces as people write them in JAX: RMSNorm with rsqrt, SwiGLU,
+    # RoPE with its float64 cos/sin tables (proved for those doubles, read exactly), and
+    # grouped-query attention's repeat of the key heads
+    ("rms norm", lambda x, g: x * jax.lax.rsqrt(jnp.mean(x * x, -1, keepdims=True) + 1e-6) * g,
+     [(2, 4), (4,)]),
+    ("swiglu", lambda a, b: jax.nn.silu(a) * b, [(3,), (3,)]),
+    ("rope", lambda x: x * _ROPE[0] + jnp.concatenate([-x[..., 2:], x[..., :2]], -1) *
+     _ROPE[1], [(2, 4)]),
+    ("grouped-query scores", lambda q, k: q @ jnp.swapaxes(jnp.repeat(k, 2, axis=0), -1, -2),
+     [(2, 2, 2), (1, 2, 2)]),
 ]
 
 

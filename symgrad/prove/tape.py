@@ -207,8 +207,11 @@ def by_seed_block(graph: Graph, whole: Result, backprop, timeout, memory_mb, pro
         r.side_conditions = [c for b in proved for c in b.side_conditions][:24]
         if len(proved) == len(blocks) and linear.verdict is Verdict.PROVED:
             r.verdict = Verdict.PROVED
+            gridded = [graph.values[b] for b, x in enumerate(blocks)
+                       if "restricted to the grids" in x.method]
             r.method = (f"normal form per seed block ({len(blocks)} blocks; the backprop is "
-                        f"linear in the seed)")
+                        f"linear in the seed" + (f"; entries of {', '.join(gridded)} "
+                                                 f"restricted to grids" if gridded else "") + ")")
         else:
             first = next((b for b in blocks if b.verdict is not Verdict.PROVED), linear)
             r.reason = (f"too large as one identity; split by seed block, {len(proved)} of "
