@@ -50,6 +50,31 @@ def test_graded_estimates_and_the_degree_bound():
         assert graded(e * a[1], G, {}) is None, e
     assert graded(w[0] * w[1] * w[2], G, {}) is None        # degree 3 > MAX_DEGREE
     assert graded(se.exp(a[0]) / (a[1] + 1), G, {}) == (1.0,)
+    assert graded(w[0] * (a[0] + 1) ** 10 ** 7, G, {})[1] > 1   # at once, not 10⁷ products
+    # a float rounds what a grid point adds to it (2^53 + 1 = 2^53): never split over
+    assert graded(w[0] * se.RealDouble(0.5), G, {}) is None
+
+
+def test_a_float_entry_is_not_restricted_and_its_difference_is_kept(monkeypatch):
+    """w₀x₀x₁S + 2^53·x₀x₁S against 2^53·x₀x₁S: at w₀ = 1 the float sum would round the
+    difference away; the entry is expanded whole instead, exactly."""
+    monkeypatch.setattr(C, "GRID_TERMS", 8)
+    x = se.symbols("x0:8")
+    S = se.Add(*[x[i] * x[i + 1] for i in range(7)])
+    F = se.RealDouble(2.0 ** 53)
+    atoms = _atoms()
+    kind = C.entry_normal_form(atoms, (0, (0,), (w[0] * x[0] * x[1] + F * x[0] * x[1]) * S,
+                                       F * x[0] * x[1] * S), 10 ** 6)[0]
+    assert kind == "nonzero"
+
+
+def test_the_grid_threshold_bounds_the_expansion_not_the_relations(monkeypatch):
+    """(1 + 4x²)⁻² against its denominator expanded: right, by the inverse relations, whose
+    reduction holds more terms than the grid threshold — it must not come out non-zero."""
+    monkeypatch.setattr(C, "GRID_TERMS", 4)
+    x = se.Symbol("x")
+    entry = (0, (0,), 1 / (1 + 4 * x ** 2) ** 2, 1 / (1 + 8 * x ** 2 + 16 * x ** 4))
+    assert C.entry_normal_form(_atoms(), entry, 10 ** 6)[0] in ("zero", "relations")
 
 
 def test_the_seed_is_chosen_first_when_both_sides_are_linear_in_it():

@@ -963,7 +963,7 @@ def entry_normal_form(atoms: Atoms, entry, budget: int, reduce: bool = True, kee
             split = _on_grid(atoms, entry, budget, fallback, groups) if groups else None
             if split is not None:
                 return split
-            if exc.limit > GRID_TERMS:
+            if exc.limit < GRID_TERMS:   # the memory's limit, not the grid's: no retry
                 raise
             form = EntryForm(atoms, (lhs, rhs), variables)   # no grid: expand in full
     except Unsupported as exc:

@@ -68,11 +68,13 @@ def point_text(point: dict) -> str:
 def graded(expr, group: frozenset, memo: dict):
     """An estimate of ``expr``'s expansion by degree in ``group``: (c₀, …, c_d), c_k the
     terms of degree k counted without merging — or None past degree MAX_DEGREE (a G
-    inside a function, a root or a denominator included)."""
+    inside a function, a root or a denominator included), or when ``expr`` holds a float."""
     if expr in memo:
         return memo[expr]
     if isinstance(expr, se.Symbol):
         c = (0.0, 1.0) if expr in group else (1.0,)
+    elif isinstance(expr, se.Float):
+        c = None   # a float rounds what a grid point adds to it: no exact restriction
     elif not expr.args:
         c = (1.0,)
     elif isinstance(expr, (se.Add, se.Mul)):
@@ -84,12 +86,15 @@ def graded(expr, group: frozenset, memo: dict):
                 break
     elif isinstance(expr, se.Pow) and isinstance(expr.args[1], se.Integer) \
             and int(expr.args[1]) >= 0:
-        b, c = graded(expr.args[0], group, memo), (1.0,)
-        for _ in range(int(expr.args[1]) if b is not None else 0):
-            c = _times(c, b)
-            if c is None:
-                break
-        c = None if b is None else c
+        b, k = graded(expr.args[0], group, memo), int(expr.args[1])
+        if b is None or (len(b) > 1 and k > MAX_DEGREE):
+            c = None
+        elif len(b) == 1:   # a G-free base: one count, however high the power
+            c = (b[0] ** min(k, 64) if b[0] > 1 else b[0],)
+        else:
+            c = (1.0,)
+            for _ in range(k):
+                c = _times(c, b)
     else:
         # a function of G-free arguments is one term; of a G, no polynomial
         free = all((g := graded(a, group, memo)) is not None and len(g) == 1

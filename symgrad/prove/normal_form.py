@@ -91,10 +91,10 @@ class EntryForm:
             self.memo.clear()
             atoms.memo_terms[memo_key] = 0
         self.memo_key = memo_key
-        self.limit = None if atoms.memory_bytes is None else \
-            term_limit(atoms.memory_bytes, len(names))
-        if limit is not None:   # a lower limit of the caller's
-            self.limit = limit if self.limit is None else min(limit, self.limit)
+        full = None if atoms.memory_bytes is None else term_limit(atoms.memory_bytes,
+                                                                  len(names))
+        # a lower limit of the caller's bounds the expansion below, not the relations'
+        self.limit = full if limit is None else limit if full is None else min(limit, full)
         self.held = 0   # terms of the polynomials this entry has memoised
         try:
             self.polys = [self.convert(e) for e in exprs]
@@ -102,6 +102,7 @@ class EntryForm:
             self.memo.clear()
             atoms.memo_terms[memo_key] = 0
             raise
+        self.limit = full
 
     def _mul(self, a, b):
         if self.limit is not None and self.held + len(a) * len(b) > self.limit:
