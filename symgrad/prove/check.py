@@ -347,6 +347,11 @@ def _positive_symbols(conditions):
                      if c.relation == "> 0" and isinstance(c.expr, se.Symbol))
 
 
+def _whole_tape(spec: Spec) -> bool:
+    """Whether ``spec`` is a whole tape's end to end, every value seeded (several blocks)."""
+    return bool(spec.blocks) and len(spec.blocks) > 1
+
+
 def check(spec: Spec) -> Result:
     """Run one obligation in this process (see :func:`symgrad.check_vjp` for the isolated,
     time-limited entry point)."""
@@ -363,7 +368,7 @@ def check(spec: Spec) -> Result:
     declared = sides["declared"] = [c for c in sides["declared"] if c.expr.free_symbols]
     atoms = Atoms(positive=_positive_symbols(declared), known_positive=_known_positive(declared))
     atoms.memory_bytes = memory_limit()
-    if not spec.blocks or len(spec.blocks) == 1:
+    if not _whole_tape(spec):
         # (a whole tape too large is split by seed block first, each block a process of
         # its own with the whole memory budget: tape.by_seed_block)
         atoms.groups = [(n, frozenset(as_symengine(a).flat)) for n, a in
@@ -883,7 +888,7 @@ def _outcomes(spec, sides, atoms, entries, budget=None, restate=None):
     atoms.prepare_exponents([e for entry in entries for e in entry[2:]])
     keep: dict = {}
     outcomes = normal_forms(atoms, entries, spec, reduce=False, keep=keep)
-    if spec.blocks and len(spec.blocks) > 1 and any(o[0] == "too large" for o in outcomes):
+    if _whole_tape(spec) and any(o[0] == "too large" for o in outcomes):
         # a whole tape too large as one identity is checked again by seed block, each
         # block with its relations and witness search (tape.by_seed_block): not here
         return outcomes, None
@@ -988,9 +993,9 @@ GRID_TERMS = 1_000_000
 
 def _on_grid(atoms: Atoms, entry, budget: int, fallback: bool, groups: list):
     """The outcome of an entry too large to expand, from its restrictions to the points of
-    a grid (:mod:`symgrad.prove.grid`) of the group it has the lowest degree in — each
-    restriction split again over the other groups when it is too large itself — or None
-    when no group has a finite degree. Zero when every restriction is; else the first
+    a grid (:mod:`symgrad.prove.grid`) of the group :func:`grid.choose` finds cheapest —
+    each restriction split again over the other groups when it is too large itself — or
+    None when no group has a degree from 1 to grid.MAX_DEGREE. Zero when every restriction is; else the first
     restriction's outcome that is not, its point named. A zero's detail: the groups split
     over."""
     i, index, lhs, rhs = entry

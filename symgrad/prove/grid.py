@@ -1,8 +1,9 @@
 """An identity too large to expand, restricted to the points of a grid (docs/method.md §8).
 
 Let both sides of an entry have degree ≤ d in a group G of variables (one input array, or
-the seed) — a bound read off their expression trees (:func:`degree_in`), finite only when
-no G sits inside a function, a root or a denominator. Then their difference is
+the seed) — a bound read off their expression trees (:func:`graded`), finite only when no
+G sits inside a function, a root, a denominator or an exponent, and no float is there (a
+float rounds what a grid point adds to it). Then their difference is
 D = Σ_{|β| ≤ d} c_β · G^β, every c_β a function of the other variables and the atoms (none
 of which holds a G). D is 0 if and only if it is 0 at every point of the simplex grid
 {α ∈ ℕ^G : |α| ≤ d} (:func:`grid`): the grid is unisolvent for degree d — on G₁ = 0 it is
@@ -12,8 +13,9 @@ identity of its own, with a fraction of the terms: W_down fixed at one unit matr
 the paths through one of its entries. The split by seed block is the case G = the seed,
 d = 1.
 
-The restrictions of one group may be split again over another (both groups' grids, one
-after the other: unisolvent for the product of the two degree bounds).
+A restriction may be split again over another group: each level is the same "zero if and
+only if every restriction is", its degree read again on the restriction.
+:func:`degree_in` is the unbounded degree (the engine's linearity in the seed, tape.py).
 """
 from __future__ import annotations
 
