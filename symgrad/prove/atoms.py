@@ -480,6 +480,13 @@ class Atoms:
         self._degree[node] = d
         return d
 
+    def sibling(self) -> "Atoms":
+        """A fresh table with this one's positivity, memory limit and grid groups: for a
+        pass over other atoms (sums kept whole, tape values as indeterminates)."""
+        out = Atoms(positive=self.positive, known_positive=self.known_positive)
+        out.memory_bytes, out.groups = self.memory_bytes, self.groups
+        return out
+
     def linear(self, node):
         """For a sum of degree 1 in ≥ 2 symbols: (scale, key) with node = scale·L̂ and L̂ the
         canonical form (first symbol's coefficient 1). Abstracting L̂ as one indeterminate is

@@ -431,8 +431,7 @@ def check(spec: Spec) -> Result:
     if not entries:
         outcomes = []
     elif spec.abstract_sums:   # a first pass with the forward's values as indeterminates
-        opaque = Atoms(positive=atoms.positive, known_positive=atoms.known_positive)
-        opaque.memory_bytes, opaque.groups = atoms.memory_bytes, atoms.groups
+        opaque = atoms.sibling()
         values = sides["out_se"] if spec.abstract_sums is True else \
             as_symengine(spec.abstract_sums(*sides["arrays"]))
         opaque.abstract(values.flat)
@@ -500,8 +499,7 @@ def check(spec: Spec) -> Result:
                 " per seed block" if layered.split else "") +
                 ("" if not entries else f" ({len(layered.settled)} entries; the rest composed)"))
         if grids:
-            result.method += f" (entries too large restricted to the grids of " \
-                             f"{', '.join(sorted(grids))})"
+            result.method += f" ({grid.RESTRICTED} {', '.join(sorted(grids))})"
         if result.checked < total:
             result.method += f" ({result.checked} of {total} entries; the rest by symmetry)"
         t_alarm = time.perf_counter()
@@ -805,8 +803,7 @@ def _layered_pass(spec, sides, atoms, wanted) -> LayeredPass:
     runs on it restated over the inputs (a refuted engine needs no relations, nor the
     composed normal form); the rest go to the composed check."""
     lay = spec.layered(sides["arrays"], sides["g"])
-    own = Atoms(positive=atoms.positive, known_positive=atoms.known_positive)
-    own.memory_bytes, own.groups = atoms.memory_bytes, atoms.groups
+    own = atoms.sibling()
     per_entry = [[(i, index, lhs, rhs) for lhs, rhs in lay.sides(i, index)]
                  for i, index in wanted]
     # the blocks nearest the output first: the largest, so one too large stops early

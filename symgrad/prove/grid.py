@@ -25,6 +25,8 @@ import symengine as se
 
 #: the largest degree a group is split at (C(n + d, d) points for n variables)
 MAX_DEGREE = 2
+#: how a result's method line names the groups its entries were restricted to
+RESTRICTED = "entries too large restricted to the grids of"
 
 
 def degree_in(expr, group: frozenset, memo: dict) -> float:

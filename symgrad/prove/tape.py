@@ -24,6 +24,7 @@ from ..errors import InputError
 from ..graph import Graph
 from ..ops import get_op
 from ..tensor import symbols
+from . import grid
 from .check import Spec, check
 from .isolate import memory_limit_mb, run_isolated, timeout_seconds
 from .layered import Layered, block_seeds, is_linear_in, run_engine
@@ -208,7 +209,7 @@ def by_seed_block(graph: Graph, whole: Result, backprop, timeout, memory_mb, pro
         if len(proved) == len(blocks) and linear.verdict is Verdict.PROVED:
             r.verdict = Verdict.PROVED
             gridded = [graph.values[b] for b, x in enumerate(blocks)
-                       if "restricted to the grids" in x.method]
+                       if grid.RESTRICTED in x.method]
             r.method = (f"normal form per seed block ({len(blocks)} blocks; the backprop is "
                         f"linear in the seed" + (f"; entries of {', '.join(gridded)} "
                                                  f"restricted to grids" if gridded else "") + ")")
