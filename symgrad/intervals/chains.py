@@ -21,8 +21,9 @@ from fractions import Fraction
 
 import numpy as np
 import symengine as se
+from flint import arb
 
-from .interval import FUNCTIONS, Interval, NotSupported, as_interval, bounds_arrays
+from .interval import FUNCTIONS, Interval, NotSupported, _ball_bounds, as_interval, bounds_arrays
 
 _T = se.Symbol("t")
 _EPS = se.Symbol("eps")
@@ -90,6 +91,10 @@ def compile_interval(expr, symbols: list):
     return lambda *xs: compiled(xs)
 
 
+#: pieces of the known range over which a fitted polynomial's error is enclosed
+FIT_PIECES = 16
+
+
 class Univariate:
     """A function of one entry: ``at(X, k)`` encloses its k-th derivative over the interval
     X (derivatives past ``order`` are taken when first asked for)."""
@@ -117,6 +122,66 @@ class Univariate:
             self._extend(k)
         return self._compiled[k](X, *self._consts)
 
+    def fit(self, c: float, lo: float, hi: float, degree: int):
+        """A polynomial p(t) = Σ_k p_k (t − c)^k of ``degree`` that interpolates f at the
+        Chebyshev points of [lo, hi], and an enclosure [g_lo, g_hi] of f − p over [lo, hi]:
+        (p, g_lo, g_hi), or None where [lo, hi] is not a finite interval of positive
+        width. The p_k are floats, exact by definition; the enclosure is rigorous (on each
+        of the pieces X with midpoint m, g(m) + g′(m)(X − m) + ½g″(X)(X − m)²; FIT_PIECES
+        equal pieces at first, the one that sticks out furthest split in two while it
+        sticks out by more than 1 % of the midpoints' range, up to 4·FIT_PIECES)."""
+        if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):
+            return None
+        k = np.arange(degree + 1)
+        nodes = (lo + hi) / 2 + (hi - lo) / 2 * np.cos(np.pi * (2 * k + 1) / (2 * degree + 2))
+        values = []
+        for t in nodes:
+            v = self.at(Interval(t, t), 0)
+            values.append((v.lo + v.hi) / 2)
+        if not np.all(np.isfinite(values)):
+            return None
+        p = np.linalg.solve(np.vander(nodes - c, degree + 1, increasing=True), values)
+        if not np.all(np.isfinite(p)):
+            return None
+        dp = [j * p[j] for j in range(1, degree + 1)]
+        ddp = [j * dp[j] for j in range(1, degree)]
+
+        def poly(coef, X):   # Horner on intervals, in X − c
+            D = X - c
+            total = Interval(0.0, 0.0)
+            for q in reversed(coef):
+                total = total * D + q
+            return total
+        def piece(a, b):   # (enclosure of g over [a, b], g at its midpoint)
+            m = (a + b) / 2
+            M, X = Interval(m, m), Interval(a, b)
+            H = X - M
+            at_m = self.at(M, 0) - poly(p, M)
+            g = at_m + (self.at(M, 1) - poly(dp, M)) * H + \
+                (self.at(X, 2) - poly(ddp, X)) * (H ** 2) * 0.5
+            return g, at_m
+        edges = np.linspace(lo, hi, FIT_PIECES + 1)
+        edges[0], edges[-1] = lo, hi
+        pieces = [(a, b, *piece(a, b)) for a, b in zip(edges[:-1], edges[1:])]
+        # split the piece that sticks out furthest past the midpoint values, while allowed
+        while len(pieces) < FIT_PIECES * 4:
+            top = max(q[3].hi for q in pieces)
+            bottom = min(q[3].lo for q in pieces)
+            k = max(range(len(pieces)), key=lambda i: max(pieces[i][2].hi - top,
+                                                          bottom - pieces[i][2].lo))
+            a, b, g, _ = pieces[k]
+            if max(g.hi - top, bottom - g.lo) <= 0.01 * (top - bottom):
+                break
+            m = (a + b) / 2
+            if not a < m < b:
+                break
+            pieces[k:k + 1] = [(a, m, *piece(a, m)), (m, b, *piece(m, b))]
+        g_lo = min(q[2].lo for q in pieces)
+        g_hi = max(q[2].hi for q in pieces)
+        if not (np.isfinite(g_lo) and np.isfinite(g_hi)):
+            return None
+        return p, g_lo, g_hi
+
     @classmethod
     def of_op(cls, op, params: dict, order: int = 3) -> "Univariate":
         """An elementwise op's own forward, run on the symbol t."""
@@ -142,6 +207,39 @@ def _rows_matrix(rows: int, d: int, block) -> np.ndarray:
     return np.kron(np.eye(rows), block)
 
 
+def variance_floor(alg, u, rows: int, d: int) -> np.ndarray:
+    """Per row, a lower bound of mean(u²) over the box, from the tangent planes
+    u_i² ≥ 2w_i u_i − w_i² (any real w): mean(u²) ≥ Σ m_i u_i − (d/4) Σ m_i² with
+    m_i = 2w_i/d (the float, w_i = m_i d/2 read exactly) — a linear form in u, whose lower
+    end over the box is the algebra's. The bound is best at w = u where mean(u²) is least;
+    w is that of u's linear part, c + a·z over z ∈ [−1, 1]^m, found by projected gradient
+    descent (any w is sound). The row's lower end of mean(u²)'s own form is often near 0
+    where this one is near the true minimum."""
+    c, a = alg.linear_part(u)
+    M = np.zeros((rows, rows * d))
+    offset = np.zeros(rows)
+    for row in range(rows):
+        sl = slice(row * d, (row + 1) * d)
+        m = 2 * _least_norm_point(c[sl], a[sl]) / d
+        M[row, sl] = m
+        total = sum((arb(float(v)) ** 2 for v in m), arb(0)) * d / 4
+        offset[row] = -_ball_bounds(total)[1]
+    lo, _ = alg.bounds(alg.linear([(M, u)], offset=offset))
+    return lo
+
+
+def _least_norm_point(c, a, steps: int = 200):
+    """c + a·z at a z ∈ [−1, 1]^m where |c + a·z|² is (nearly) least: projected gradient
+    descent with step 1/L, L = 2‖a‖₂² (the gradient's Lipschitz constant)."""
+    if not a.any():
+        return c.copy()
+    step = 1 / (2 * np.linalg.norm(a, 2) ** 2)
+    z = np.zeros(a.shape[1])
+    for _ in range(steps):
+        z = np.clip(z - step * 2 * (a.T @ (c + a @ z)), -1.0, 1.0)
+    return c + a @ z
+
+
 def layer_norm_chain(alg, x, gamma, beta, eps, shape):
     """y = γ ⊙ (u · (var + ε)^(-1/2)) + β per row, u = x − mean, var = mean(u²)."""
     d = shape[-1]
@@ -156,7 +254,10 @@ def layer_norm_chain(alg, x, gamma, beta, eps, shape):
     var = alg.linear([(mean, square)])
     if not exact:
         var = alg.widen(var, mean.astype(bool).astype(float) @ alg.magnitude(square) * 2.0 ** -52)
-    scale = alg.univariate(var, Univariate.kind("rsqrt", eps=eps), domain=(0.0, np.inf))
+    v_lo, v_hi = alg.bounds(var)
+    known = (np.maximum(np.maximum(v_lo, variance_floor(alg, u, rows, d)), 0.0), v_hi)
+    scale = alg.univariate(var, Univariate.kind("rsqrt", eps=eps), domain=(0.0, np.inf),
+                           known=known)
     scale_b = alg.linear([(_rows_matrix(rows, d, np.ones((d, 1))), scale)])
     xhat = alg.product(u, scale_b)
     g_lo, g_hi = bounds_arrays(gamma)

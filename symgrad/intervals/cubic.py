@@ -35,7 +35,7 @@ from .chains import Univariate
 from .enclose import TINY, _padded, _up
 from .interval import U, Interval
 from .taylor import Algebra, Kit, Ranged, Symbols, _centre, _down, _gamma, diagonal_range, \
-    form_pass, lse_at_centre, nested_sup, softmax_lse as taylor_softmax
+    _chosen, form_pass, lse_at_centre, series, softmax_lse as taylor_softmax
 
 #: pieces of [0, 1] over which the fourth-order remainder's integral is bounded, and their
 #: weights ∫ ⅙(1 − s)³ ds, rounded up
@@ -242,49 +242,47 @@ def _centred(d: Interval, scale: float = 1.0):
 
 def univariate(form: Form3, fn: Univariate, sym: Symbols, domain=(-np.inf, np.inf),
                known=None) -> Form3:
-    """f entrywise by Taylor's theorem to third order (module docstring); ``known``
-    (lo, hi) encloses the argument too. The remainder's terms become fresh symbols."""
-    c = form.c
+    """f entrywise by Taylor's theorem to third order or a fitted polynomial (module
+    docstring; :func:`.taylor.series`), per entry the narrowest; ``known`` (lo, hi)
+    encloses the argument too. The remainder's terms become fresh symbols."""
     R, _ = form.reach()
     ma, mf, mB, mC = form.masses()
-    N = c.size
-    v0 = np.zeros((2, N))
-    f1, s1, f2, s2, f3, s3, t4 = (np.zeros(N) for _ in range(7))
-    for j in range(N):
-        point = Interval(c[j], c[j])
-        d0 = fn.at(point, 0)
-        v0[:, j] = d0.lo, d0.hi
-        f1[j], s1[j] = _centred(fn.at(point, 1))
-        f2[j], s2[j] = _centred(fn.at(point, 2), 0.5)
-        # ⅙f‴: each endpoint's correctly rounded sixth, one ulp outward
-        d3 = fn.at(point, 3)
-        f3[j], s3[j] = _centre(_down(np.float64(d3.lo) / 6), _up(np.float64(d3.hi) / 6))
-        t4[j] = nested_sup(fn, 4, WEIGHTS, c[j], R[j], domain, known, j)
-    c_out, half = _centre(v0[0], v0[1])
-    n = sym.n
-    A = form.a[:, :n]
-    a = f1[:, None] * _padded(form.a, sym.columns)
-    B = f2[:, None, None] * _sum("ki,kj->kij", A, A)
-    C = f3[:, None, None, None] * _sum("ki,kj,kl->kijl", A, A, A)
-    if mB.any():
-        B = B + f1[:, None, None] * form.B
-        C = C + (2 * f2)[:, None, None, None] * _sum("ki,kjl->kijl", A, form.B)
-    if mC.any():
-        C = C + f1[:, None, None, None] * form.C
     W = mf + mB + mC + form.r      # δ = A + w, |w| ≤ W
     W2 = mf + mC + form.r          # δ = A + Q + w₂, |w₂| ≤ W2
-    # δ² − A² − 2AQ = 2A·w₂ + (Q + w₂)²;  δ³ − A³ = 3A²w + 3Aw² + w³
-    rest = (s1 * R + s2 * R * R + s3 * R * R * R +
-            np.abs(f2) * (2 * ma * W2 + (mB + W2) ** 2) +
-            np.abs(f3) * (3 * ma * ma * W + 3 * ma * W * W + W * W * W) +
-            t4 * R * R * R * R)
-    B, C, moved = _symmetric(B, C)
-    r = np.abs(f1) * form.r + half + moved + _gamma(8) * (
-        np.abs(f1) * (ma + mf + mB + mC) + np.abs(f2) * (ma * ma + 2 * ma * mB) +
-        np.abs(f3) * ma * ma * ma)
-    a = sym.fresh(a, rest * (1 + _gamma(16)))
-    return Form3(c_out, a, B, C, _up(r * (1 + _gamma(16)) +
-                                     (sym.columns + n * n + n ** 3 + 16) * TINY))
+    n = sym.n
+    A = form.a[:, :n]
+    AA, AAA = _sum("ki,kj->kij", A, A), _sum("ki,kj,kl->kijl", A, A, A)
+    AQ = _sum("ki,kjl->kijl", A, form.B) if mB.any() else None
+
+    def build(v0, f, s, tail):
+        (f1, f2, f3), (s1, s2, s3) = f, s
+        c_out, half = _centre(v0[0], v0[1])
+        a = f1[:, None] * _padded(form.a, sym.columns)
+        B = f2[:, None, None] * AA
+        C = f3[:, None, None, None] * AAA
+        if AQ is not None:
+            B = B + f1[:, None, None] * form.B
+            C = C + (2 * f2)[:, None, None, None] * AQ
+        if mC.any():
+            C = C + f1[:, None, None, None] * form.C
+        # δ² − A² − 2AQ = 2A·w₂ + (Q + w₂)²;  δ³ − A³ = 3A²w + 3Aw² + w³
+        rest = (s1 * R + s2 * R * R + s3 * R * R * R +
+                np.abs(f2) * (2 * ma * W2 + (mB + W2) ** 2) +
+                np.abs(f3) * (3 * ma * ma * W + 3 * ma * W * W + W * W * W) + tail)
+        B, C, moved = _symmetric(B, C)
+        r = np.abs(f1) * form.r + half + moved + _gamma(8) * (
+            np.abs(f1) * (ma + mf + mB + mC) + np.abs(f2) * (ma * ma + 2 * ma * mB) +
+            np.abs(f3) * ma * ma * ma)
+        r = _up(r * (1 + _gamma(16)) + (sym.columns + n * n + n ** 3 + 16) * TINY)
+        return c_out, a, B, C, r, _up(rest * (1 + _gamma(16)))
+
+    def width(cand):
+        c, a, B, C, r, rest = cand
+        lo, hi = Form3(c, np.hstack([a, rest[:, None]]), B, C, r).enclosure()
+        return hi - lo
+    candidates = [build(*cand) for cand in series(fn, form, 3, WEIGHTS, domain, known)]
+    c, a, B, C, r = _chosen(candidates, width, sym)
+    return Form3(c, a, B, C, r)
 
 
 def _cumulants(p):

@@ -491,8 +491,9 @@ def _linear(sym, parts, offset=None):
     return c, A, _up((e + half) * _relative(len(parts) + 1))
 
 
-def _univariate(sym, form, fn, domain=(-np.inf, np.inf)):
-    """f(u) entrywise (``fn``: f and f′): f(c) + f′(c)(u − c) + R, |R| ≤ Σ_k (1/K)·mag(f′(U_k) − M)·reach."""
+def _univariate(sym, form, fn, domain=(-np.inf, np.inf), known=None):
+    """f(u) entrywise (``fn``: f and f′): f(c) + f′(c)(u − c) + R, |R| ≤ Σ_k (1/K)·mag(f′(U_k) − M)·reach;
+    ``known`` (lo, hi) encloses u too (each U_k is clipped to it)."""
     c, A, e = form
     reach = _reach(A, e, sym.columns)
     lo, hi = [], []
@@ -512,10 +513,12 @@ def _univariate(sym, form, fn, domain=(-np.inf, np.inf)):
             t = k / K
             # the path from c to u: clipped to the domain the true values lie in, never
             # short of c itself
-            piece = Interval(max(np.nextafter(c[j] - t * reach[j], -np.inf),
-                                 min(domain[0], c[j])),
-                             min(np.nextafter(c[j] + t * reach[j], np.inf),
-                                 max(domain[1], c[j])))
+            lo_k = max(np.nextafter(c[j] - t * reach[j], -np.inf), min(domain[0], c[j]))
+            hi_k = min(np.nextafter(c[j] + t * reach[j], np.inf), max(domain[1], c[j]))
+            if known is not None:
+                lo_k = min(max(lo_k, known[0][j]), c[j])
+                hi_k = max(min(hi_k, known[1][j]), c[j])
+            piece = Interval(lo_k, hi_k)
             s = fn.at(piece, 1)
             total += max(abs(s.lo - m), abs(s.hi - m))
         rem[j] = total / K * reach[j] + TINY
@@ -556,8 +559,8 @@ class Affine:
     def linear(self, parts, offset=None):
         return _linear(self.sym, parts, offset)
 
-    def univariate(self, form, fn, domain=(-np.inf, np.inf)):
-        return _univariate(self.sym, form, fn, domain)
+    def univariate(self, form, fn, domain=(-np.inf, np.inf), known=None):
+        return _univariate(self.sym, form, fn, domain, known)
 
     def product(self, a, b):
         return _product(self.sym, a, b)
@@ -574,3 +577,11 @@ class Affine:
 
     def widen(self, form, extra):
         return form[0], form[1], _up(form[2] + extra)
+
+    def bounds(self, form):
+        c, A, e = form
+        reach = _reach(A, e, self.sym.columns)
+        return np.nextafter(c - reach, -np.inf), np.nextafter(c + reach, np.inf)
+
+    def linear_part(self, form):
+        return form[0], _padded(form[1], self.sym.columns)

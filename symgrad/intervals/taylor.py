@@ -48,6 +48,10 @@ PIECES = 8
 WEIGHTS = [_w * (1 + 2.0 ** -50) for _w in
            (((1 - (k - 1) / PIECES) ** 3 - (1 - k / PIECES) ** 3) / 6 for k in range(1, PIECES + 1))]
 
+#: Taylor's rest, as a fraction of an entry's change (its rest plus |f′|·R), from which
+#: fitted polynomials are tried too (:func:`series`)
+FIT_FROM = 0.05
+
 #: an entry whose form's enclosure is this many times wider than the known one restarts as
 #: that interval (it loses its correlations, which no longer pay)
 RESET = 2
@@ -254,36 +258,123 @@ def nested_sup(fn: Univariate, order: int, weights, c: float, R: float, domain, 
     return _up(total * (1 + _gamma(pieces)))
 
 
-def univariate(form: Form, fn: Univariate, sym: Symbols, domain=(-np.inf, np.inf),
-               known=None) -> Form:
-    """f entrywise by Taylor's theorem (module docstring); ``known`` (lo, hi) encloses the
-    argument too. The remainder's terms become fresh symbols."""
+def series(fn: Univariate, form, order: int, weights, domain, known) -> list:
+    """Candidates for the polynomial in δ = v − c (v the argument, c its centre) that
+    stands for f(c + δ), each with what it leaves: [(v0, f, s, tail)] — v0 (2, N) encloses
+    the constant term, f (order, N) holds the float coefficients of δ¹ … δ^order, s (order,
+    N) their distances to the true ones, tail (N) a bound on the rest. Every candidate is
+    sound for every entry; the caller keeps, per entry, the one whose enclosure is
+    narrowest.
+
+    * first, Taylor's at c: f^(k)(c)/k!, the rest R^(order+1) times the integral
+      remainder's coefficient bounded piecewise (:func:`nested_sup`);
+    * then per degree 1 … order, a polynomial fitted over the range the argument is known
+      to lie in — c ± R, within the domain and ``known`` (lo, hi) — with the enclosure of f
+      minus it over that range in v0 (:meth:`Univariate.fit`; Taylor's where no fit is
+      made). Where R is as large as c is far from a singularity (a variance near 0 under
+      (var + ε)^(-1/2)), Taylor's rest grows as R^(order+1), while a fit's stays near the
+      best polynomial's error."""
     c = form.c
     R, _ = form.reach()
-    ma, mf, mB = form.masses()
     N = c.size
     v0 = np.zeros((2, N))
-    f1, s1, f2, s2, t3 = (np.zeros(N) for _ in range(5))
+    f, s, tail = np.zeros((order, N)), np.zeros((order, N)), np.zeros(N)
+    factorial = [1, 1, 2, 6, 24]
     for j in range(N):
         point = Interval(c[j], c[j])
         d0 = fn.at(point, 0)
-        d1 = fn.at(point, 1)
-        d2 = fn.at(point, 2)
         v0[:, j] = d0.lo, d0.hi
-        f1[j], s1[j] = _centre(np.float64(d1.lo), np.float64(d1.hi))
-        f2[j], s2[j] = _centre(_down(np.float64(d2.lo) / 2), _up(np.float64(d2.hi) / 2))
-        t3[j] = nested_sup(fn, 3, WEIGHTS, c[j], R[j], domain, known, j)
-    c_out, half = _centre(v0[0], v0[1])
+        for k in range(1, order + 1):
+            d = fn.at(point, k)
+            f[k - 1, j], s[k - 1, j] = _centre(_down(np.float64(d.lo) / factorial[k]),
+                                               _up(np.float64(d.hi) / factorial[k]))
+        t = nested_sup(fn, order + 1, weights, c[j], R[j], domain, known, j) * R[j] ** order
+        tail[j] = _up(t * R[j] * (1 + _gamma(order)))
+    out = [(v0, f, s, tail)]
+    # a fit only where Taylor's rest is a fair part of the entry's change (elsewhere it
+    # cannot gain much, and its coefficients are not the derivatives later steps share)
+    wanted = np.isfinite(R) & (R > 0) & (tail > FIT_FROM * (np.abs(f[0]) * R + tail))
+    for degree in range(1, order + 1 if wanted.any() else 1):
+        fv0, ff, fs, ftail = v0.copy(), f.copy(), s.copy(), tail.copy()
+        for j in np.nonzero(wanted)[0]:
+            lo = max(_down(c[j] - R[j]), domain[0])
+            hi = min(_up(c[j] + R[j]), domain[1])
+            if known is not None:
+                lo, hi = max(lo, known[0][j]), min(hi, known[1][j])
+            try:
+                fitted = fn.fit(c[j], lo, hi, degree)
+            except (NotSupported, ZeroDivisionError, OverflowError):
+                fitted = None   # f or a derivative not enclosed on the range: Taylor's
+            if fitted is None:
+                continue
+            p, g_lo, g_hi = fitted
+            # f(c + δ) = p₀ + Σ p_k δ^k + g, g ∈ [g_lo, g_hi]: the constant the centre
+            # of p₀ + g (a float), the rest (as a fresh symbol) its distance to the ends
+            e = Interval(p[0], p[0]) + Interval(g_lo, g_hi)
+            centre, half = _centre(e.lo, e.hi)
+            fv0[:, j] = centre, centre
+            ff[:, j] = np.concatenate([p[1:], np.zeros(order - degree)])
+            fs[:, j], ftail[j] = 0.0, half
+        out.append((fv0, ff, fs, ftail))
+    return out
+
+
+def _chosen(candidates: list, width, sym: Symbols):
+    """Per entry, the candidate (c, a, B, …, r, rest) whose enclosure is narrowest —
+    ``width(candidate)`` gives the widths — with its rest as fresh symbols: the fields
+    of the chosen rows, a with the fresh columns."""
+    if len(candidates) == 1:
+        *fields, rest = candidates[0]
+        fields[1] = sym.fresh(fields[1], rest)
+        return fields
+    widths = np.array([width(cand) for cand in candidates])
+    pick = np.argmin(np.where(np.isnan(widths), np.inf, widths), axis=0)
+    fields = []
+    for k in range(len(candidates[0])):
+        first = candidates[0][k]
+        chosen = first.copy() if any(np.shape(first)) and any(first.strides) else \
+            np.array(first)
+        for i, cand in enumerate(candidates[1:], start=1):
+            rows = pick == i
+            if rows.any():
+                if not any(chosen.strides):
+                    chosen = np.array(np.broadcast_to(chosen, chosen.shape))
+                chosen[rows] = cand[k][rows]
+        fields.append(chosen)
+    *fields, rest = fields
+    fields[1] = sym.fresh(fields[1], rest)
+    return fields
+
+
+def univariate(form: Form, fn: Univariate, sym: Symbols, domain=(-np.inf, np.inf),
+               known=None) -> Form:
+    """f entrywise by Taylor's theorem or a fitted polynomial (module docstring,
+    :func:`series`), per entry the narrowest; ``known`` (lo, hi) encloses the argument
+    too. The remainder's terms become fresh symbols."""
+    R, _ = form.reach()
+    ma, mf, mB = form.masses()
     n = sym.n
     a_in = form.a[:, :n]
-    a = f1[:, None] * _padded(form.a, sym.columns)
-    B = f1[:, None, None] * form.B + f2[:, None, None] * np.einsum("ki,kj->kij", a_in, a_in)
     W = mf + mB + form.r   # δ = a_ε·ε + w, |w| ≤ W: δ² − (a_ε·ε)² = 2(a_ε·ε)w + w²
-    rest = s1 * R + s2 * R * R + np.abs(f2) * (2 * ma * W + W * W) + t3 * R * R * R
-    r = np.abs(f1) * form.r + half + _gamma(3) * (np.abs(f1) * (ma + mf + mB) +
-                                                 np.abs(f2) * ma * ma)
-    a = sym.fresh(a, rest * (1 + _gamma(12)))
-    return Form(c_out, a, B, _up(r * (1 + _gamma(12)) + (sym.columns + n * n + 16) * TINY))
+
+    def build(v0, f, s, tail):
+        (f1, f2), (s1, s2) = f, s
+        c_out, half = _centre(v0[0], v0[1])
+        a = f1[:, None] * _padded(form.a, sym.columns)
+        B = f1[:, None, None] * form.B + f2[:, None, None] * np.einsum("ki,kj->kij", a_in, a_in)
+        rest = s1 * R + s2 * R * R + np.abs(f2) * (2 * ma * W + W * W) + tail
+        r = np.abs(f1) * form.r + half + _gamma(3) * (np.abs(f1) * (ma + mf + mB) +
+                                                     np.abs(f2) * ma * ma)
+        r = _up(r * (1 + _gamma(12)) + (sym.columns + n * n + 16) * TINY)
+        return c_out, a, B, r, _up(rest * (1 + _gamma(12)))
+
+    def width(cand):
+        c, a, B, r, rest = cand
+        lo, hi = Form(c, np.hstack([a, rest[:, None]]), B, r).enclosure()
+        return hi - lo
+    candidates = [build(*cand) for cand in series(fn, form, 2, WEIGHTS, domain, known)]
+    c, a, B, r = _chosen(candidates, width, sym)
+    return Form(c, a, B, r)
 
 
 class Algebra:
@@ -302,8 +393,8 @@ class Algebra:
             c_lo, c_hi = _down(c_lo + lo[:, 0]), _up(c_hi + hi[:, 0])
         return self.kit.linear([(M, None, form) for M, form in parts], (c_lo, c_hi), self.sym)
 
-    def univariate(self, form, fn, domain=(-np.inf, np.inf)):
-        return self.kit.univariate(form, fn, self.sym, domain)
+    def univariate(self, form, fn, domain=(-np.inf, np.inf), known=None):
+        return self.kit.univariate(form, fn, self.sym, domain, known)
 
     def product(self, a, b):
         idx = np.arange(a.c.size)[:, None]
@@ -322,6 +413,12 @@ class Algebra:
 
     def widen(self, form, extra):
         return form.moved(form.c, _up(form.r + extra))
+
+    def bounds(self, form):
+        return form.enclosure()
+
+    def linear_part(self, form):
+        return form.c, form.a
 
 
 def lse_at_centre(c, rows: int, L: int, keep, bias):
