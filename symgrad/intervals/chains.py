@@ -92,7 +92,7 @@ def compile_interval(expr, symbols: list):
 
 
 #: pieces of the known range over which a fitted polynomial's error is enclosed
-FIT_PIECES = 16
+FIT_PIECES = 8
 
 
 class Univariate:
@@ -122,7 +122,7 @@ class Univariate:
             self._extend(k)
         return self._compiled[k](X, *self._consts)
 
-    def fit(self, c: float, lo: float, hi: float, degree: int):
+    def fit(self, c: float, lo: float, hi: float, degree: int, memo: dict | None = None):
         """A polynomial p(t) = Σ_k p_k (t − c)^k of ``degree`` that interpolates f at the
         Chebyshev points of [lo, hi], and an enclosure [g_lo, g_hi] of f − p over [lo, hi]:
         (p, g_lo, g_hi), or None where [lo, hi] is not a finite interval of positive
@@ -132,11 +132,18 @@ class Univariate:
         sticks out by more than 1 % of the midpoints' range, up to 4·FIT_PIECES)."""
         if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):
             return None
+        memo = {} if memo is None else memo
+
+        def at(X, order):   # f's enclosures, shared by the fits of one range (``memo``)
+            key = (X.lo, X.hi, order)
+            if key not in memo:
+                memo[key] = self.at(X, order)
+            return memo[key]
         k = np.arange(degree + 1)
         nodes = (lo + hi) / 2 + (hi - lo) / 2 * np.cos(np.pi * (2 * k + 1) / (2 * degree + 2))
         values = []
         for t in nodes:
-            v = self.at(Interval(t, t), 0)
+            v = at(Interval(t, t), 0)
             values.append((v.lo + v.hi) / 2)
         if not np.all(np.isfinite(values)):
             return None
@@ -156,9 +163,8 @@ class Univariate:
             m = (a + b) / 2
             M, X = Interval(m, m), Interval(a, b)
             H = X - M
-            at_m = self.at(M, 0) - poly(p, M)
-            g = at_m + (self.at(M, 1) - poly(dp, M)) * H + \
-                (self.at(X, 2) - poly(ddp, X)) * (H ** 2) * 0.5
+            at_m = at(M, 0) - poly(p, M)
+            g = at_m + (at(M, 1) - poly(dp, M)) * H + (at(X, 2) - poly(ddp, X)) * (H ** 2) * 0.5
             return g, at_m
         edges = np.linspace(lo, hi, FIT_PIECES + 1)
         edges[0], edges[-1] = lo, hi
@@ -170,7 +176,7 @@ class Univariate:
             k = max(range(len(pieces)), key=lambda i: max(pieces[i][2].hi - top,
                                                           bottom - pieces[i][2].lo))
             a, b, g, _ = pieces[k]
-            if max(g.hi - top, bottom - g.lo) <= 0.01 * (top - bottom):
+            if max(g.hi - top, bottom - g.lo) <= 0.05 * (top - bottom):
                 break
             m = (a + b) / 2
             if not a < m < b:

@@ -294,15 +294,16 @@ def series(fn: Univariate, form, order: int, weights, domain, known) -> list:
     # a fit only where Taylor's rest is a fair part of the entry's change (elsewhere it
     # cannot gain much, and its coefficients are not the derivatives later steps share)
     wanted = np.isfinite(R) & (R > 0) & (tail > FIT_FROM * (np.abs(f[0]) * R + tail))
+    memos = {j: {} for j in np.nonzero(wanted)[0]}   # f's enclosures, shared by the degrees
     for degree in range(1, order + 1 if wanted.any() else 1):
         fv0, ff, fs, ftail = v0.copy(), f.copy(), s.copy(), tail.copy()
-        for j in np.nonzero(wanted)[0]:
+        for j in memos:
             lo = max(_down(c[j] - R[j]), domain[0])
             hi = min(_up(c[j] + R[j]), domain[1])
             if known is not None:
                 lo, hi = max(lo, known[0][j]), min(hi, known[1][j])
             try:
-                fitted = fn.fit(c[j], lo, hi, degree)
+                fitted = fn.fit(c[j], lo, hi, degree, memos[j])
             except (NotSupported, ZeroDivisionError, OverflowError):
                 fitted = None   # f or a derivative not enclosed on the range: Taylor's
             if fitted is None:
