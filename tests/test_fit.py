@@ -181,3 +181,54 @@ def test_the_encoder_block_at_radius_0_1_is_narrower_than_layer_norm_as_a_whole(
     lo, hi = found.per_method["cubic"]
     o_lo, o_hi = found.per_method["ops"]
     assert np.mean(hi - lo) < 0.95 * np.mean(o_hi - o_lo)
+
+
+def _check_condensed(scale=1.0):
+    """A form with symbols of its own from column ``since`` on, condensed into spare
+    symbols (with ``scale`` < 1 the mutant that understates the folded mass); every
+    sampled value of the form lies within the condensed form's reach."""
+    rng = np.random.default_rng(8)
+    sym = T.Symbols(3, spare=4)
+    form = _random_form(rng, 4, sym, 0.3, fresh=2)
+    a, B = form.a.copy(), form.B.copy()
+    a[:, 3:7], B[:, 3:, :], B[:, :, 3:] = 0.0, 0.0, 0.0     # the spare symbols unused
+    since = sym.columns
+    form = K.Form3(form.c, sym.fresh(a, rng.random(4) * 0.2), B,
+                   np.zeros((4, sym.n, sym.n, sym.n)), rng.random(4) * 0.01)
+    alg = T.Algebra(sym, K.KIT)
+    real = T._up
+    if scale != 1.0:
+        T._up = lambda x: real(x) * scale
+    try:
+        out = alg.condense(form, since)
+    finally:
+        T._up = real
+    spare = [3, 4, 5, 6]
+    assert not out.a[:, since:].any() and not out.r.any()
+    assert np.count_nonzero(out.a[:, spare]) == 4      # one spare symbol per entry
+    assert sym.take(1) is None                          # all four are used now
+    for eps, eta in _points(rng, sym, 200):
+        eps[3:7] = 0.0
+        point = np.concatenate([eps, eta])
+        # the true value: the form's own symbols anywhere, ρ at its ends
+        true = form.c + form.a @ point[:form.a.shape[1]] + \
+            np.einsum("kij,i,j->k", form.B, eps, eps) + form.r * rng.choice([-1, 1], 4)
+        kept = out.c + out.a[:, :since] @ point[:since] + \
+            np.einsum("kij,i,j->k", out.B, eps, eps)
+        assert np.all(np.abs(true - kept) <= np.abs(out.a[:, spare]).sum(axis=1) + 1e-12)
+
+
+def test_condensing_folds_a_rows_own_symbols_into_one_spare_symbol_soundly():
+    _check_condensed()
+
+
+def test_condensing_with_its_mass_understated_is_caught():
+    with pytest.raises(AssertionError):
+        _check_condensed(scale=0.5)
+
+
+def test_condensing_without_spare_symbols_changes_nothing():
+    rng = np.random.default_rng(9)
+    sym = T.Symbols(3)
+    form = _random_form(rng, 4, sym, 0.3)
+    assert T.Algebra(sym).condense(form, 3) is form

@@ -252,6 +252,7 @@ def layer_norm_chain(alg, x, gamma, beta, eps, shape):
     rows = int(np.prod(shape[:-1]))
     centring = _rows_matrix(rows, d, np.eye(d) - np.full((d, d), 1.0 / d))
     exact = (d & (d - 1)) == 0   # 1/d exact in binary when d is a power of 2
+    since = alg.columns()
     u = alg.linear([(centring, x)])
     if not exact:   # the float matrix differs from I − 11ᵀ/d by at most 2⁻⁵² per entry
         u = alg.widen(u, _rows_matrix(rows, d, np.ones((d, d))) @ alg.magnitude(x) * 2.0 ** -52)
@@ -264,6 +265,7 @@ def layer_norm_chain(alg, x, gamma, beta, eps, shape):
     known = (np.maximum(np.maximum(v_lo, variance_floor(alg, u, rows, d)), 0.0), v_hi)
     scale = alg.univariate(var, Univariate.kind("rsqrt", eps=eps), domain=(0.0, np.inf),
                            known=known)
+    scale = alg.condense(scale, since)
     scale_b = alg.linear([(_rows_matrix(rows, d, np.ones((d, 1))), scale)])
     xhat = alg.product(u, scale_b)
     g_lo, g_hi = bounds_arrays(gamma)

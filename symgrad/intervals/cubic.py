@@ -107,6 +107,9 @@ class Form3(Ranged):
         """The same polynomial part around centre ``c``, remainder ``r``."""
         return Form3(c, self.a, self.B, self.C, r)
 
+    def with_a(self, a):
+        return Form3(self.c, a, self.B, self.C, self.r)
+
     @staticmethod
     def seeded(c, a, sym):
         """An input's form: c + a·ε exactly."""

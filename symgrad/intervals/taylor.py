@@ -52,6 +52,9 @@ WEIGHTS = [_w * (1 + 2.0 ** -50) for _w in
 #: fitted polynomials are tried too (:func:`series`)
 FIT_FROM = 0.05
 
+#: LayerNorm rows' scale errors as spare symbols of the polynomial part (Algebra.condense)
+SPARE = True
+
 #: an entry whose form's enclosure is this many times wider than the known one restarts as
 #: that interval (it loses its correlations, which no longer pay)
 RESET = 2
@@ -80,8 +83,17 @@ class Symbols:
     """The noise symbols: the first n the perturbed inputs' (ε), then one per remainder
     entry (η) — a later linear map combines those coefficients exactly, as it does ε's."""
 
-    def __init__(self, n: int):
-        self.n = self.columns = n
+    def __init__(self, n: int, spare: int = 0):
+        self.n = self.columns = n + spare
+        self.spare = list(range(n, n + spare))   # symbols of the polynomial part not yet used
+
+    def take(self, k: int):
+        """k spare symbols of the polynomial part (columns of a, axes of B and C) that no form
+        has used, or None when fewer are left."""
+        if len(self.spare) < k:
+            return None
+        taken, self.spare = self.spare[:k], self.spare[k:]
+        return taken
 
     def fresh(self, a, remainder):
         # a NaN (∞·0 of an overflowed bound) is no bound at all: ∞, never dropped
@@ -173,6 +185,9 @@ class Form(Ranged):
     def moved(self, c, r):
         """The same polynomial part around centre ``c``, remainder ``r``."""
         return Form(c, self.a, self.B, r)
+
+    def with_a(self, a):
+        return Form(self.c, a, self.B, self.r)
 
     @staticmethod
     def seeded(c, a, sym):
@@ -418,6 +433,25 @@ class Algebra:
     def bounds(self, form):
         return form.enclosure()
 
+    def columns(self):
+        return self.sym.columns
+
+    def condense(self, form, since: int):
+        """The same values with the symbols from column ``since`` on (and r) folded, per
+        entry, into one spare symbol of the polynomial part (its coefficient their mass):
+        later products keep its products with ε as polynomial terms. Unchanged when no
+        spare symbols are left."""
+        N = form.c.size
+        taken = self.sym.take(N)
+        if taken is None:
+            return form
+        a = _padded(form.a, self.sym.columns).copy()
+        mass = _up((np.abs(a[:, since:]).sum(axis=1) + form.r) * (1 + _gamma(a.shape[1])) +
+                   a.shape[1] * TINY)
+        a[:, since:] = 0.0
+        a[np.arange(N), taken] = np.where(mass > 0, mass, 0.0)
+        return form.moved(form.c, np.zeros(N)).with_a(a)
+
     def linear_part(self, form):
         return form.c, form.a
 
@@ -645,7 +679,13 @@ def form_pass(kit, graph, box, ops_vals=None, cache: dict | None = None) -> list
     if largest * n ** kit.power > kit.limit:
         raise NotSupported(f"the {kit.name} form would hold {largest}×{n}^{kit.power} "
                            f"coefficients per value (more than {kit.limit:,})")
-    sym = Symbols(n)
+    spare = sum(int(np.prod(graph.shape(node.reads[0])[:-1])) for node in graph.nodes
+                if node.op == "layer_norm") if SPARE else 0
+    computed = max(int(np.prod(graph.shape(v))) for v in range(len(graph.inputs),
+                                                               len(graph.values)))
+    if max(largest * n ** kit.power, computed * (n + spare) ** kit.power) > kit.limit:
+        spare = 0
+    sym = Symbols(n, spare)
     forms, vals = [], []
     for i in range(len(graph.inputs)):
         if i in offsets:   # x₀ + ρ ⊙ ε, exactly
