@@ -12,7 +12,6 @@ from flint import arb
 import symgrad as sg
 from symgrad.intervals import chains, cubic as K, default_values, taylor as T
 from symgrad.intervals.chains import Univariate, variance_floor
-from symgrad.intervals.interval import bounds_arrays
 from symgrad.ops import get_op
 
 from test_taylor import _points, _random_form

@@ -128,8 +128,9 @@ class Univariate:
         (p, g_lo, g_hi), or None where [lo, hi] is not a finite interval of positive
         width. The p_k are floats, exact by definition; the enclosure is rigorous (on each
         of the pieces X with midpoint m, g(m) + g′(m)(X − m) + ½g″(X)(X − m)²; FIT_PIECES
-        equal pieces at first, the one that sticks out furthest split in two while it
-        sticks out by more than 1 % of the midpoints' range, up to 4·FIT_PIECES)."""
+        equal pieces at first, the one that sticks out furthest past the midpoints' values
+        split in two while it sticks out by more than 5 % of their range, up to
+        4·FIT_PIECES)."""
         if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):
             return None
         memo = {} if memo is None else memo
@@ -159,6 +160,7 @@ class Univariate:
             for q in reversed(coef):
                 total = total * D + q
             return total
+
         def piece(a, b):   # (enclosure of g over [a, b], g at its midpoint)
             m = (a + b) / 2
             M, X = Interval(m, m), Interval(a, b)

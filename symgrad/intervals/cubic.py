@@ -33,7 +33,7 @@ import numpy as np
 
 from .chains import Univariate
 from .enclose import TINY, _padded, _up
-from .interval import U, Interval
+from .interval import U
 from .taylor import Algebra, Kit, Ranged, Symbols, _centre, _down, _gamma, diagonal_range, \
     _chosen, form_pass, lse_at_centre, series, softmax_lse as taylor_softmax
 
@@ -235,12 +235,6 @@ def _symmetric(B, C):
         C = (C + C.transpose(0, 1, 3, 2) + C.transpose(0, 2, 1, 3) + C.transpose(0, 2, 3, 1) +
              C.transpose(0, 3, 1, 2) + C.transpose(0, 3, 2, 1)) / 6
     return B, C, np.where(moved > 0, _up(moved * _gamma(8)), 0.0)
-
-
-def _centred(d: Interval, scale: float = 1.0):
-    """A float centre of d·scale and its distance to every point of it (scale a power of
-    2, so the product is exact; each end then moved one ulp outward)."""
-    return _centre(_down(np.float64(d.lo) * scale), _up(np.float64(d.hi) * scale))
 
 
 def univariate(form: Form3, fn: Univariate, sym: Symbols, domain=(-np.inf, np.inf),

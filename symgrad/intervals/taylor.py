@@ -284,9 +284,10 @@ def series(fn: Univariate, form, order: int, weights, domain, known) -> list:
     * first, Taylor's at c: f^(k)(c)/k!, the rest R^(order+1) times the integral
       remainder's coefficient bounded piecewise (:func:`nested_sup`);
     * then per degree 1 … order, a polynomial fitted over the range the argument is known
-      to lie in — c ± R, within the domain and ``known`` (lo, hi) — with the enclosure of f
-      minus it over that range in v0 (:meth:`Univariate.fit`; Taylor's where no fit is
-      made). Where R is as large as c is far from a singularity (a variance near 0 under
+      to lie in — c ± R, within the domain and ``known`` (lo, hi) — its constant the float
+      centre of p₀ plus the enclosure of f minus it over that range, the rest the distance
+      to that enclosure's ends (:meth:`Univariate.fit`; Taylor's where no fit is made).
+      Where R is as large as c is far from a singularity (a variance near 0 under
       (var + ε)^(-1/2)), Taylor's rest grows as R^(order+1), while a fit's stays near the
       best polynomial's error."""
     c = form.c
@@ -347,14 +348,10 @@ def _chosen(candidates: list, width, sym: Symbols):
     pick = np.argmin(np.where(np.isnan(widths), np.inf, widths), axis=0)
     fields = []
     for k in range(len(candidates[0])):
-        first = candidates[0][k]
-        chosen = first.copy() if any(np.shape(first)) and any(first.strides) else \
-            np.array(first)
+        chosen = np.array(candidates[0][k])   # a copy (of a zero-stride array, a full one)
         for i, cand in enumerate(candidates[1:], start=1):
             rows = pick == i
             if rows.any():
-                if not any(chosen.strides):
-                    chosen = np.array(np.broadcast_to(chosen, chosen.shape))
                 chosen[rows] = cand[k][rows]
         fields.append(chosen)
     *fields, rest = fields
