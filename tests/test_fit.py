@@ -78,9 +78,23 @@ def test_a_fit_that_only_samples_its_pieces_is_caught(monkeypatch):
         _fit_holds(_function("gelu_tanh"), -1.5, 1.7, 3, 0.3)
 
 
-def test_no_fit_outside_a_finite_interval():
+def test_no_fit_outside_a_finite_interval_or_on_one_a_few_ulps_wide():
     fn = _function("exp")
     assert fn.fit(0.0, -np.inf, 1.0, 2) is None and fn.fit(0.0, 1.0, 1.0, 2) is None
+    c = -800.0   # the Chebyshev nodes coincide in floats (a singular system, once)
+    assert fn.fit(c, np.nextafter(c, -np.inf), np.nextafter(c, np.inf), 3) is None
+
+
+@pytest.mark.parametrize("op,x,radius", [("exp", -800.0, 1e-14), ("sigmoid", 800.0, 1e-14)])
+def test_a_radius_below_an_ulp_where_the_derivatives_underflow_is_enclosed(op, x, radius):
+    """Taylor's rest is all of the change there, so fits are tried on a range of a few
+    ulps (red-team finding: a LinAlgError escaped)."""
+    g = sg.Graph([("x", (1, 1))], name="g")
+    g.add(op, 0, name="out")
+    for method in ("taylor", "cubic"):
+        lo, hi = sg.bounds(g, {"x": np.array([[x]])}, radius, method=method).values["out"]
+        value = float(np.asarray(g.eval([np.array([[x]])])[-1], dtype=float).ravel()[0])
+        assert lo[0, 0] <= value <= hi[0, 0]
 
 
 def _wide_step(module, name, monkeypatch=None, forget=False):

@@ -125,8 +125,8 @@ class Univariate:
     def fit(self, c: float, lo: float, hi: float, degree: int, memo: dict | None = None):
         """A polynomial p(t) = Σ_k p_k (t − c)^k of ``degree`` that interpolates f at the
         Chebyshev points of [lo, hi], and an enclosure [g_lo, g_hi] of f − p over [lo, hi]:
-        (p, g_lo, g_hi), or None where [lo, hi] is not a finite interval of positive
-        width. The p_k are floats, exact by definition; the enclosure is rigorous (on each
+        (p, g_lo, g_hi), or None where [lo, hi] is not a finite interval wide enough for
+        ``degree`` + 1 distinct nodes. The p_k are floats, exact by definition; the enclosure is rigorous (on each
         of the pieces X with midpoint m, g(m) + g′(m)(X − m) + ½g″(X)(X − m)²; FIT_PIECES
         equal pieces at first, the one that sticks out furthest past the midpoints' values
         split in two while it sticks out by more than 5 % of their range, up to
@@ -148,7 +148,12 @@ class Univariate:
             values.append((v.lo + v.hi) / 2)
         if not np.all(np.isfinite(values)):
             return None
-        p = np.linalg.solve(np.vander(nodes - c, degree + 1, increasing=True), values)
+        if np.unique(nodes).size < degree + 1:   # a range a few ulps wide: no fit
+            return None
+        try:
+            p = np.linalg.solve(np.vander(nodes - c, degree + 1, increasing=True), values)
+        except np.linalg.LinAlgError:
+            return None
         if not np.all(np.isfinite(p)):
             return None
         dp = [j * p[j] for j in range(1, degree + 1)]
