@@ -156,8 +156,9 @@ class Univariate:
             return None
         if not np.all(np.isfinite(p)):
             return None
-        dp = [j * p[j] for j in range(1, degree + 1)]
-        ddp = [j * dp[j] for j in range(1, degree)]
+        # p′ and p″'s coefficients as intervals (j·p_j is not always a float)
+        dp = [Interval(p[j], p[j]) * j for j in range(1, degree + 1)]
+        ddp = [dp[j] * j for j in range(1, degree)]
 
         def poly(coef, X):   # Horner on intervals, in X − c
             D = X - c
@@ -238,15 +239,16 @@ def variance_floor(alg, u, rows: int, d: int) -> np.ndarray:
         total = sum((arb(float(v)) ** 2 for v in m), arb(0)) * d / 4
         offset[row] = -_ball_bounds(total)[1]
     lo, _ = alg.bounds(alg.linear([(M, u)], offset=offset))
-    return lo
+    return np.where(np.isfinite(lo), lo, -np.inf)   # a NaN (an overflow) bounds nothing
 
 
 def _least_norm_point(c, a, steps: int = 200):
     """c + a·z at a z ∈ [−1, 1]^m where |c + a·z|² is (nearly) least: projected gradient
     descent with step 1/L, L = 2‖a‖₂² (the gradient's Lipschitz constant)."""
-    if not a.any():
+    norm = np.linalg.norm(a, 2) ** 2 if np.isfinite(a).all() else np.inf
+    if not 0 < norm < np.inf:   # no linear part, or one too small or large to descend on
         return c.copy()
-    step = 1 / (2 * np.linalg.norm(a, 2) ** 2)
+    step = 1 / (2 * norm)
     z = np.zeros(a.shape[1])
     for _ in range(steps):
         z = np.clip(z - step * 2 * (a.T @ (c + a @ z)), -1.0, 1.0)
