@@ -5,6 +5,7 @@ still bounds what it drops; LayerNorm's variance floor lies below the least vari
 sampled; and each check catches a mutant that forgets a term (the checks have teeth)."""
 from fractions import Fraction
 
+import mpmath
 import numpy as np
 import pytest
 from flint import arb
@@ -91,13 +92,15 @@ def test_a_radius_below_an_ulp_where_the_derivatives_underflow_is_enclosed(op, x
     ulps (red-team finding: a LinAlgError escaped)."""
     g = sg.Graph([("x", (1, 1))], name="g")
     g.add(op, 0, name="out")
-    for method in ("taylor", "cubic"):
-        lo, hi = sg.bounds(g, {"x": np.array([[x]])}, radius, method=method).values["out"]
-        value = float(np.asarray(g.eval([np.array([[x]])])[-1], dtype=float).ravel()[0])
-        assert lo[0, 0] <= value <= hi[0, 0]
+    f = {"exp": mpmath.exp, "sigmoid": lambda t: 1 / (1 + mpmath.exp(-t))}[op]
+    with mpmath.workdps(60):
+        ends = [f(mpmath.mpf(x) + s * mpmath.mpf(radius)) for s in (-1, 0, 1)]
+        for method in ("taylor", "cubic"):
+            lo, hi = sg.bounds(g, {"x": np.array([[x]])}, radius, method=method).values["out"]
+            assert all(mpmath.mpf(lo[0, 0]) <= v <= mpmath.mpf(hi[0, 0]) for v in ends)
 
 
-def _wide_step(module, name, monkeypatch=None, forget=False):
+def _wide_step(module, name, monkeypatch=None, forget=False, narrow=False):
     """A univariate step on a form of radius ~1 (fits are taken there), checked at sampled
     points; returns (widths with fits, widths by Taylor alone)."""
     rng = np.random.default_rng(4)
@@ -118,8 +121,11 @@ def _wide_step(module, name, monkeypatch=None, forget=False):
         monkeypatch.setattr(Univariate, "fit", lambda self, *a: (lambda f: f and (
             f[0], 0.0, 0.0))(real(self, *a)))
     lo, hi = form.enclosure()
+    known = (lo, hi)
+    if narrow:   # the mutant: a "known" range that leaves out a third of the true one
+        known = (lo + (hi - lo) / 3, hi - (hi - lo) / 3)
     domain = (0.0, np.inf) if name == "rsqrt" else (-np.inf, np.inf)
-    out = module.univariate(form, fn, sym, domain=domain, known=(lo, hi))
+    out = module.univariate(form, fn, sym, domain=domain, known=known)
     f = np.vectorize(lambda v: (lambda i: (i.lo + i.hi) / 2)(fn.at(chains.Interval(v, v), 0)))
     check = _check_remainder if module is K else __import__("test_taylor")._check_remainder
     for eps, eta in _points(rng, sym, 80):
@@ -149,6 +155,14 @@ def test_a_univariate_step_on_a_wide_form_takes_fits_and_bounds_what_it_drops(mo
 def test_a_fit_that_forgets_its_error_is_caught(module, monkeypatch):
     with pytest.raises(AssertionError):
         _wide_step(module, "gelu_tanh", monkeypatch, forget=True)
+
+
+@pytest.mark.parametrize("module", [T, K], ids=["taylor", "cubic"])
+def test_fits_rest_on_the_known_range_so_a_wrong_one_is_caught(module):
+    """The step trusts ``known``: given a range that leaves out true arguments, its fits
+    (and Taylor's remainder) are wrong there, and the sampler sees it."""
+    with pytest.raises(AssertionError):
+        _wide_step(module, "gelu_tanh", narrow=True)
 
 
 def _floor_case(seed=5, rows=2, d=8):

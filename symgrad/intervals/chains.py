@@ -142,13 +142,13 @@ class Univariate:
             return memo[key]
         k = np.arange(degree + 1)
         nodes = (lo + hi) / 2 + (hi - lo) / 2 * np.cos(np.pi * (2 * k + 1) / (2 * degree + 2))
+        if np.unique(nodes).size < degree + 1:   # a range a few ulps wide: no fit
+            return None
         values = []
         for t in nodes:
             v = at(Interval(t, t), 0)
             values.append((v.lo + v.hi) / 2)
         if not np.all(np.isfinite(values)):
-            return None
-        if np.unique(nodes).size < degree + 1:   # a range a few ulps wide: no fit
             return None
         try:
             p = np.linalg.solve(np.vander(nodes - c, degree + 1, increasing=True), values)
@@ -174,8 +174,7 @@ class Univariate:
             at_m = at(M, 0) - poly(p, M)
             g = at_m + (at(M, 1) - poly(dp, M)) * H + (at(X, 2) - poly(ddp, X)) * (H ** 2) * 0.5
             return g, at_m
-        edges = np.linspace(lo, hi, FIT_PIECES + 1)
-        edges[0], edges[-1] = lo, hi
+        edges = np.linspace(lo, hi, FIT_PIECES + 1)   # its ends are lo and hi exactly
         pieces = [(a, b, *piece(a, b)) for a, b in zip(edges[:-1], edges[1:])]
         # split the piece that sticks out furthest past the midpoint values, while allowed
         while len(pieces) < FIT_PIECES * 4:

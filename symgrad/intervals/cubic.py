@@ -50,7 +50,8 @@ MAX_COEFFICIENTS = 6_000_000
 
 class Form3(Ranged):
     """c + a·(ε, η) + εᵀBε + C[ε³] ± r per entry (flattened): c (N,), a (N, columns),
-    B (N, n, n), C (N, n, n, n) over the input symbols ε only, r (N,)."""
+    B (N, n, n), C (N, n, n, n) over the symbols of the polynomial part only (ε and the
+    spare ones), r (N,)."""
 
     __slots__ = ("c", "a", "B", "C", "r", "_masses")
 
@@ -107,8 +108,9 @@ class Form3(Ranged):
         """The same polynomial part around centre ``c``, remainder ``r``."""
         return Form3(c, self.a, self.B, self.C, r)
 
-    def with_a(self, a):
-        return Form3(self.c, a, self.B, self.C, self.r)
+    def with_a(self, a, r):
+        """The same centre and polynomial part in ε with coefficients ``a``, remainder ``r``."""
+        return Form3(self.c, a, self.B, self.C, r)
 
     @staticmethod
     def seeded(c, a, sym):
@@ -273,13 +275,8 @@ def univariate(form: Form3, fn: Univariate, sym: Symbols, domain=(-np.inf, np.in
         r = _up(r * (1 + _gamma(16)) + (sym.columns + n * n + n ** 3 + 16) * TINY)
         return c_out, a, B, C, r, _up(rest * (1 + _gamma(16)))
 
-    def width(cand):
-        c, a, B, C, r, rest = cand
-        lo, hi = Form3(c, np.hstack([a, rest[:, None]]), B, C, r).enclosure()
-        return hi - lo
-    candidates = [build(*cand) for cand in series(fn, form, 3, WEIGHTS, domain, known)]
-    c, a, B, C, r = _chosen(candidates, width, sym)
-    return Form3(c, a, B, C, r)
+    return _chosen([build(*cand) for cand in series(fn, form, 3, WEIGHTS, domain, known)],
+                   Form3, sym)
 
 
 def _cumulants(p):

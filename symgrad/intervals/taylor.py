@@ -29,6 +29,8 @@ underflow) and added to r.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from flint import arb
 
@@ -80,12 +82,15 @@ def _centre(lo, hi):
 
 
 class Symbols:
-    """The noise symbols: the first n the perturbed inputs' (ε), then one per remainder
-    entry (η) — a later linear map combines those coefficients exactly, as it does ε's."""
+    """The noise symbols, as columns of a: first the perturbed inputs' (ε, ``inputs`` of
+    them), then ``spare`` symbols of the polynomial part that no form uses until
+    :meth:`take` hands them out (``n`` counts both: the axes of B and C), then one per
+    remainder entry (η) — a later linear map combines those coefficients exactly, as it
+    does ε's."""
 
-    def __init__(self, n: int, spare: int = 0):
-        self.n = self.columns = n + spare
-        self.spare = list(range(n, n + spare))   # symbols of the polynomial part not yet used
+    def __init__(self, inputs: int, spare: int = 0):
+        self.n = self.columns = inputs + spare
+        self.spare = list(range(inputs, inputs + spare))
 
     def take(self, k: int):
         """k spare symbols of the polynomial part (columns of a, axes of B and C) that no form
@@ -143,7 +148,7 @@ class Ranged:
 
 class Form(Ranged):
     """c + a·(ε, η) + εᵀBε ± r per entry (flattened): c (N,), a (N, columns), B (N, n, n)
-    over the input symbols ε only, r (N,)."""
+    over the symbols of the polynomial part only (ε and the spare ones), r (N,)."""
 
     __slots__ = ("c", "a", "B", "r")
 
@@ -186,8 +191,9 @@ class Form(Ranged):
         """The same polynomial part around centre ``c``, remainder ``r``."""
         return Form(c, self.a, self.B, r)
 
-    def with_a(self, a):
-        return Form(self.c, a, self.B, self.r)
+    def with_a(self, a, r):
+        """The same centre and quadratic part with coefficients ``a`` and remainder ``r``."""
+        return Form(self.c, a, self.B, r)
 
     @staticmethod
     def seeded(c, a, sym):
@@ -295,21 +301,21 @@ def series(fn: Univariate, form, order: int, weights, domain, known) -> list:
     N = c.size
     v0 = np.zeros((2, N))
     f, s, tail = np.zeros((order, N)), np.zeros((order, N)), np.zeros(N)
-    factorial = [1, 1, 2, 6, 24]
     for j in range(N):
         point = Interval(c[j], c[j])
         d0 = fn.at(point, 0)
         v0[:, j] = d0.lo, d0.hi
         for k in range(1, order + 1):
             d = fn.at(point, k)
-            f[k - 1, j], s[k - 1, j] = _centre(_down(np.float64(d.lo) / factorial[k]),
-                                               _up(np.float64(d.hi) / factorial[k]))
+            f[k - 1, j], s[k - 1, j] = _centre(_down(np.float64(d.lo) / math.factorial(k)),
+                                               _up(np.float64(d.hi) / math.factorial(k)))
         t = nested_sup(fn, order + 1, weights, c[j], R[j], domain, known, j) * R[j] ** order
         tail[j] = _up(t * R[j] * (1 + _gamma(order)))
     out = [(v0, f, s, tail)]
     # a fit only where Taylor's rest is a fair part of the entry's change (elsewhere it
     # cannot gain much, and its coefficients are not the derivatives later steps share)
-    wanted = np.isfinite(R) & (R > 0) & (tail > FIT_FROM * (np.abs(f[0]) * R + tail))
+    wanted = np.isfinite(R) & (R > 0) & (np.isinf(tail) |
+                                         (tail > FIT_FROM * (np.abs(f[0]) * R + tail)))
     memos = {j: {} for j in np.nonzero(wanted)[0]}   # f's enclosures, shared by the degrees
     for degree in range(1, order + 1 if wanted.any() else 1):
         fv0, ff, fs, ftail = v0.copy(), f.copy(), s.copy(), tail.copy()
@@ -336,16 +342,18 @@ def series(fn: Univariate, form, order: int, weights, domain, known) -> list:
     return out
 
 
-def _chosen(candidates: list, width, sym: Symbols):
-    """Per entry, the candidate (c, a, B, …, r, rest) whose enclosure is narrowest —
-    ``width(candidate)`` gives the widths — with its rest as fresh symbols: the fields
-    of the chosen rows, a with the fresh columns."""
+def _chosen(candidates: list, form_class, sym: Symbols):
+    """Per entry, the candidate (c, a, B, …, r, rest) whose form's enclosure (``form_class``,
+    the rest as one more symbol) is narrowest, as a form with its rest as fresh symbols."""
     if len(candidates) == 1:
-        *fields, rest = candidates[0]
-        fields[1] = sym.fresh(fields[1], rest)
-        return fields
-    widths = np.array([width(cand) for cand in candidates])
-    pick = np.argmin(np.where(np.isnan(widths), np.inf, widths), axis=0)
+        pick = np.zeros(len(candidates[0][0]), dtype=int)
+    else:
+        widths = []
+        for c, a, *poly, r, rest in candidates:
+            lo, hi = form_class(c, np.hstack([a, rest[:, None]]), *poly, r).enclosure()
+            widths.append(hi - lo)
+        widths = np.array(widths)
+        pick = np.argmin(np.where(np.isnan(widths), np.inf, widths), axis=0)
     fields = []
     for k in range(len(candidates[0])):
         chosen = np.array(candidates[0][k])   # a copy (of a zero-stride array, a full one)
@@ -354,9 +362,8 @@ def _chosen(candidates: list, width, sym: Symbols):
             if rows.any():
                 chosen[rows] = cand[k][rows]
         fields.append(chosen)
-    *fields, rest = fields
-    fields[1] = sym.fresh(fields[1], rest)
-    return fields
+    c, a, *poly, r, rest = fields
+    return form_class(c, sym.fresh(a, rest), *poly, r)
 
 
 def univariate(form: Form, fn: Univariate, sym: Symbols, domain=(-np.inf, np.inf),
@@ -381,13 +388,8 @@ def univariate(form: Form, fn: Univariate, sym: Symbols, domain=(-np.inf, np.inf
         r = _up(r * (1 + _gamma(12)) + (sym.columns + n * n + 16) * TINY)
         return c_out, a, B, r, _up(rest * (1 + _gamma(12)))
 
-    def width(cand):
-        c, a, B, r, rest = cand
-        lo, hi = Form(c, np.hstack([a, rest[:, None]]), B, r).enclosure()
-        return hi - lo
-    candidates = [build(*cand) for cand in series(fn, form, 2, WEIGHTS, domain, known)]
-    c, a, B, r = _chosen(candidates, width, sym)
-    return Form(c, a, B, r)
+    return _chosen([build(*cand) for cand in series(fn, form, 2, WEIGHTS, domain, known)],
+                   Form, sym)
 
 
 class Algebra:
@@ -447,7 +449,7 @@ class Algebra:
                    a.shape[1] * TINY)
         a[:, since:] = 0.0
         a[np.arange(N), taken] = np.where(mass > 0, mass, 0.0)
-        return form.moved(form.c, np.zeros(N)).with_a(a)
+        return form.with_a(a, np.zeros(N))
 
     def linear_part(self, form):
         return form.c, form.a
@@ -682,6 +684,8 @@ def form_pass(kit, graph, box, ops_vals=None, cache: dict | None = None) -> list
                            f"coefficients per value (more than {kit.limit:,})")
     spare = sum(int(np.prod(graph.shape(node.reads[0])[:-1])) for node in graph.nodes
                 if node.op == "layer_norm") if SPARE else 0
+    # the spare symbols are checked against the computed values only: an input's form holds
+    # its B and C as zero-stride arrays (cubic) or n² floats (taylor), not n³
     computed = max(int(np.prod(graph.shape(v))) for v in range(len(graph.inputs),
                                                                len(graph.values)))
     if max(largest * n ** kit.power, computed * (n + spare) ** kit.power) > kit.limit:
