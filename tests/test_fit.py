@@ -15,7 +15,8 @@ from symgrad.intervals import chains, cubic as K, default_values, taylor as T
 from symgrad.intervals.chains import Univariate, variance_floor
 from symgrad.ops import get_op
 
-from test_taylor import _points, _random_form
+from test_taylor import _check_remainder as _check_taylor, _points, _random_form, \
+    _value as _value_taylor
 from test_cubic import _check_remainder, _value
 
 CASES = [
@@ -108,10 +109,10 @@ def _wide_step(module, name, monkeypatch=None, forget=False, narrow=False):
     if module is K:
         form = K.Form3(*(lambda f: (f.c, f.a, f.B, np.zeros((6, 3, 3, 3)), f.r))(
             _random_form(rng, 6, sym, 0.45)))
-        value = _value
+        value, check = _value, _check_remainder
     else:
         form = _random_form(rng, 6, sym, 0.45)
-        from test_taylor import _value as value
+        value, check = _value_taylor, _check_taylor
     fn = _function(name)
     if name == "rsqrt":
         form = form.moved(np.abs(form.c) * 0.3 + 4.0, form.r)
@@ -127,7 +128,6 @@ def _wide_step(module, name, monkeypatch=None, forget=False, narrow=False):
     domain = (0.0, np.inf) if name == "rsqrt" else (-np.inf, np.inf)
     out = module.univariate(form, fn, sym, domain=domain, known=known)
     f = np.vectorize(lambda v: (lambda i: (i.lo + i.hi) / 2)(fn.at(chains.Interval(v, v), 0)))
-    check = _check_remainder if module is K else __import__("test_taylor")._check_remainder
     for eps, eta in _points(rng, sym, 80):
         check(out, cols, f(value(form, eps, eta)), eps, eta)
     plain_sym = T.Symbols(3)

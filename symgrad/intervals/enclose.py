@@ -491,6 +491,18 @@ def _linear(sym, parts, offset=None):
     return c, A, _up((e + half) * _relative(len(parts) + 1))
 
 
+def path_piece(c: float, step: float, domain, known=None, j: int = 0) -> Interval:
+    """c ± step (each end one ulp outward) — a piece of the path from c to the argument —
+    clipped to the domain and to ``known`` (entry ``j`` of its (lo, hi)), where the true
+    argument cannot go; never short of c itself."""
+    lo = max(np.nextafter(c - step, -np.inf), min(domain[0], c))
+    hi = min(np.nextafter(c + step, np.inf), max(domain[1], c))
+    if known is not None:
+        lo = min(max(lo, known[0][j]), c)
+        hi = max(min(hi, known[1][j]), c)
+    return Interval(lo, hi)
+
+
 def _univariate(sym, form, fn, domain=(-np.inf, np.inf), known=None):
     """f(u) entrywise (``fn``: f and f′): f(c) + f′(c)(u − c) + R, |R| ≤ Σ_k (1/K)·mag(f′(U_k) − M)·reach;
     ``known`` (lo, hi) encloses u too (each U_k is clipped to it)."""
@@ -510,16 +522,7 @@ def _univariate(sym, form, fn, domain=(-np.inf, np.inf), known=None):
         spread_c[j] = max(_up(m - slope.lo), _up(slope.hi - m))
         total = 0.0
         for k in range(1, K + 1):
-            t = k / K
-            # the path from c to u: clipped to the domain the true values lie in, never
-            # short of c itself
-            lo_k = max(np.nextafter(c[j] - t * reach[j], -np.inf), min(domain[0], c[j]))
-            hi_k = min(np.nextafter(c[j] + t * reach[j], np.inf), max(domain[1], c[j]))
-            if known is not None:
-                lo_k = min(max(lo_k, known[0][j]), c[j])
-                hi_k = max(min(hi_k, known[1][j]), c[j])
-            piece = Interval(lo_k, hi_k)
-            s = fn.at(piece, 1)
+            s = fn.at(path_piece(c[j], k / K * reach[j], domain, known, j), 1)
             total += max(abs(s.lo - m), abs(s.hi - m))
         rem[j] = total / K * reach[j] + TINY
     c_out, half = _centre(np.array(lo), np.array(hi))

@@ -37,7 +37,7 @@ from flint import arb
 from ..ops import get_op
 from .chains import CHAINS, Univariate, _numbers
 from .enclose import TINY, Affine, _constant_jacobian, _local_jacobians, _padded, \
-    _product_pairs, _up, forward_node
+    _product_pairs, _up, forward_node, path_piece
 from .interval import U, Interval, NotSupported, _ball_bounds, bounds_arrays, interval_array, matmul_bounds
 from .rules import ELEMENTWISE
 
@@ -53,9 +53,6 @@ WEIGHTS = [_w * (1 + 2.0 ** -50) for _w in
 #: Taylor's rest, as a fraction of an entry's change (its rest plus |f′|·R), from which
 #: fitted polynomials are tried too (:func:`series`)
 FIT_FROM = 0.05
-
-#: LayerNorm rows' scale errors as spare symbols of the polynomial part (Algebra.condense)
-SPARE = True
 
 #: an entry whose form's enclosure is this many times wider than the known one restarts as
 #: that interval (it loses its correlations, which no longer pay)
@@ -268,13 +265,7 @@ def nested_sup(fn: Univariate, order: int, weights, c: float, R: float, domain, 
     pieces = len(weights)
     total = 0.0
     for k in range(1, pieces + 1):
-        step = _up(k / pieces * R)
-        lo = max(_down(c - step), min(domain[0], c))
-        hi = min(_up(c + step), max(domain[1], c))
-        if known is not None:
-            lo = min(max(lo, known[0][j]), c)
-            hi = max(min(hi, known[1][j]), c)
-        d = fn.at(Interval(lo, hi), order)
+        d = fn.at(path_piece(c, _up(k / pieces * R), domain, known, j), order)
         total += max(abs(d.lo), abs(d.hi)) * weights[k - 1]
     return _up(total * (1 + _gamma(pieces)))
 
@@ -682,13 +673,14 @@ def form_pass(kit, graph, box, ops_vals=None, cache: dict | None = None) -> list
     if largest * n ** kit.power > kit.limit:
         raise NotSupported(f"the {kit.name} form would hold {largest}×{n}^{kit.power} "
                            f"coefficients per value (more than {kit.limit:,})")
+    # one spare symbol per LayerNorm row (Algebra.condense), checked against the computed
+    # values only: an input's form holds its B and C as zero-stride arrays (cubic) or n²
+    # floats (taylor), not n³
     spare = sum(int(np.prod(graph.shape(node.reads[0])[:-1])) for node in graph.nodes
-                if node.op == "layer_norm") if SPARE else 0
-    # the spare symbols are checked against the computed values only: an input's form holds
-    # its B and C as zero-stride arrays (cubic) or n² floats (taylor), not n³
-    computed = max(int(np.prod(graph.shape(v))) for v in range(len(graph.inputs),
-                                                               len(graph.values)))
-    if max(largest * n ** kit.power, computed * (n + spare) ** kit.power) > kit.limit:
+                if node.op == "layer_norm")
+    computed = max((int(np.prod(graph.shape(v))) for v in range(len(graph.inputs),
+                                                                len(graph.values))), default=0)
+    if computed * (n + spare) ** kit.power > kit.limit:
         spare = 0
     sym = Symbols(n, spare)
     forms, vals = [], []
