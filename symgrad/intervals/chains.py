@@ -254,16 +254,22 @@ def _least_norm_point(c, a, steps: int = 200):
     return c + a @ z
 
 
+def centred(alg, x, rows: int, d: int):
+    """u = x − mean(x) per row of d, in ``alg`` (the float matrix I − 11ᵀ/d is exact when d
+    is a power of 2, within 2⁻⁵² per entry otherwise, which widens u)."""
+    u = alg.linear([(_rows_matrix(rows, d, np.eye(d) - np.full((d, d), 1.0 / d)), x)])
+    if d & (d - 1):
+        u = alg.widen(u, _rows_matrix(rows, d, np.ones((d, d))) @ alg.magnitude(x) * 2.0 ** -52)
+    return u
+
+
 def layer_norm_chain(alg, x, gamma, beta, eps, shape):
     """y = γ ⊙ (u · (var + ε)^(-1/2)) + β per row, u = x − mean, var = mean(u²)."""
     d = shape[-1]
     rows = int(np.prod(shape[:-1]))
-    centring = _rows_matrix(rows, d, np.eye(d) - np.full((d, d), 1.0 / d))
     exact = (d & (d - 1)) == 0   # 1/d exact in binary when d is a power of 2
     since = alg.columns()
-    u = alg.linear([(centring, x)])
-    if not exact:   # the float matrix differs from I − 11ᵀ/d by at most 2⁻⁵² per entry
-        u = alg.widen(u, _rows_matrix(rows, d, np.ones((d, d))) @ alg.magnitude(x) * 2.0 ** -52)
+    u = centred(alg, x, rows, d)
     square = alg.product(u, u)
     mean = _rows_matrix(rows, d, np.full((1, d), 1.0 / d))
     var = alg.linear([(mean, square)])

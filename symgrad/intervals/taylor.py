@@ -35,6 +35,7 @@ import numpy as np
 from flint import arb
 
 from ..ops import get_op
+from . import joint
 from .chains import CHAINS, Univariate, _numbers
 from .enclose import TINY, Affine, _constant_jacobian, _local_jacobians, _padded, \
     _product_pairs, _up, forward_node, path_piece
@@ -697,17 +698,20 @@ def form_pass(kit, graph, box, ops_vals=None, cache: dict | None = None) -> list
     for j, node in enumerate(graph.nodes):
         for r in node.reads:
             last[r] = j
+    spreads = {}   # a LayerNorm's index: its centred input's form, for joint.affine_bounds
     with np.errstate(over="ignore", invalid="ignore"):   # overflowed rows become (0, 0, ∞)
         for j, node in enumerate(graph.nodes):
-            forms.append(_step(kit, graph, node, forms, vals, sym, ops_vals, cache))
+            forms.append(_step(kit, graph, node, forms, vals, sym, ops_vals, cache, spreads))
             for r in node.reads:   # free what no later node reads (the output's is kept)
                 if last.get(r) == j and r != graph.output:
                     forms[r] = None
+                    spreads.pop(r, None)
     return vals
 
 
-def _step(kit, graph, node, forms, vals, sym, ops_vals, cache):
-    """One node's form; its enclosure appended to ``vals``."""
+def _step(kit, graph, node, forms, vals, sym, ops_vals, cache, spreads=None):
+    """One node's form; its enclosure appended to ``vals`` (narrowed by :mod:`.joint`'s
+    bounds where they apply)."""
     index = len(forms)
     shape = graph.shape(index)
     reads = [forms[r] for r in node.reads]
@@ -729,8 +733,55 @@ def _step(kit, graph, node, forms, vals, sym, ops_vals, cache):
         if wider.any():
             form = kit.rows(form, kit.constant(k_lo, k_hi, sym), wider, sym)
         lo, hi = np.maximum(lo, k_lo), np.minimum(hi, k_hi)
+    if spreads is not None and any(f.varying for f in reads):
+        try:
+            found = _joint(kit, node, index, reads, args, point, sym, spreads, cache)
+        except (NotSupported, ZeroDivisionError, OverflowError, np.linalg.LinAlgError):
+            found = None
+        if found is not None:
+            lo, hi = np.maximum(lo, found[0]), np.minimum(hi, found[1])
     vals.append(interval_array(lo.reshape(shape), hi.reshape(shape)))
     return form
+
+
+def _joint(kit, node, index, reads, args, point, sym, spreads, cache):
+    """(lo, hi) of a LayerNorm's output, or of an affine map of one that mixes its entries,
+    by :mod:`.joint`'s rule; None where it does not apply. A LayerNorm's centred input is
+    kept in ``spreads`` for the maps that read it."""
+    alg = Algebra(sym, kit)
+    if node.op == "layer_norm":
+        if any(f.varying for f in reads[1:]):
+            return None
+        found = joint.layer_norm_bounds(alg, reads[0], args[1], args[2], node.params["eps"],
+                                        np.shape(args[0]))
+        if found is None:
+            return None
+        lo, hi, u = found
+        spreads[index] = (u, bounds_arrays(args[1])[0], args[2], node.params["eps"])
+        return lo, hi
+    varying = [f.varying for f in reads]
+    sources = [r for r, v in zip(node.reads, varying) if v]
+    if len(sources) != 1 or sources[0] not in spreads or node.reads.count(sources[0]) != 1:
+        return None
+    op = get_op(node.op)
+    if not _constant_jacobian(op, node, varying):
+        return None
+    p = node.reads.index(sources[0])
+    local = cache.get(index) if cache is not None else None
+    if local is None:
+        local = _local_jacobians(op, node, point,
+                                 np.asarray(forward_node(node, point), dtype=object))
+    M_lo, M_hi = local[p]
+    if not (np.isfinite(M_lo).all() and np.isfinite(M_hi).all()) or \
+            not (((M_lo > 0) | (M_hi < 0)).sum(axis=1) > 1).any():   # no entry mixes
+        return None
+    u, gamma, beta, eps = spreads[sources[0]]
+    d = np.shape(gamma)[-1]
+    at_beta = list(args)   # the map at x̂ = 0: its read is β in every row
+    at_beta[p] = np.broadcast_to(np.asarray(beta, dtype=object), np.shape(args[p]))
+    b_lo, b_hi = bounds_arrays(np.asarray(forward_node(node, at_beta), dtype=object))
+    return joint.affine_bounds(alg, u, eps, gamma, M_lo, M_hi, b_lo.ravel(), b_hi.ravel(),
+                                d)
 
 
 #: the second-order form's steps
