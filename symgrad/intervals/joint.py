@@ -40,7 +40,7 @@ from .interval import U, _ball_bounds, as_interval, bounds_arrays
 
 #: slopes λ = tan θ, θ evenly spaced in (0, π/2), and bands of the spread
 SLOPES = 48
-BANDS = 64
+BANDS = 384
 _LAMBDAS = np.tan(np.linspace(0, np.pi / 2, SLOPES + 2)[1:-1])
 
 
@@ -98,10 +98,10 @@ def largest(p, q, s: float, d: int, eps, S_max):
         size = (np.abs(cp) + np.abs(hp))[:, None] + lam[None, :] * (np.abs(cq) + np.abs(lq))[:, None] + \
             np.abs(ap).sum(axis=1)[:, None] + lam[None, :] * Sq[:, None]
         h = (cp + hp)[:, None] - lam[None, :] * (cq + lq)[:, None] + spread + g * size
-        t = q_min[:, None] + (q_top - q_min)[:, None] * np.linspace(0, 1, BANDS + 1)[None, :]
+        t = _edges(q_min, q_top, d, eps.lo)
         reach = h[:, :, None] + lam[None, :, None] * t[:, None, 1:]
         reach = _up(reach + g * (np.abs(h)[:, :, None] + lam[None, :, None] * np.abs(t[:, None, 1:])))
-        P = np.minimum(p_max[:, None], reach.min(axis=1))                  # (K, BANDS)
+        P = np.minimum(p_max[:, None], reach.min(axis=1))                  # (K, bands)
         P = np.concatenate([P, p_max[:, None]], axis=1)                     # the last band
         T = np.maximum(t, 0.0)                                              # its lower ends
     ok = np.isfinite(P) & np.isfinite(T)
@@ -110,6 +110,20 @@ def largest(p, q, s: float, d: int, eps, S_max):
                      _phi_neg_up(np.minimum(P_safe, -0.0), S_max[:, None], s, d, eps.hi))
     bound = np.where(ok, bound, np.inf)
     return np.where(np.isnan(bound), np.inf, bound).max(axis=1)
+
+
+def _edges(q_min, q_top, d: int, eps: float):
+    """Per entry, the bands' ends from q_min up (any increasing ends are sound): half evenly
+    spaced up to q_top, half where √(q/d + ε) grows geometrically — φ is steepest in q
+    where q is small."""
+    even = q_min[:, None] + (q_top - q_min)[:, None] * np.linspace(0, 1, BANDS // 2 + 1)[None, :]
+    base = np.maximum(q_min, 0.0)
+    v_lo, v_hi = np.sqrt(base / d + eps), np.sqrt(np.maximum(q_top, base) / d + eps)
+    ratio = np.where(v_hi > v_lo, v_hi / np.where(v_lo > 0, v_lo, 1.0), 1.0)
+    steps = np.linspace(0, 1, BANDS // 2 + 1)[None, 1:-1]
+    geometric = d * (v_lo[:, None] * ratio[:, None] ** steps) ** 2 - d * eps
+    geometric = np.clip(geometric, base[:, None], np.maximum(q_top, base)[:, None])
+    return np.sort(np.concatenate([even, geometric], axis=1), axis=1)
 
 
 def _tangent(alg, u, rows: int, d: int, select):

@@ -777,11 +777,17 @@ def _joint(kit, node, index, reads, args, point, sym, spreads, cache):
         return None
     u, gamma, beta, eps = spreads[sources[0]]
     d = np.shape(gamma)[-1]
-    at_beta = list(args)   # the map at x̂ = 0: its read is β in every row
-    at_beta[p] = np.broadcast_to(np.asarray(beta, dtype=object), np.shape(args[p]))
-    b_lo, b_hi = bounds_arrays(np.asarray(forward_node(node, at_beta), dtype=object))
+    b_lo, b_hi = _map_at(node, args, p, beta)   # the map at x̂ = 0: its read is β
     return joint.affine_bounds(alg, u, eps, gamma, M_lo, M_hi, b_lo.ravel(), b_hi.ravel(),
                                 d)
+
+
+def _map_at(node, args, p, row):
+    """(lo, hi) of the node with its read ``p`` equal to ``row`` (intervals) in every row,
+    the other reads at their enclosures."""
+    at = list(args)
+    at[p] = np.broadcast_to(np.asarray(row, dtype=object), np.shape(args[p]))
+    return bounds_arrays(np.asarray(forward_node(node, at), dtype=object))
 
 
 #: the second-order form's steps
