@@ -34,6 +34,11 @@ from .taylor import taylor_form
 METHODS = ("ibp", "ops", "centered", "taylor", "cubic", "subdivide", "auto")
 
 
+#: how many times the timed piece's seconds each piece is planned to take (pieces of the
+#: MHA at radius 0.01 took 1.07 times the first one on average, and the plan doubles)
+PIECE_MARGIN = 1.3
+
+
 def enclose_box(graph, box: Box, method: str, budget: float, grad: bool = False) -> dict:
     """Every tape value's enclosure by ``method`` (and, with ``grad`` or where the method
     computes it, J over the box). Returns {"values": [...], "jacobian": J or None,
@@ -90,7 +95,9 @@ def enclose_box(graph, box: Box, method: str, budget: float, grad: bool = False)
         enclose(box.piece(lo, box.hi))
         t_piece = time.perf_counter() - t_piece
     left = budget - (time.perf_counter() - t0)
-    s = int(math.floor(math.log2(max(left / max(t_piece, 1e-3), 1)))) if left > 0 else 0
+    # pieces vary in time around the one timed: plan for each to take PIECE_MARGIN times it
+    s = int(math.floor(math.log2(max(left / max(PIECE_MARGIN * t_piece, 1e-3), 1)))) \
+        if left > 0 else 0
     s = max(0, min(s, len(coords), 12))
     if method == "subdivide":
         s = max(s, min(1, len(coords)))
