@@ -151,12 +151,12 @@ def _spread_max(u_lo, u_hi, idx) -> float:
 def layer_norm_bounds(alg, x, gamma, beta, eps_value, shape):
     """(lo, hi, u): bounds of a LayerNorm's output (flattened) over the form ``x`` of its
     input by the joint rule (module docstring), and the centred input's form u; None where
-    γ or β vary."""
+    γ or β vary or a row has one entry."""
     g_lo, g_hi = bounds_arrays(gamma)
     b_lo, b_hi = bounds_arrays(beta)
-    if np.any(g_lo != g_hi) or np.any(b_lo != b_hi):
-        return None
     d = shape[-1]
+    if np.any(g_lo != g_hi) or np.any(b_lo != b_hi) or d < 2:   # d = 1: x̂ = 0, the op's rule
+        return None
     rows = int(np.prod(shape[:-1]))
     eps = as_interval(eps_value)
     u = centred(alg, x, rows, d)
