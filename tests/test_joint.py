@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import symgrad as sg
-from symgrad.intervals import cubic as K, default_values, joint, taylor as T
+from symgrad.intervals import chains, cubic as K, default_values, joint, taylor as T
 from symgrad.intervals.chains import centred
 from symgrad.intervals.interval import Interval, bounds_arrays, interval_array
 from symgrad.intervals.rules import layer_norm_stats
@@ -132,7 +132,7 @@ def test_the_staircase_is_above_every_point_and_close_to_the_largest(s):
 
 
 def test_layer_norm_bounds_without_the_tangents_offset_are_caught(monkeypatch):
-    monkeypatch.setattr(joint, "_ball_bounds", lambda b: (0.0, 0.0))
+    monkeypatch.setattr(chains, "_ball_bounds", lambda b: (0.0, 0.0))
     rng, sym, x, gamma, beta, alg = _case()
     lo, hi = _ln_bounds(alg, x, gamma, beta)
     values = [_layer_norm(v, gamma, beta) for v in _samples(rng, sym, x)]
@@ -179,3 +179,105 @@ def test_the_encoder_at_radius_0_1_is_narrower_with_the_joint_bounds(monkeypatch
     monkeypatch.setattr(T, "_joint", lambda *args: None)
     o_lo, o_hi = sg.bounds(graph, values, 0.1, method="cubic").values["out"]
     assert np.mean(hi - lo) < 0.85 * np.mean(o_hi - o_lo)
+
+
+def _plane(rows, d, seed):
+    """A form of rows × d over two symbols, linear (no polynomial part, no remainder), and
+    a dense grid of its values over z ∈ [−1, 1]²: the true extremes of anything of it."""
+    rng = np.random.default_rng(seed)
+    sym = T.Symbols(2)
+    N = rows * d
+    x = K.Form3(rng.standard_normal(N), rng.standard_normal((N, 2)) * 0.4,
+                np.zeros((N, 2, 2)), np.zeros((N, 2, 2, 2)), np.zeros(N))
+    z = np.stack(np.meshgrid(np.linspace(-1, 1, 301), np.linspace(-1, 1, 301)), -1).reshape(-1, 2)
+    return sym, x, x.c[None, :] + z @ x.a.T, T.Algebra(sym, K.KIT), rng
+
+
+def _ln_rows(X, rows, d, gamma, beta):
+    u = X.reshape(len(X), rows, d)
+    u = u - u.mean(axis=2, keepdims=True)
+    return (u / np.sqrt((u * u).mean(axis=2, keepdims=True) + EPS) * gamma + beta).reshape(len(X), -1)
+
+
+@pytest.mark.parametrize("d", [3, 5, 8])
+def test_layer_norm_bounds_contain_a_dense_grid(d):
+    """Sharp: with two symbols and no polynomial part, the grid finds the true extremes, so
+    a rule that dropped a term (the entry's own u_k² in its spread, say) would cut them."""
+    sym, x, X, alg, rng = _plane(2, d, seed=d)
+    gamma, beta = 1 + 0.2 * rng.standard_normal(d), 0.1 * rng.standard_normal(d)
+    lo, hi, _ = joint.layer_norm_bounds(alg, x, interval_array(gamma, gamma),
+                                        interval_array(beta, beta), EPS, (2, d))
+    Y = _ln_rows(X, 2, d, gamma, beta)
+    assert np.all(lo <= Y.min(axis=0)) and np.all(Y.max(axis=0) <= hi)
+
+
+def _two_rows_case(seed=5, d=4):
+    sym, x, X, alg, rng = _plane(2, d, seed)
+    gamma, beta = 1 + 0.2 * rng.standard_normal(d), 0.1 * rng.standard_normal(d)
+    M = np.zeros((3, 2 * d))
+    M[:, :d] = 2 * rng.standard_normal((3, d))
+    M[:, d:] = rng.standard_normal((3, d)) * np.array([[1.0], [0.0], [0.2]])   # other row
+    Y = _ln_rows(X, 2, d, gamma, beta) @ M.T
+    base = np.tile(beta, 2) @ M.T
+    return alg, centred(alg, x, 2, d), gamma, M, Y, base, d
+
+
+def test_affine_bounds_contain_a_dense_grid_when_a_map_reads_two_rows_and_m_is_an_interval():
+    alg, u, gamma, M, Y, base, d = _two_rows_case()
+    lo, hi = joint.affine_bounds(alg, u, EPS, gamma, M, M, base - 1e-12, base + 1e-12, d)
+    assert np.all(lo <= Y.min(axis=0)) and np.all(Y.max(axis=0) <= hi)
+    w_lo, w_hi = joint.affine_bounds(alg, u, EPS, gamma, M - 1e-3, M + 1e-3, base - 1e-12,
+                                     base + 1e-12, d)
+    assert np.all(w_lo < lo) and np.all(hi < w_hi)   # M's width is paid for
+
+
+def test_affine_bounds_that_forget_the_other_rows_are_caught(monkeypatch):
+    monkeypatch.setattr(joint, "_other_rows", lambda *args: np.zeros(len(args[0])))
+    alg, u, gamma, M, Y, base, d = _two_rows_case()
+    lo, hi = joint.affine_bounds(alg, u, EPS, gamma, M, M, base - 1e-12, base + 1e-12, d)
+    assert np.any(lo > Y.min(axis=0)) or np.any(Y.max(axis=0) > hi)
+
+
+def test_a_numerator_whose_square_overflows_bounds_nothing_rather_than_zero():
+    """P² overflowing once made the bound of P/√((P² + q)/d + ε) about 0 (its value here
+    is near 2): it must be ≥ the value (∞ is sound)."""
+    zero = np.zeros((1, 1))
+    p = (np.array([2e154]), zero, np.zeros(1), np.zeros(1))
+    q = (np.array([1.0]), zero, np.zeros(1), np.zeros(1))
+    bound = joint.largest(p, q, 1.0, 4, Interval(1e-5, 1e-5), np.array([1e300]))
+    assert bound[0] >= 1.99
+
+
+def test_a_row_of_one_entry_is_left_to_the_ops_rule():
+    sym, x, X, alg, rng = _plane(4, 1, seed=1)
+    one = interval_array(np.ones(1), np.ones(1))
+    assert joint.layer_norm_bounds(alg, x, one, one, EPS, (4, 1)) is None
+
+
+def test_perturbed_gamma_and_beta_stay_sound_where_the_joint_rule_stands_aside():
+    from symgrad.intervals.enclose import Box
+    from symgrad.intervals.sample import inner_range
+    graph = sg.models.encoder_block(3, 4, 2, 2, 6)
+    values = default_values(graph, seed=4)
+    perturb = ("x", "gamma1", "beta2")
+    found = sg.bounds(graph, values, 0.05, perturb=perturb, method="cubic")
+    index = [[name for name, _ in graph.inputs].index(n) for n in perturb]
+    inner = inner_range(graph, Box(graph, values, 0.05, index), samples=32, corners=32,
+                        ascent=2, seed=2)
+    for i, name in enumerate(graph.values):
+        lo, hi = found.values[name]
+        assert np.all(lo <= inner.lo[i]) and np.all(inner.hi[i] <= hi), name
+
+
+def test_a_subnormal_spread_and_epsilon_do_not_round_the_bound_below_the_value():
+    """Found by a red team: with ε and the spread a few subnormal units, the denominator's
+    rounding is absolute, not relative (the bound was 7 % below φ at z = 1)."""
+    p = (np.array([1.571742558966898]), np.array([[0.0010152716646482012]]), np.zeros(1),
+         np.zeros(1))
+    q = (np.array([6.4e-323]), np.array([[-4e-323]]), np.zeros(1), np.zeros(1))
+    bound = joint.largest(p, q, 0.0, 7, Interval(5e-324, 5e-324), np.ones(1))
+    import mpmath
+    with mpmath.workdps(40):
+        value = (mpmath.mpf(1.571742558966898) + mpmath.mpf(0.0010152716646482012)) / \
+            mpmath.sqrt((mpmath.mpf(6.4e-323) - mpmath.mpf(4e-323)) / 7 + mpmath.mpf(5e-324))
+    assert bound[0] >= value

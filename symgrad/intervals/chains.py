@@ -241,6 +241,25 @@ def variance_floor(alg, u, rows: int, d: int) -> np.ndarray:
     return np.where(np.isfinite(lo), lo, -np.inf)   # a NaN (an overflow) bounds nothing
 
 
+def tangent_planes(alg, u, rows: int, d: int, select: list, at=None):
+    """Linear lower bounds of Σ_{j ∈ idx} u_j², one per list idx in ``select`` (indices into
+    u, rows of d flattened), as one form in ``alg``: Σ 2w_j u_j − ⌈Σ w_j²⌉ (the tangent
+    planes of :func:`variance_floor`; any real w is sound, 2w is exact), w the value of the
+    selected entries' linear part c + a·z at z = ``at[i]``, or where it is least in norm."""
+    c, a = alg.linear_part(u)
+    M = np.zeros((len(select), rows * d))
+    offset = np.zeros(len(select))
+    for i, idx in enumerate(select):
+        if at is None:
+            w = _least_norm_point(c[idx], a[idx])
+        else:
+            w = c[idx] + a[idx] @ at[i][:a.shape[1]]
+        M[i, idx] = 2 * w
+        total = sum((arb(float(v)) ** 2 for v in w), arb(0))
+        offset[i] = -_ball_bounds(total)[1]
+    return alg.linear([(M, u)], offset=offset)
+
+
 def _least_norm_point(c, a, steps: int = 200):
     """c + a·z at a z ∈ [−1, 1]^m where |c + a·z|² is (nearly) least: projected gradient
     descent with step 1/L, L = 2‖a‖₂² (the gradient's Lipschitz constant)."""

@@ -148,6 +148,15 @@ def _up(x):
     return np.nextafter(x, np.inf)
 
 
+def _down(x):
+    return np.nextafter(x, -np.inf)
+
+
+def _gamma(k: int) -> float:
+    """A bound (with slack) on the relative rounding error of a float sum of k products."""
+    return 2.02 * (k + 2) * U / (1 - (k + 2) * U)
+
+
 #: the absolute rounding error of one float operation whose result underflows (2⁻¹⁰⁷⁵,
 #: rounded up): relative bounds alone fail below the normal range
 TINY = 2.0 ** -1074

@@ -32,25 +32,19 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from flint import arb
 
-from .chains import _least_norm_point, centred
-from .enclose import TINY, _padded, _up
-from .interval import U, _ball_bounds, as_interval, bounds_arrays
+from .chains import centred, tangent_planes
+from .enclose import TINY, _down, _gamma, _padded, _up
+from .interval import U, as_interval, bounds_arrays
 
-#: slopes λ = tan θ, θ evenly spaced in (0, π/2), and bands of the spread
+#: slopes λ = tan θ, θ evenly spaced in (0, π/2), and the bands' ends (the spread's range
+#: cut into BANDS − 1 bands, and the open band above)
 SLOPES = 48
 BANDS = 384
 _LAMBDAS = np.tan(np.linspace(0, np.pi / 2, SLOPES + 2)[1:-1])
 
-
-def _g(k: int) -> float:
-    """A bound (with slack) on the relative rounding error of a float sum of k terms."""
-    return 2.02 * (k + 2) * U / (1 - (k + 2) * U)
-
-
-def _down(x):
-    return np.nextafter(x, -np.inf)
+#: entries × slopes × symbols up to which :func:`largest` works on entries at once
+CHUNK = 1 << 22
 
 
 def parts(form, columns: int):
@@ -65,16 +59,18 @@ def parts(form, columns: int):
 def _phi_up(P, T, s: float, d: int, eps_lo: float):
     """An upper bound of P / √((s·P² + T)/d + ε) for P ≥ 0, T ≥ 0, ε ≥ eps_lo."""
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        den = ((s * P * P + T) / d + eps_lo) * (1 - 8 * U)
+        # relative rounding above the normal range, 2⁻¹⁰⁷⁴ per operation below it
+        den = ((s * P * P + T) / d + eps_lo) * (1 - 8 * U) - 8 * TINY
         value = P / (np.sqrt(den) * (1 - 4 * U)) * (1 + 4 * U)
-    return np.where(den > 0, _up(value), np.inf)
+    # an overflowed P² (den = ∞) or an underflowed den bounds nothing
+    return np.where((den > 0) & np.isfinite(den), _up(value), np.inf)
 
 
 def _phi_neg_up(P, S_max, s: float, d: int, eps_hi: float):
     """An upper bound of P / √((s·P² + S)/d + ε) for P < 0 and S ≤ S_max, ε ≤ eps_hi (the
     value increases in P, S and ε there)."""
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        den = ((s * P * P + S_max) / d + eps_hi) * (1 + 8 * U)
+        den = ((s * P * P + S_max) / d + eps_hi) * (1 + 8 * U) + 8 * TINY
         value = -P / (np.sqrt(den) * (1 + 4 * U)) * (1 - 4 * U)
     return np.where(np.isfinite(den), -_down(value), 0.0)
 
@@ -83,27 +79,32 @@ def largest(p, q, s: float, d: int, eps, S_max):
     """Per entry, an upper bound of φ(p, q) (module docstring) over the joint set of
     p = (c, a, lo, hi) and q = (c, a, lo, hi) (:func:`parts`, the same symbols); S_max bounds
     the spread from above (for a negative numerator)."""
+    K, m = p[1].shape
+    step = max(1, CHUNK // max(1, SLOPES * m))
+    if K > step:   # a chunk of entries at a time: the slopes' sums are K × SLOPES × m
+        return np.concatenate([
+            largest(tuple(x[i:i + step] for x in p), tuple(x[i:i + step] for x in q), s, d,
+                    eps, S_max[i:i + step]) for i in range(0, K, step)])
     cp, ap, _, hp = p
-    cq, aq, lq, _ = q
-    m = ap.shape[1]
-    g = _g(m + 8)
+    cq, aq, lq, hq = q
+    g = _gamma(m + 8)
     Sp, Sq = np.abs(ap).sum(axis=1), np.abs(aq).sum(axis=1)
     with np.errstate(invalid="ignore", over="ignore"):
         p_max = _up(cp + hp + Sp + g * (np.abs(cp) + np.abs(hp) + Sp))
         q_min = _down(cq + lq - Sq - g * (np.abs(cq) + np.abs(lq) + Sq))
-        q_top = _up(cq + Sq + np.abs(lq))
+        q_top = cq + Sq + np.where(np.isfinite(hq), hq, np.abs(lq))   # any value is sound
         lam = _LAMBDAS
         # h(λ) per entry and slope, with every rounding error bounded by the magnitudes
         spread = np.abs(ap[:, None, :] - lam[None, :, None] * aq[:, None, :]).sum(axis=2)
         size = (np.abs(cp) + np.abs(hp))[:, None] + lam[None, :] * (np.abs(cq) + np.abs(lq))[:, None] + \
-            np.abs(ap).sum(axis=1)[:, None] + lam[None, :] * Sq[:, None]
+            Sp[:, None] + lam[None, :] * Sq[:, None]
         h = (cp + hp)[:, None] - lam[None, :] * (cq + lq)[:, None] + spread + g * size
         t = _edges(q_min, q_top, d, eps.lo)
         reach = h[:, :, None] + lam[None, :, None] * t[:, None, 1:]
         reach = _up(reach + g * (np.abs(h)[:, :, None] + lam[None, :, None] * np.abs(t[:, None, 1:])))
-        P = np.minimum(p_max[:, None], reach.min(axis=1))                  # (K, bands)
-        P = np.concatenate([P, p_max[:, None]], axis=1)                     # the last band
-        T = np.maximum(t, 0.0)                                              # its lower ends
+        P = np.minimum(p_max[:, None], reach.min(axis=1))                  # band i: [t_i, t_i+1]
+        P = np.concatenate([P, p_max[:, None]], axis=1)                     # the open band
+        T = np.maximum(t, 0.0)                                              # their lower ends
     ok = np.isfinite(P) & np.isfinite(T)
     P_safe, T_safe = np.where(ok, P, 0.0), np.where(ok, T, 0.0)
     bound = np.where(P_safe >= 0, _phi_up(np.maximum(P_safe, 0.0), T_safe, s, d, eps.lo),
@@ -113,8 +114,8 @@ def largest(p, q, s: float, d: int, eps, S_max):
 
 
 def _edges(q_min, q_top, d: int, eps: float):
-    """Per entry, the bands' ends from q_min up (any increasing ends are sound): half evenly
-    spaced up to q_top, half where √(q/d + ε) grows geometrically — φ is steepest in q
+    """Per entry, BANDS ends from q_min up to q_top (any increasing ends are sound): about
+    half evenly spaced, half where √(q/d + ε) grows geometrically — φ is steepest in q
     where q is small."""
     even = q_min[:, None] + (q_top - q_min)[:, None] * np.linspace(0, 1, BANDS // 2 + 1)[None, :]
     base = np.maximum(q_min, 0.0)
@@ -126,26 +127,27 @@ def _edges(q_min, q_top, d: int, eps: float):
     return np.sort(np.concatenate([even, geometric], axis=1), axis=1)
 
 
-def _tangent(alg, u, rows: int, d: int, select):
-    """The linear lower bounds L of Σ_{j ∈ select(row, k)} u_j², one per (row, k) in
-    ``select``'s keys, as one form: Σ 2w_j u_j − ⌈Σ w_j²⌉, w the least-norm point of the
-    selected entries' linear part."""
-    c, a = alg.linear_part(u)
-    keys = list(select)
-    M = np.zeros((len(keys), rows * d))
-    offset = np.zeros(len(keys))
-    for i, key in enumerate(keys):
-        idx = select[key]
-        w = _least_norm_point(c[idx], a[idx])
-        M[i, idx] = 2 * w                                   # exact: a power of 2 times a float
-        total = sum((arb(float(v)) ** 2 for v in w), arb(0))
-        offset[i] = -_ball_bounds(total)[1]
-    return alg.linear([(M, u)], offset=offset)
+def _bounds(alg, u, rows: int, d: int, select, p, minus, s: float, eps, S_max):
+    """(upper, lower) bounds of φ(p, S) per entry, S = Σ_{j ∈ select[i]} u_j²: the better of
+    two tangent planes each way — at the least-norm point of the selected entries' linear
+    part, and at the corner z = ±sign(a_p) where p's linear part is largest (smallest)."""
+    corner = np.sign(p[1])
+    bounds = []
+    for numerator, at in ((p, corner), (minus, -corner)):
+        best = None
+        for points in (None, at):
+            q = parts(tangent_planes(alg, u, rows, d, select, points), alg.columns())
+            width = q[1].shape[1]   # symbols the plane's form made are not in p: 0 there
+            numerator = numerator[:1] + (_padded(numerator[1], width),) + numerator[2:]
+            found = largest(numerator, q, s, d, eps, S_max)
+            best = found if best is None else np.minimum(best, found)
+        bounds.append(best)
+    return bounds[0], -bounds[1]
 
 
 def _spread_max(u_lo, u_hi, idx) -> float:
     top = np.maximum(u_lo[idx] ** 2, u_hi[idx] ** 2).sum()
-    return float(_up(top * (1 + _g(len(idx))) + len(idx) * TINY))
+    return float(_up(top * (1 + _gamma(len(idx))) + len(idx) * TINY))
 
 
 def layer_norm_bounds(alg, x, gamma, beta, eps_value, shape):
@@ -161,27 +163,32 @@ def layer_norm_bounds(alg, x, gamma, beta, eps_value, shape):
     eps = as_interval(eps_value)
     u = centred(alg, x, rows, d)
     u_lo, u_hi = alg.bounds(u)
-    select = {(r, k): [r * d + j for j in range(d) if j != k] for r in range(rows)
-              for k in range(d)}
-    L = _tangent(alg, u, rows, d, select)
+    select = [[r * d + j for j in range(d) if j != k] for r in range(rows) for k in range(d)]
     columns = alg.columns()
-    p, q = parts(u, columns), parts(L, columns)
-    S_max = np.array([_spread_max(u_lo, u_hi, idx) for idx in select.values()])
+    p = parts(u, columns)
     minus = (-p[0], -p[1], -p[3], -p[2])
-    hi = largest(p, q, 1.0, d, eps, S_max)
-    lo = -largest(minus, q, 1.0, d, eps, S_max)
+    S_max = np.array([_spread_max(u_lo, u_hi, idx) for idx in select])
+    hi, lo = _bounds(alg, u, rows, d, select, p, minus, 1.0, eps, S_max)
     root = math.nextafter(math.sqrt(d - 1), math.inf)   # |x̂| < √(d − 1)
     hi, lo = np.minimum(hi, root), np.maximum(lo, -root)
-    return _scaled(lo, hi, np.tile(g_lo.ravel(), rows), np.tile(b_lo.ravel(), rows)) + (u,)
+    return _gamma_beta(lo, hi, np.tile(g_lo.ravel(), rows), np.tile(b_lo.ravel(), rows)) + (u,)
 
 
-def _scaled(lo, hi, gam, bet):
+def _gamma_beta(lo, hi, gam, bet):
     """[γ·lo, γ·hi] + β, rounded outward."""
     a, b = gam * lo, gam * hi
     low, high = np.minimum(a, b), np.maximum(a, b)
     err = 2 * U * (np.maximum(np.abs(low), np.abs(high)) + np.abs(bet)) + 2 * TINY
     with np.errstate(invalid="ignore"):
         return _down(low + bet - err), _up(high + bet + err)
+
+
+def _other_rows(M_lo, M_hi, D, in_row, gam, d: int):
+    """Per entry, a bound of what M's width within the chosen row and the entries of other
+    rows add: Σ |M_jk| |γ_k| √(d − 1), since |x̂| < √(d − 1)."""
+    root = math.nextafter(math.sqrt(d - 1), math.inf)
+    rest = np.where(in_row, D, np.maximum(np.abs(M_lo), np.abs(M_hi))) @ np.abs(gam) * root
+    return _up(rest * (1 + _gamma(in_row.shape[1])) + in_row.shape[1] * TINY)
 
 
 def affine_bounds(alg, u, eps_value, gamma, M_lo, M_hi, base_lo, base_hi, d: int):
@@ -198,22 +205,16 @@ def affine_bounds(alg, u, eps_value, gamma, M_lo, M_hi, base_lo, base_hi, d: int
     row_of = np.argmax(np.abs(M).reshape(J, rows, d).sum(axis=2), axis=1)
     in_row = (np.arange(rows * d)[None, :] // d) == row_of[:, None]
     Mg = np.where(in_row, M, 0.0) * gam[None, :]
-    root = math.nextafter(math.sqrt(d - 1), math.inf)   # |x̂| < √(d − 1)
-    rest = np.where(in_row, D, np.maximum(np.abs(M_lo), np.abs(M_hi))) @ np.abs(gam) * root
-    rest = _up(rest * (1 + _g(rows * d)) + rows * d * TINY)
+    rest = _other_rows(M_lo, M_hi, D, in_row, gam, d)
     N = alg.linear([(Mg, u)])
     N = alg.widen(N, np.abs(Mg) @ alg.magnitude(u) * 1.01 * U)   # Mγ's rounding
     u_lo, u_hi = alg.bounds(u)
-    select = {r: [r * d + j for j in range(d)] for r in range(rows)}
-    L = _tangent(alg, u, rows, d, select)
+    select = [[r * d + j for j in range(d)] for r in row_of]
     columns = alg.columns()
     p = parts(N, columns)
-    cL, aL, lL, hL = parts(L, columns)
-    S_max = np.array([_spread_max(u_lo, u_hi, idx) for idx in select.values()])
-    q = (cL[row_of], aL[row_of], lL[row_of], hL[row_of])
     minus = (-p[0], -p[1], -p[3], -p[2])
-    top = largest(p, q, 0.0, d, eps, S_max[row_of])
-    bottom = -largest(minus, q, 0.0, d, eps, S_max[row_of])
+    S_max = np.array([_spread_max(u_lo, u_hi, idx) for idx in select])
+    top, bottom = _bounds(alg, u, rows, d, select, p, minus, 0.0, eps, S_max)
     err = 2 * U * (np.abs(base_lo) + np.abs(base_hi) + np.abs(top) + np.abs(bottom) + rest)
     with np.errstate(invalid="ignore"):
         lo = _down(base_lo + bottom - rest - err - TINY)

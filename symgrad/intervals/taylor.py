@@ -37,8 +37,8 @@ from flint import arb
 from ..ops import get_op
 from . import joint
 from .chains import CHAINS, Univariate, _numbers
-from .enclose import TINY, Affine, _constant_jacobian, _local_jacobians, _padded, \
-    _product_pairs, _up, forward_node, path_piece
+from .enclose import TINY, Affine, _constant_jacobian, _down, _gamma, _local_jacobians, \
+    _padded, _product_pairs, _up, forward_node, path_piece
 from .interval import U, Interval, NotSupported, _ball_bounds, bounds_arrays, interval_array, matmul_bounds
 from .rules import ELEMENTWISE
 
@@ -61,15 +61,6 @@ RESET = 2
 
 #: value entries × n² up to which the quadratic coefficients are kept (8 bytes each)
 MAX_COEFFICIENTS = 16_000_000
-
-
-def _gamma(k: int) -> float:
-    """A bound (with slack) on the relative rounding error of a float sum of k products."""
-    return 2.02 * (k + 2) * U / (1 - (k + 2) * U)
-
-
-def _down(x):
-    return np.nextafter(x, -np.inf)
 
 
 def _centre(lo, hi):
@@ -698,7 +689,7 @@ def form_pass(kit, graph, box, ops_vals=None, cache: dict | None = None) -> list
     for j, node in enumerate(graph.nodes):
         for r in node.reads:
             last[r] = j
-    spreads = {}   # a LayerNorm's index: its centred input's form, for joint.affine_bounds
+    spreads = {}   # a LayerNorm's index: (its centred input's form, γ, β, ε), for _joint
     with np.errstate(over="ignore", invalid="ignore"):   # overflowed rows become (0, 0, ∞)
         for j, node in enumerate(graph.nodes):
             forms.append(_step(kit, graph, node, forms, vals, sym, ops_vals, cache, spreads))
@@ -709,7 +700,7 @@ def form_pass(kit, graph, box, ops_vals=None, cache: dict | None = None) -> list
     return vals
 
 
-def _step(kit, graph, node, forms, vals, sym, ops_vals, cache, spreads=None):
+def _step(kit, graph, node, forms, vals, sym, ops_vals, cache, spreads):
     """One node's form; its enclosure appended to ``vals`` (narrowed by :mod:`.joint`'s
     bounds where they apply)."""
     index = len(forms)
@@ -733,7 +724,7 @@ def _step(kit, graph, node, forms, vals, sym, ops_vals, cache, spreads=None):
         if wider.any():
             form = kit.rows(form, kit.constant(k_lo, k_hi, sym), wider, sym)
         lo, hi = np.maximum(lo, k_lo), np.minimum(hi, k_hi)
-    if spreads is not None and any(f.varying for f in reads):
+    if any(f.varying for f in reads):
         try:
             found = _joint(kit, node, index, reads, args, point, sym, spreads, cache)
         except (NotSupported, ZeroDivisionError, OverflowError, np.linalg.LinAlgError):
