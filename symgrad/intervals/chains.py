@@ -263,10 +263,10 @@ def tangent_planes(alg, u, rows: int, d: int, select: list, at=None):
 def _least_norm_point(c, a, steps: int = 200):
     """c + a·z at a z ∈ [−1, 1]^m where |c + a·z|² is (nearly) least: projected gradient
     descent with step 1/L, L = 2‖a‖₂² (the gradient's Lipschitz constant)."""
-    norm = np.linalg.norm(a, 2) ** 2 if np.isfinite(a).all() else np.inf
-    if not 0 < norm < np.inf:   # no linear part, or one too small or large to descend on
-        return c.copy()
-    step = 1 / (2 * norm)
+    norm = np.linalg.norm(a, 2) ** 2 if np.isfinite(a).all() and a.size else np.inf
+    step = 1 / (2 * norm) if norm > 0 else np.inf
+    if not (0 < norm < np.inf and np.isfinite(step)):   # no linear part, or one too small
+        return c.copy()                                     # or large to descend on
     z = np.zeros(a.shape[1])
     for _ in range(steps):
         z = np.clip(z - step * 2 * (a.T @ (c + a @ z)), -1.0, 1.0)
