@@ -249,15 +249,44 @@ def tangent_planes(alg, u, rows: int, d: int, select: list, at=None):
     c, a = alg.linear_part(u)
     M = np.zeros((len(select), rows * d))
     offset = np.zeros(len(select))
+    least = _least_norm_points(c, a, select) if at is None else None
     for i, idx in enumerate(select):
-        if at is None:
-            w = _least_norm_point(c[idx], a[idx])
-        else:
-            w = c[idx] + a[idx] @ at[i][:a.shape[1]]
+        w = least[i] if at is None else c[idx] + a[idx] @ at[i][:a.shape[1]]
         M[i, idx] = 2 * w
         total = sum((arb(float(v)) ** 2 for v in w), arb(0))
         offset[i] = -_ball_bounds(total)[1]
     return alg.linear([(M, u)], offset=offset)
+
+
+def _least_norm_points(c, a, select: list, steps: int = 200) -> list:
+    """:func:`_least_norm_point` of c[idx] + a[idx]·z for each list idx of ``select``, the
+    distinct lists of one length at a time as one batch (the same descent, vectorized)."""
+    out = [None] * len(select)
+    groups: dict = {}
+    for i, idx in enumerate(select):
+        groups.setdefault(tuple(idx), []).append(i)
+    by_length: dict = {}
+    for key in groups:
+        by_length.setdefault(len(key), []).append(key)
+    for keys in by_length.values():
+        C = np.array([c[list(k)] for k in keys])                 # (G, L)
+        A = np.array([a[list(k)] for k in keys])                 # (G, L, m)
+        good = np.isfinite(A).all(axis=(1, 2)) if A.size else np.zeros(len(keys), bool)
+        A = np.where(good[:, None, None], A, 0.0)
+        norm = np.linalg.norm(A, 2, axis=(1, 2)) ** 2 if A.size else np.zeros(len(keys))
+        with np.errstate(divide="ignore", over="ignore"):
+            step = np.where(norm > 0, 1 / (2 * np.where(norm > 0, norm, 1.0)), np.inf)
+        # no linear part, or one too small or large to descend on: its centre
+        step = np.where(good & (norm > 0) & np.isfinite(norm) & np.isfinite(step), step, 0.0)
+        z = np.zeros((len(keys), A.shape[2]))
+        for _ in range(steps):
+            grad = 2 * np.einsum("glm,gl->gm", A, C + np.einsum("glm,gm->gl", A, z))
+            z = np.clip(z - step[:, None] * grad, -1.0, 1.0)
+        W = C + np.einsum("glm,gm->gl", A, z)
+        for key, w in zip(keys, W):
+            for i in groups[key]:
+                out[i] = w
+    return out
 
 
 def _least_norm_point(c, a, steps: int = 200):

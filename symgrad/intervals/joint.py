@@ -132,11 +132,12 @@ def _bounds(alg, u, rows: int, d: int, select, p, minus, s: float, eps, S_max):
     two tangent planes each way — at the least-norm point of the selected entries' linear
     part, and at the corner z = ±sign(a_p) where p's linear part is largest (smallest)."""
     corner = np.sign(p[1])
+    least = tangent_planes(alg, u, rows, d, select)
     bounds = []
     for numerator, at in ((p, corner), (minus, -corner)):
         best = None
-        for points in (None, at):
-            q = parts(tangent_planes(alg, u, rows, d, select, points), alg.columns())
+        for plane in (least, tangent_planes(alg, u, rows, d, select, at)):
+            q = parts(plane, alg.columns())
             width = q[1].shape[1]   # symbols the plane's form made are not in p: 0 there
             numerator = numerator[:1] + (_padded(numerator[1], width),) + numerator[2:]
             found = largest(numerator, q, s, d, eps, S_max)
