@@ -231,9 +231,10 @@ def variance_floor(alg, u, rows: int, d: int) -> np.ndarray:
     c, a = alg.linear_part(u)
     M = np.zeros((rows, rows * d))
     offset = np.zeros(rows)
+    least = _least_norm_points(c, a, [list(range(row * d, (row + 1) * d)) for row in range(rows)])
     for row in range(rows):
         sl = slice(row * d, (row + 1) * d)
-        m = 2 * _least_norm_point(c[sl], a[sl]) / d
+        m = 2 * least[row] / d
         M[row, sl] = m
         total = sum((arb(float(v)) ** 2 for v in m), arb(0)) * d / 4
         offset[row] = -_ball_bounds(total)[1]
@@ -259,8 +260,11 @@ def tangent_planes(alg, u, rows: int, d: int, select: list, at=None):
 
 
 def _least_norm_points(c, a, select: list, steps: int = 200) -> list:
-    """:func:`_least_norm_point` of c[idx] + a[idx]·z for each list idx of ``select``, the
-    distinct lists of one length at a time as one batch (the same descent, vectorized)."""
+    """For each list idx of ``select``, c[idx] + a[idx]·z at a z ∈ [−1, 1]^m where its norm
+    is (nearly) least: projected gradient descent with step 1/L, L = 2‖a[idx]‖₂² (the
+    gradient's Lipschitz constant), from z = 0; c[idx] itself where a[idx] is empty,
+    zero, not finite or too small or large to descend on. The distinct lists of one length
+    go as one batch."""
     out = [None] * len(select)
     groups: dict = {}
     for i, idx in enumerate(select):
@@ -278,28 +282,15 @@ def _least_norm_points(c, a, select: list, steps: int = 200) -> list:
             step = np.where(norm > 0, 1 / (2 * np.where(norm > 0, norm, 1.0)), np.inf)
         # no linear part, or one too small or large to descend on: its centre
         step = np.where(good & (norm > 0) & np.isfinite(norm) & np.isfinite(step), step, 0.0)
-        z = np.zeros((len(keys), A.shape[2]))
+        z = np.zeros((len(keys), A.shape[2], 1))
+        At = np.swapaxes(A, 1, 2)
         for _ in range(steps):
-            grad = 2 * np.einsum("glm,gl->gm", A, C + np.einsum("glm,gm->gl", A, z))
-            z = np.clip(z - step[:, None] * grad, -1.0, 1.0)
-        W = C + np.einsum("glm,gm->gl", A, z)
+            z = np.clip(z - step[:, None, None] * 2 * (At @ (C[:, :, None] + A @ z)), -1.0, 1.0)
+        W = C + (A @ z)[:, :, 0]
         for key, w in zip(keys, W):
             for i in groups[key]:
                 out[i] = w
     return out
-
-
-def _least_norm_point(c, a, steps: int = 200):
-    """c + a·z at a z ∈ [−1, 1]^m where |c + a·z|² is (nearly) least: projected gradient
-    descent with step 1/L, L = 2‖a‖₂² (the gradient's Lipschitz constant)."""
-    norm = np.linalg.norm(a, 2) ** 2 if np.isfinite(a).all() and a.size else np.inf
-    step = 1 / (2 * norm) if norm > 0 else np.inf
-    if not (0 < norm < np.inf and np.isfinite(step)):   # no linear part, or one too small
-        return c.copy()                                     # or large to descend on
-    z = np.zeros(a.shape[1])
-    for _ in range(steps):
-        z = np.clip(z - step * 2 * (a.T @ (c + a @ z)), -1.0, 1.0)
-    return c + a @ z
 
 
 def centred(alg, x, rows: int, d: int):

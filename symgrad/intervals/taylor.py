@@ -594,6 +594,18 @@ def _both_algebras(sym, form):
     return [(Algebra(sym), form, back), (Affine(sym), _first_order(form, sym), back)]
 
 
+def _constant_local(op, node, args_point, cache, key):
+    """A node's local Jacobians where they do not vary (:func:`_constant_jacobian`), at the
+    reads' centres, kept in ``cache`` under ``key`` (shared by the pieces of a box)."""
+    local = cache.get(key) if cache is not None else None
+    if local is None:
+        local = _local_jacobians(op, node, args_point,
+                                 np.asarray(forward_node(node, args_point), dtype=object))
+        if cache is not None:
+            cache[key] = local
+    return local
+
+
 def _node(kit, node, forms, vals, args_point, sym, cache, key):
     """One node's form from its reads' forms (``vals`` their enclosures)."""
     op = get_op(node.op)
@@ -601,12 +613,7 @@ def _node(kit, node, forms, vals, args_point, sym, cache, key):
     base = bounds_arrays(np.asarray(forward_node(node, args_point), dtype=object))
     base = (base[0].ravel(), base[1].ravel())
     if _constant_jacobian(op, node, varying):
-        local = cache.get(key) if cache is not None else None
-        if local is None:
-            local = _local_jacobians(op, node, args_point,
-                                     np.asarray(forward_node(node, args_point), dtype=object))
-            if cache is not None:
-                cache[key] = local
+        local = _constant_local(op, node, args_point, cache, key)
         return kit.linear(_jacobian_parts(local, local, forms, varying), base, sym)
     if node.op in CHAINS and varying[0] and not any(varying[1:]):
         # the chain in each algebra, each entry from the narrowest (all rows share the
@@ -758,11 +765,7 @@ def _joint(kit, node, index, reads, args, point, sym, spreads, cache):
     if not _constant_jacobian(op, node, varying):
         return None
     p = node.reads.index(sources[0])
-    local = cache.get(index) if cache is not None else None
-    if local is None:
-        local = _local_jacobians(op, node, point,
-                                 np.asarray(forward_node(node, point), dtype=object))
-    M_lo, M_hi = local[p]
+    M_lo, M_hi = _constant_local(op, node, point, cache, index)[p]
     if not (np.isfinite(M_lo).all() and np.isfinite(M_hi).all()) or \
             not (((M_lo > 0) | (M_hi < 0)).sum(axis=1) > 1).any():   # no entry mixes
         return None
