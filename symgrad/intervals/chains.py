@@ -221,31 +221,23 @@ def _rows_matrix(rows: int, d: int, block) -> np.ndarray:
 
 
 def variance_floor(alg, u, rows: int, d: int) -> np.ndarray:
-    """Per row, a lower bound of mean(u²) over the box, from the tangent planes
-    u_i² ≥ 2w_i u_i − w_i² (any real w): mean(u²) ≥ Σ m_i u_i − (d/4) Σ m_i² with
-    m_i = 2w_i/d (the float, w_i = m_i d/2 read exactly) — a linear form in u, whose lower
-    end over the box is the algebra's. The bound is best at w = u where mean(u²) is least;
-    w is that of u's linear part, c + a·z over z ∈ [−1, 1]^m, found by projected gradient
-    descent (any w is sound). The row's lower end of mean(u²)'s own form is often near 0
-    where this one is near the true minimum."""
-    c, a = alg.linear_part(u)
-    M = np.zeros((rows, rows * d))
-    offset = np.zeros(rows)
-    least = _least_norm_points(c, a, [list(range(row * d, (row + 1) * d)) for row in range(rows)])
-    for row in range(rows):
-        sl = slice(row * d, (row + 1) * d)
-        m = 2 * least[row] / d
-        M[row, sl] = m
-        total = sum((arb(float(v)) ** 2 for v in m), arb(0)) * d / 4
-        offset[row] = -_ball_bounds(total)[1]
-    lo, _ = alg.bounds(alg.linear([(M, u)], offset=offset))
-    return np.where(np.isfinite(lo), lo, -np.inf)   # a NaN (an overflow) bounds nothing
+    """Per row, a lower bound of mean(u²) over the box: the lower end, over the box, of the
+    row's tangent plane Σ 2w_i u_i − ⌈Σ w_i²⌉ ≤ Σ u_i² (:func:`tangent_planes`, any real w;
+    a linear form in u, whose range the algebra bounds), over d, rounded down. The bound is
+    best at w = u where mean(u²) is least; w is the least-norm point of u's linear part
+    c + a·z over z ∈ [−1, 1]^m (any w is sound). The row's lower end of mean(u²)'s own form
+    is often near 0 where this one is near the true minimum."""
+    plane = tangent_planes(alg, u, rows, d, [list(range(r * d, (r + 1) * d)) for r in range(rows)])
+    lo, _ = alg.bounds(plane)
+    with np.errstate(invalid="ignore"):
+        floor = np.nextafter(lo / d, -np.inf)
+    return np.where(np.isfinite(floor), floor, -np.inf)   # a NaN (an overflow) bounds nothing
 
 
 def tangent_planes(alg, u, rows: int, d: int, select: list, at=None):
     """Linear lower bounds of Σ_{j ∈ idx} u_j², one per list idx in ``select`` (indices into
-    u, rows of d flattened), as one form in ``alg``: Σ 2w_j u_j − ⌈Σ w_j²⌉ (the tangent
-    planes of :func:`variance_floor`; any real w is sound, 2w is exact), w the value of the
+    u, rows of d flattened), as one form in ``alg``: Σ 2w_j u_j − ⌈Σ w_j²⌉ (from
+    u_j² ≥ 2w_j u_j − w_j² for any real w_j; 2w is exact), w the value of the
     selected entries' linear part c + a·z at z = ``at[i]``, or where it is least in norm."""
     c, a = alg.linear_part(u)
     M = np.zeros((len(select), rows * d))
